@@ -1,0 +1,2 @@
+//! The pushloop demo server (placeholder).
+fn main() {}

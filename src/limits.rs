@@ -1,0 +1,122 @@
+//! Every limit pushloop enforces, in one place: its name, its default, why the
+//! default is what it is, and what the peer sees when it is crossed.
+//!
+//! The protocol layers below the event loop take the numbers they need as plain
+//! arguments (they never see this struct); the server hands them out from here.
+//! Each limit has a test that crosses it (see the module that enforces it).
+
+use std::time::Duration;
+
+/// The named limits of a server. Start from [`Limits::default`] and change
+/// what your deployment needs:
+///
+/// ```
+/// let limits = pushloop::limits::Limits {
+///     max_message_bytes: 16 << 20,
+///     ..Default::default()
+/// };
+/// assert_eq!(limits.max_head_bytes, 8 * 1024);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes in a request head (request line + headers + the blank line).
+    /// Default 8 KiB, nginx's `large_client_header_buffers` unit; browsers send
+    /// well under 2 KiB. Past it: `431 Request Header Fields Too Large`.
+    pub max_head_bytes: usize,
+    /// Header fields in a request head. Default 64 (httparse's examples use 16,
+    /// Node's limit is 2000 but it counts bytes first). Past it: `431`.
+    pub max_headers: usize,
+    /// Bytes in a request body, by `Content-Length` or chunked. Default 1 MiB,
+    /// nginx's `client_max_body_size`. Past it: `413 Content Too Large`.
+    pub max_body_bytes: usize,
+    /// Payload bytes in one WebSocket frame, checked against the declared length
+    /// before anything is buffered. Default 1 MiB. Past it: close `1009`.
+    pub max_frame_bytes: usize,
+    /// Payload bytes in one reassembled WebSocket message, checked against the
+    /// declared frame lengths before the buffer grows. Default 1 MiB: enough
+    /// for any chat or telemetry message, small enough for a 64 MiB device with
+    /// a few dozen clients mid-message. Past it: close `1009`.
+    pub max_message_bytes: usize,
+    /// Frames in one fragmented WebSocket message. Default 131 072: Autobahn
+    /// case 9.3.1 sends a 4 MiB message in 65 536 fragments of 64 bytes, and a
+    /// flood of empty fragments (which would never reach the size limit) still
+    /// ends. Past it: close `1009`.
+    pub max_fragments: usize,
+    /// Bytes queued for one connection that the socket has not taken yet (the
+    /// browser's `bufferedAmount`). A connection whose queue already holds more
+    /// than this when a new message is queued is a slow reader and gets the
+    /// [`crate::limits::Limits::slow_reader`] policy. A single message larger
+    /// than the limit is still accepted into an empty queue, so memory per
+    /// connection stays under `max(max_queued_bytes, largest message)`.
+    /// Default 1 MiB.
+    pub max_queued_bytes: usize,
+    /// What happens to a slow reader (see [`SlowReader`]). Default: close it.
+    pub slow_reader: SlowReader,
+    /// Open connections (all transports). Default 10 000; past it new sockets
+    /// are accepted and closed at once, so the backlog cannot pile up.
+    pub max_connections: usize,
+    /// Time from accept to a complete request head. Default 10 s: bounds
+    /// slowloris-style trickling. Past it the socket is closed (a `408` is
+    /// written first when part of a head has arrived).
+    pub handshake_timeout: Duration,
+    /// Time a connection may send nothing at all. Default 120 s (longer than
+    /// `ping_interval + pong_timeout`, so a live WebSocket never hits it; an
+    /// idle keep-alive HTTP connection does). Past it: the connection is closed
+    /// (WebSocket: close `1001`).
+    pub idle_timeout: Duration,
+    /// How often the server pings an open WebSocket. Default 25 s, socket.io's
+    /// `pingInterval`; browsers answer protocol pings on their own.
+    pub ping_interval: Duration,
+    /// How long a ping may go unanswered. Default 20 s, socket.io's
+    /// `pingTimeout`. Past it: close `1001`, then TCP close.
+    pub pong_timeout: Duration,
+    /// How long the server waits for the peer's close frame (and then for the
+    /// peer to close TCP) after sending its own. Default 5 s.
+    pub close_timeout: Duration,
+    /// Interval between SSE keep-alive comments. Default 15 s (WHATWG HTML
+    /// §9.2.7 suggests "every 15 seconds or so" for proxies that drop idle
+    /// connections).
+    pub sse_keepalive: Duration,
+    /// How long a long-poll is held before it is answered with `[]`.
+    /// Default 25 s, under the 30 s that many proxies allow an idle response.
+    pub long_poll_timeout: Duration,
+    /// How long a graceful shutdown waits for queued bytes to drain. Default 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+/// The policy for a connection whose write queue is past
+/// [`Limits::max_queued_bytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowReader {
+    /// Close a WebSocket with `1008 Policy Violation` (an event stream or an
+    /// HTTP connection is closed at once). Nothing is silently lost: the client
+    /// sees the close and can resume from its last event id.
+    Close,
+    /// Drop the new message for this connection only and keep the connection.
+    /// Suits feeds where only the latest value matters (sensor readings).
+    Drop,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 64,
+            max_body_bytes: 1 << 20,
+            max_frame_bytes: 1 << 20,
+            max_message_bytes: 1 << 20,
+            max_fragments: 1 << 17,
+            max_queued_bytes: 1 << 20,
+            slow_reader: SlowReader::Close,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(20),
+            close_timeout: Duration::from_secs(5),
+            sse_keepalive: Duration::from_secs(15),
+            long_poll_timeout: Duration::from_secs(25),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
