@@ -191,7 +191,13 @@ pub trait App {
     /// A valid WebSocket upgrade request (`offer` holds the key, Origin and the
     /// offered subprotocols; the server's Origin policy already allowed it).
     /// Default: `404`.
-    fn upgrade(&mut self, ctx: &mut Context, id: ConnId, req: &Request, offer: &Upgrade) -> Upgrading {
+    fn upgrade(
+        &mut self,
+        ctx: &mut Context,
+        id: ConnId,
+        req: &Request,
+        offer: &Upgrade,
+    ) -> Upgrading {
         let _ = (ctx, id, req, offer);
         Upgrading::Reject(Response::text(404, "not found"))
     }
@@ -264,12 +270,22 @@ impl Context<'_> {
     /// Publishes an event (`event` `None` = the default `message` type) to a
     /// topic's WebSockets, event streams and waiting long-polls, and returns
     /// its id. Fails only for an event name with CR, LF or NUL.
-    pub fn publish(&mut self, topic: TopicId, event: Option<&str>, data: &str) -> Result<u64, SseError> {
+    pub fn publish(
+        &mut self,
+        topic: TopicId,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<u64, SseError> {
         self.core.publish(topic, event, data)
     }
 
     /// Subscribes an open WebSocket to a topic (see [`Accept::subscribe`]).
-    pub fn subscribe(&mut self, id: ConnId, topic: TopicId, after: Option<u64>) -> Result<(), SendError> {
+    pub fn subscribe(
+        &mut self,
+        id: ConnId,
+        topic: TopicId,
+        after: Option<u64>,
+    ) -> Result<(), SendError> {
         self.core.subscribe_socket(id.0, topic, after)
     }
 

@@ -39,7 +39,10 @@ pub struct HistoryLimits {
 
 impl Default for HistoryLimits {
     fn default() -> Self {
-        HistoryLimits { max_events: 1024, max_bytes: 1 << 20 }
+        HistoryLimits {
+            max_events: 1024,
+            max_bytes: 1 << 20,
+        }
     }
 }
 
@@ -156,7 +159,8 @@ impl Topic {
         self.history_bytes += entry.size();
         self.history.push_back(entry.clone());
         while self.history.len() > 1
-            && (self.history.len() > self.limits.max_events || self.history_bytes > self.limits.max_bytes)
+            && (self.history.len() > self.limits.max_events
+                || self.history_bytes > self.limits.max_bytes)
         {
             if let Some(old) = self.history.pop_front() {
                 self.history_bytes -= old.size();
@@ -187,8 +191,13 @@ impl Topic {
         let oldest = self.oldest_id();
         let exact = cursor == 0 || (cursor >= oldest - 1 && cursor <= self.latest_id());
         if exact {
-            let skip = cursor.saturating_sub(oldest - 1).min(self.history.len() as u64) as usize;
-            return Replay { resync: None, entries: self.history.range(skip..) };
+            let skip = cursor
+                .saturating_sub(oldest - 1)
+                .min(self.history.len() as u64) as usize;
+            return Replay {
+                resync: None,
+                entries: self.history.range(skip..),
+            };
         }
         // Ids of this run start at `first_id`, so a
         // cursor in [first_id - 1, oldest - 1) was ours and has been dropped.
@@ -197,7 +206,10 @@ impl Topic {
         } else {
             Resync::UnknownId
         };
-        Replay { resync: Some(resync), entries: self.history.iter() }
+        Replay {
+            resync: Some(resync),
+            entries: self.history.iter(),
+        }
     }
 
     /// The resync notice as an entry: type `resync`, id `oldest_id - 1` (so the

@@ -81,9 +81,19 @@ fn start(config: Config) -> (TestServer, std::sync::mpsc::Receiver<(u16, String)
 fn handshake_answers_the_rfc_sample_key() {
     let (server, _) = start(quick_config());
     let client = WsClient::connect(server.addr, "/echo");
-    assert_eq!(client.response.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
-    assert!(client.response.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
-    assert_eq!(client.response.header("sec-websocket-extensions"), None, "no extension is ever accepted");
+    assert_eq!(
+        client.response.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    assert!(client
+        .response
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
+    assert_eq!(
+        client.response.header("sec-websocket-extensions"),
+        None,
+        "no extension is ever accepted"
+    );
 }
 
 #[test]
@@ -122,9 +132,18 @@ fn connection_token_list_is_matched_in_any_case() {
 #[test]
 fn subprotocol_is_chosen_only_among_those_offered() {
     let (server, _) = start(quick_config());
-    let offered = WsClient::try_connect(server.addr, &upgrade_request("/proto", "Sec-WebSocket-Protocol: chat.v1, chat.v2\r\n"));
-    assert_eq!(offered.response.header("sec-websocket-protocol"), Some("chat.v2"));
-    let not_offered = WsClient::try_connect(server.addr, &upgrade_request("/proto", "Sec-WebSocket-Protocol: other\r\n"));
+    let offered = WsClient::try_connect(
+        server.addr,
+        &upgrade_request("/proto", "Sec-WebSocket-Protocol: chat.v1, chat.v2\r\n"),
+    );
+    assert_eq!(
+        offered.response.header("sec-websocket-protocol"),
+        Some("chat.v2")
+    );
+    let not_offered = WsClient::try_connect(
+        server.addr,
+        &upgrade_request("/proto", "Sec-WebSocket-Protocol: other\r\n"),
+    );
     assert_eq!(not_offered.response.status, 101);
     assert_eq!(not_offered.response.header("sec-websocket-protocol"), None);
 }
@@ -134,9 +153,15 @@ fn origin_policy_refuses_cross_site_sockets_with_403() {
     let mut config = quick_config();
     config.origin_policy = OriginPolicy::AllowList(vec!["https://good.example".into()]);
     let (server, _) = start(config);
-    let bad = WsClient::try_connect(server.addr, &upgrade_request("/echo", "Origin: https://evil.example\r\n"));
+    let bad = WsClient::try_connect(
+        server.addr,
+        &upgrade_request("/echo", "Origin: https://evil.example\r\n"),
+    );
     assert_eq!(bad.response.status, 403);
-    let good = WsClient::try_connect(server.addr, &upgrade_request("/echo", "Origin: https://good.example\r\n"));
+    let good = WsClient::try_connect(
+        server.addr,
+        &upgrade_request("/echo", "Origin: https://good.example\r\n"),
+    );
     assert_eq!(good.response.status, 101);
 }
 
@@ -188,7 +213,13 @@ fn echoes_a_16_mib_message() {
     let sent = payload.clone();
     let sender = std::thread::spawn(move || {
         let mut frame = Vec::new();
-        pushloop::ws::frame::encode_frame(&mut frame, true, OpCode::Binary, Some([9, 8, 7, 6]), &sent);
+        pushloop::ws::frame::encode_frame(
+            &mut frame,
+            true,
+            OpCode::Binary,
+            Some([9, 8, 7, 6]),
+            &sent,
+        );
         writer.write_all(&frame).unwrap();
     });
     assert_eq!(client.recv_data(), Received::Binary(payload));
@@ -214,7 +245,11 @@ fn broadcast_reaches_everyone_and_broadcast_except_skips_the_sender() {
     a.send_text("others:psst");
     assert_eq!(b.recv_data(), Received::Text("psst".into()));
     a.send_text("after");
-    assert_eq!(a.recv_data(), Received::Text("after".into()), "the sender got nothing in between");
+    assert_eq!(
+        a.recv_data(),
+        Received::Text("after".into()),
+        "the sender got nothing in between"
+    );
 }
 
 // ---- Closing (RFC 6455 §5.5.1, §7) --------------------------------------------
@@ -225,7 +260,10 @@ fn client_close_is_echoed_and_reported_to_the_app() {
     let mut client = WsClient::connect(server.addr, "/echo");
     client.send_close(1000, "done");
     assert_eq!(client.expect_close(), Some(1000));
-    assert_eq!(closes.recv_timeout(READ_TIMEOUT).unwrap(), (1000, "done".into()));
+    assert_eq!(
+        closes.recv_timeout(READ_TIMEOUT).unwrap(),
+        (1000, "done".into())
+    );
 }
 
 #[test]
@@ -242,7 +280,10 @@ fn server_initiated_close_completes_the_handshake() {
     let (server, closes) = start(quick_config());
     let mut client = WsClient::connect(server.addr, "/echo");
     client.send_text("close");
-    assert_eq!(client.recv(), Received::Close(Some(4000), "asked to".into()));
+    assert_eq!(
+        client.recv(),
+        Received::Close(Some(4000), "asked to".into())
+    );
     client.send_close(4000, "");
     assert_eq!(client.recv(), Received::Eof);
     assert_eq!(closes.recv_timeout(READ_TIMEOUT).unwrap().0, 4000);
@@ -253,20 +294,55 @@ fn server_initiated_close_completes_the_handshake() {
 fn protocol_violations_close_with_their_codes() {
     let (server, _) = start(quick_config());
     let masked = |fin: bool, opcode: u8, payload: &[u8]| {
-        let mut frame = vec![if fin { 0x80 } else { 0 } | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        let mut frame = vec![
+            if fin { 0x80 } else { 0 } | opcode,
+            0x80 | payload.len() as u8,
+            0,
+            0,
+            0,
+            0,
+        ];
         frame.extend_from_slice(payload);
         frame
     };
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("unmasked client frame (§5.1)", vec![0x81, 0x02, b'h', b'i'], 1002),
-        ("RSV1 without an extension (§5.2)", vec![0xC1, 0x80, 0, 0, 0, 0], 1002),
+        (
+            "unmasked client frame (§5.1)",
+            vec![0x81, 0x02, b'h', b'i'],
+            1002,
+        ),
+        (
+            "RSV1 without an extension (§5.2)",
+            vec![0xC1, 0x80, 0, 0, 0, 0],
+            1002,
+        ),
         ("reserved opcode 3 (§5.2)", masked(true, 0x3, b""), 1002),
         ("fragmented ping (§5.5)", masked(false, 0x9, b""), 1002),
-        ("continuation without start (§5.4)", masked(true, 0x0, b"x"), 1002),
-        ("1-byte close payload (§5.5.1)", masked(true, 0x8, &[3]), 1002),
-        ("close code 1005 on the wire (§7.4.1)", masked(true, 0x8, &[0x03, 0xED]), 1002),
-        ("invalid UTF-8 text (§8.1)", masked(true, 0x1, &[0xCE, 0xBA, 0xE1, 0xBD]), 1007),
-        ("invalid UTF-8 close reason (§5.5.1)", masked(true, 0x8, &[0x03, 0xE8, 0xFF]), 1007),
+        (
+            "continuation without start (§5.4)",
+            masked(true, 0x0, b"x"),
+            1002,
+        ),
+        (
+            "1-byte close payload (§5.5.1)",
+            masked(true, 0x8, &[3]),
+            1002,
+        ),
+        (
+            "close code 1005 on the wire (§7.4.1)",
+            masked(true, 0x8, &[0x03, 0xED]),
+            1002,
+        ),
+        (
+            "invalid UTF-8 text (§8.1)",
+            masked(true, 0x1, &[0xCE, 0xBA, 0xE1, 0xBD]),
+            1007,
+        ),
+        (
+            "invalid UTF-8 close reason (§5.5.1)",
+            masked(true, 0x8, &[0x03, 0xE8, 0xFF]),
+            1007,
+        ),
     ];
     for (what, bytes, code) in cases {
         let mut client = WsClient::connect(server.addr, "/echo");
@@ -413,5 +489,8 @@ fn slow_reader_drop_policy_keeps_the_connection_and_drops_messages() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(delivered < sent, "messages were dropped for the slow reader ({delivered} of {sent})");
+    assert!(
+        delivered < sent,
+        "messages were dropped for the slow reader ({delivered} of {sent})"
+    );
 }

@@ -12,8 +12,6 @@
 //!
 //! Each state is a small type of its own; nothing here touches the socket.
 
-use std::time::Instant;
-
 use mio::net::TcpStream;
 
 use crate::app::TopicId;
@@ -28,8 +26,6 @@ use crate::ws::message::MessageDecoder;
 pub enum Transport {
     /// Plain HTTP responses (including errors and the demo page).
     Http,
-    /// Short polls.
-    Poll,
     /// Long polls.
     LongPoll,
     /// Server-Sent Events streams.
@@ -127,8 +123,6 @@ pub struct Connection {
     pub wants_writable: bool,
     /// Which counters this connection's traffic goes to.
     pub transport: Transport,
-    /// Accepted at.
-    pub since: Instant,
 }
 
 impl Connection {

@@ -91,11 +91,6 @@ impl Core {
 
     // ---- Queuing bytes ---------------------------------------------------------
 
-    /// Marks a connection for the end-of-batch flush.
-    pub(crate) fn mark_dirty(&mut self, token: Token) {
-        self.dirty.push(token);
-    }
-
     /// Queues bytes built for this connection alone.
     pub(crate) fn append(&mut self, token: Token, encode: impl FnOnce(&mut Vec<u8>)) {
         if let Some(conn) = self.conns.get_mut(token) {
@@ -111,7 +106,9 @@ impl Core {
     /// reader (an empty queue always takes one message, however large).
     fn admit(&mut self, token: Token, len: usize) -> Result<(), SendError> {
         let limits = &self.config.limits;
-        let Some(conn) = self.conns.get_mut(token) else { return Err(SendError::NotOpen) };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return Err(SendError::NotOpen);
+        };
         let queued = conn.queue.len();
         if queued == 0 || queued + len <= limits.max_queued_bytes {
             return Ok(());
@@ -135,7 +132,9 @@ impl Core {
     /// Queues bytes shared with other connections, under the slow-reader policy.
     fn enqueue_shared(&mut self, token: Token, bytes: &Rc<[u8]>) -> Result<(), SendError> {
         self.admit(token, bytes.len())?;
-        let Some(conn) = self.conns.get_mut(token) else { return Err(SendError::NotOpen) };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return Err(SendError::NotOpen);
+        };
         conn.queue.push_shared(Rc::clone(bytes));
         self.stats.of(conn.transport).bytes_written += bytes.len() as u64;
         self.dirty.push(token);
@@ -144,7 +143,11 @@ impl Core {
 
     /// Sends a message to one open WebSocket.
     pub(crate) fn send(&mut self, token: Token, message: Message) -> Result<(), SendError> {
-        if !self.conns.get(token).is_some_and(Connection::is_open_websocket) {
+        if !self
+            .conns
+            .get(token)
+            .is_some_and(Connection::is_open_websocket)
+        {
             return Err(SendError::NotOpen);
         }
         let (opcode, payload) = match message {
@@ -171,7 +174,10 @@ impl Core {
             .filter(|(token, conn)| Some(*token) != except && conn.is_open_websocket())
             .map(|(token, _)| token)
             .collect();
-        recipients.into_iter().filter(|token| self.enqueue_shared(*token, &frame).is_ok()).count()
+        recipients
+            .into_iter()
+            .filter(|token| self.enqueue_shared(*token, &frame).is_ok())
+            .count()
     }
 
     /// Bytes queued for a connection.
@@ -184,7 +190,9 @@ impl Core {
     /// Starts closing a connection: a WebSocket gets a Close frame (RFC 6455
     /// §7.1.2) and waits for the peer's; anything else flushes and closes.
     pub(crate) fn close(&mut self, token: Token, code: CloseCode, reason: &str) -> bool {
-        let Some(conn) = self.conns.get_mut(token) else { return false };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return false;
+        };
         match &mut conn.state {
             State::WebSocket(ws) => {
                 if ws.close != CloseState::Open {
@@ -192,7 +200,10 @@ impl Core {
                 }
                 ws.close = ws.close.on_send();
                 ws.close_code.get_or_insert(code);
-                conn.deadlines.set(Deadline::Close, Some(self.now + self.config.limits.close_timeout));
+                conn.deadlines.set(
+                    Deadline::Close,
+                    Some(self.now + self.config.limits.close_timeout),
+                );
                 conn.deadlines.set(Deadline::Heartbeat, None);
                 conn.deadlines.set(Deadline::Idle, None);
                 self.append(token, |out| write_close_frame(out, code, reason));
@@ -209,25 +220,39 @@ impl Core {
 
     /// Flush what is queued, then a lingering close, bounded by `close_timeout`.
     pub(crate) fn start_closing(&mut self, token: Token) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         if matches!(conn.state, State::Closing(_)) {
             return;
         }
         self.unsubscribe(token);
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         conn.state = State::Closing(ClosingStage::Flushing);
         conn.leftover = Vec::new();
-        for deadline in [Deadline::Handshake, Deadline::Idle, Deadline::Heartbeat, Deadline::Stream] {
+        for deadline in [
+            Deadline::Handshake,
+            Deadline::Idle,
+            Deadline::Heartbeat,
+            Deadline::Stream,
+        ] {
             conn.deadlines.set(deadline, None);
         }
-        conn.deadlines.set(Deadline::Close, Some(self.now + self.config.limits.close_timeout));
+        conn.deadlines.set(
+            Deadline::Close,
+            Some(self.now + self.config.limits.close_timeout),
+        );
         self.rearm(token);
         self.dirty.push(token);
     }
 
     /// Removes a connection from its topic's subscribers and waiters.
     pub(crate) fn unsubscribe(&mut self, token: Token) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let topic = match &mut conn.state {
             State::EventStream(topic) => Some(*topic),
             State::LongPoll(poll) => Some(poll.topic),
@@ -268,7 +293,9 @@ impl Core {
 
     /// Writes one connection's queue.
     pub(crate) fn flush(&mut self, token: Token) {
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         let drained = match conn.queue.flush_into(&mut conn.stream) {
             Ok(drained) => drained,
             Err(_) => {
@@ -280,14 +307,22 @@ impl Core {
         };
         let want_writable = !drained;
         if want_writable != conn.wants_writable {
-            let interest = if want_writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            if self.registry.reregister(&mut conn.stream, token, interest).is_err() {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .registry
+                .reregister(&mut conn.stream, token, interest)
+                .is_err()
+            {
                 self.dead.push(token);
                 return;
             }
             conn.wants_writable = want_writable;
         }
-        if drained && conn.state == State::Closing(ClosingStage::Flushing) {
+        if drained && matches!(conn.state, State::Closing(ClosingStage::Flushing)) {
             // Half-close, then read until the peer's FIN (see ClosingStage).
             match conn.stream.shutdown(Shutdown::Write) {
                 Ok(()) => conn.state = State::Closing(ClosingStage::Lingering),
@@ -300,7 +335,11 @@ impl Core {
 
     /// The topic of that name, created on first use.
     pub(crate) fn topic(&mut self, name: &str) -> TopicId {
-        if let Some(index) = self.topics.iter().position(|state| state.topic.name() == name) {
+        if let Some(index) = self
+            .topics
+            .iter()
+            .position(|state| state.topic.name() == name)
+        {
             return TopicId(index);
         }
         self.topics.push(TopicState {
@@ -312,8 +351,15 @@ impl Core {
     }
 
     /// Publishes and fans out: shared bytes to subscribers, answers to waiters.
-    pub(crate) fn publish(&mut self, topic: TopicId, event: Option<&str>, data: &str) -> Result<u64, SseError> {
-        let Some(state) = self.topics.get_mut(topic.0) else { return Err(SseError::BadLastEventId) };
+    pub(crate) fn publish(
+        &mut self,
+        topic: TopicId,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<u64, SseError> {
+        let Some(state) = self.topics.get_mut(topic.0) else {
+            return Err(SseError::BadLastEventId);
+        };
         let entry = state.topic.publish(event, data)?;
         let subscribers: Vec<Token> = state.subscribers.iter().copied().collect();
         let waiters: Vec<Token> = state.waiters.drain().collect();
@@ -334,7 +380,9 @@ impl Core {
         // response serves them all.
         let mut answers: Vec<(u64, Rc<[u8]>)> = Vec::new();
         for token in waiters {
-            let Some(State::LongPoll(poll)) = self.conns.get(token).map(|conn| &conn.state) else { continue };
+            let Some(State::LongPoll(poll)) = self.conns.get(token).map(|conn| &conn.state) else {
+                continue;
+            };
             let (after, keep_alive) = (poll.after, poll.keep_alive);
             let response = match answers.iter().find(|(cursor, _)| *cursor == after) {
                 Some((_, response)) => Rc::clone(response),
@@ -351,7 +399,10 @@ impl Core {
 
     /// A complete `200` JSON response with the topic's events after `after`.
     pub(crate) fn poll_response(&self, topic: TopicId, after: u64, keep_alive: bool) -> Rc<[u8]> {
-        let body = self.topics.get(topic.0).map_or_else(|| b"[]".to_vec(), |state| state.topic.poll_json(after));
+        let body = self
+            .topics
+            .get(topic.0)
+            .map_or_else(|| b"[]".to_vec(), |state| state.topic.poll_json(after));
         let mut response = Vec::with_capacity(body.len() + 160);
         let mut headers = vec![
             ("Content-Type", "application/json"),
@@ -371,7 +422,9 @@ impl Core {
     /// Answers a held long-poll and returns the connection to reading requests.
     pub(crate) fn answer_long_poll(&mut self, token: Token, response: &Rc<[u8]>, keep_alive: bool) {
         self.unsubscribe(token);
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         conn.queue.push_shared(Rc::clone(response));
         self.stats.long_poll.bytes_written += response.len() as u64;
         self.stats.long_poll.events_delivered += 1;
@@ -381,7 +434,10 @@ impl Core {
                 scanner: crate::http::HeadScanner::new(self.config.limits.max_head_bytes),
                 pending: None,
             });
-            conn.deadlines.set(Deadline::Idle, Some(self.now + self.config.limits.idle_timeout));
+            conn.deadlines.set(
+                Deadline::Idle,
+                Some(self.now + self.config.limits.idle_timeout),
+            );
             self.stats.switch(conn, Transport::Http);
             self.rearm(token);
             // Requests pipelined behind the long-poll are handled next.
@@ -393,8 +449,18 @@ impl Core {
     }
 
     /// Subscribes an open WebSocket to a topic, replaying after the cursor.
-    pub(crate) fn subscribe_socket(&mut self, token: Token, topic: TopicId, after: Option<u64>) -> Result<(), SendError> {
-        if !self.conns.get(token).is_some_and(Connection::is_open_websocket) || topic.0 >= self.topics.len() {
+    pub(crate) fn subscribe_socket(
+        &mut self,
+        token: Token,
+        topic: TopicId,
+        after: Option<u64>,
+    ) -> Result<(), SendError> {
+        if !self
+            .conns
+            .get(token)
+            .is_some_and(Connection::is_open_websocket)
+            || topic.0 >= self.topics.len()
+        {
             return Err(SendError::NotOpen);
         }
         self.unsubscribe(token);
@@ -412,10 +478,19 @@ impl Core {
     }
 
     /// The shared bytes a cursor gets: a resync notice if needed, then history.
-    pub(crate) fn replay(&self, topic: TopicId, after: u64, pick: impl Fn(&crate::topic::Entry) -> Rc<[u8]>) -> Vec<Rc<[u8]>> {
-        let Some(state) = self.topics.get(topic.0) else { return Vec::new() };
+    pub(crate) fn replay(
+        &self,
+        topic: TopicId,
+        after: u64,
+        pick: impl Fn(&crate::topic::Entry) -> Rc<[u8]>,
+    ) -> Vec<Rc<[u8]>> {
+        let Some(state) = self.topics.get(topic.0) else {
+            return Vec::new();
+        };
         let replay = state.topic.since(after);
-        let notice = replay.resync.map(|why| pick(&state.topic.resync_entry(why)));
+        let notice = replay
+            .resync
+            .map(|why| pick(&state.topic.resync_entry(why)));
         notice.into_iter().chain(replay.entries.map(pick)).collect()
     }
 
@@ -438,9 +513,13 @@ impl Core {
         write_head(&mut head, 200, &headers, None);
         sse::encode_retry(self.config.sse_retry_ms, &mut head);
         self.append(token, |out| out.extend_from_slice(&head));
-        let replay = after.map(|after| self.replay(topic, after, |entry| Rc::clone(&entry.sse))).unwrap_or_default();
+        let replay = after
+            .map(|after| self.replay(topic, after, |entry| Rc::clone(&entry.sse)))
+            .unwrap_or_default();
         let keepalive = self.now + self.config.limits.sse_keepalive;
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         self.stats.switch(conn, Transport::EventStream);
         conn.state = State::EventStream(topic);
         conn.deadlines.set(Deadline::Idle, None);
@@ -459,7 +538,13 @@ impl Core {
     }
 
     /// Holds a long-poll, or answers it at once when something is newer.
-    pub(crate) fn start_long_poll(&mut self, token: Token, topic: TopicId, after: u64, keep_alive: bool) {
+    pub(crate) fn start_long_poll(
+        &mut self,
+        token: Token,
+        topic: TopicId,
+        after: u64,
+        keep_alive: bool,
+    ) {
         let pending = self.topics.get(topic.0).is_some_and(|state| {
             let replay = state.topic.since(after);
             replay.resync.is_some() || replay.entries.len() > 0
@@ -473,9 +558,15 @@ impl Core {
             return;
         }
         let hold_until = self.now + self.config.limits.long_poll_timeout;
-        let Some(conn) = self.conns.get_mut(token) else { return };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         self.stats.switch(conn, Transport::LongPoll);
-        conn.state = State::LongPoll(LongPollState { topic, after, keep_alive });
+        conn.state = State::LongPoll(LongPollState {
+            topic,
+            after,
+            keep_alive,
+        });
         conn.deadlines.set(Deadline::Idle, None);
         conn.deadlines.set(Deadline::Handshake, None);
         conn.deadlines.set(Deadline::Stream, Some(hold_until));
@@ -492,15 +583,23 @@ impl Core {
         let slot = match self.free_timers.pop() {
             Some(slot) => slot,
             None => {
-                self.user_timers.push(UserTimer { generation: 0, period: None, active: false });
+                self.user_timers.push(UserTimer {
+                    generation: 0,
+                    period: None,
+                    active: false,
+                });
                 self.user_timers.len() - 1
             }
         };
         let timer = &mut self.user_timers[slot];
         timer.period = period;
         timer.active = true;
-        let id = TimerId { slot, generation: timer.generation };
-        self.timers.arm(self.now + delay, Wake::User(slot, id.generation));
+        let id = TimerId {
+            slot,
+            generation: timer.generation,
+        };
+        self.timers
+            .arm(self.now + delay, Wake::User(slot, id.generation));
         id
     }
 
@@ -519,7 +618,12 @@ impl Core {
 
     /// A user timer's heap entry popped: the id to report if it is still live,
     /// re-armed from its own deadline when periodic.
-    pub(crate) fn user_timer_fired(&mut self, when: Instant, slot: usize, generation: u32) -> Option<TimerId> {
+    pub(crate) fn user_timer_fired(
+        &mut self,
+        when: Instant,
+        slot: usize,
+        generation: u32,
+    ) -> Option<TimerId> {
         let timer = self.user_timers.get_mut(slot)?;
         if !timer.active || timer.generation != generation {
             return None;

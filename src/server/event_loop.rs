@@ -19,8 +19,8 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::app::{App, ConnId, Context, Message as AppMessage, Reply, Upgrading};
-use crate::http::{self, parse_request, BodyDecoder, BodyFraming, HeadScanner, Request, Response};
-use crate::server::connection::{ClosingStage, Connection, HttpState, PendingBody, State, Transport, WsState};
+use crate::http::{parse_request, BodyDecoder, BodyFraming, HeadScanner, Request, Response};
+use crate::server::connection::{Connection, HttpState, PendingBody, State, Transport, WsState};
 use crate::server::core::{write_close_frame, Core};
 use crate::server::handle::{Command, Handle};
 use crate::server::timers::{Deadline, Deadlines, Wake};
@@ -57,12 +57,15 @@ impl EventLoop {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, commands) = sync_channel(config.handle_capacity.max(1));
         let handle = Handle::new(sender, waker, Arc::new(AtomicBool::new(false)));
         // The buffer must hold an unfinished head plus room to read more.
-        let scratch_len = config.read_buffer_bytes.max(config.limits.max_head_bytes + 4096);
+        let scratch_len = config
+            .read_buffer_bytes
+            .max(config.limits.max_head_bytes + 4096);
         let core = Core::new(config, poll.registry().try_clone()?, handle, id_seed);
         Ok(EventLoop {
             poll,
@@ -92,7 +95,11 @@ impl EventLoop {
                     return Ok(());
                 }
             }
-            let timeout = self.core.timers.next().map(|when| when.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .core
+                .timers
+                .next()
+                .map(|when| when.saturating_duration_since(Instant::now()));
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == ErrorKind::Interrupted {
                     continue;
@@ -105,7 +112,7 @@ impl EventLoop {
                     // 1. New connections.
                     LISTENER => self.accept(),
                     // 2. Commands from other threads.
-                    WAKER => self.run_commands(&mut app),
+                    WAKER => self.run_commands(),
                     // 3. Socket readiness: read before write, so that answers
                     //    to this batch's input join what is already queued.
                     token => {
@@ -131,22 +138,28 @@ impl EventLoop {
         if self.accept_paused {
             return;
         }
-        let Some(listener) = self.listener.as_ref() else { return };
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
         loop {
-            let (mut stream, _) = match listener.accept() {
+            let (stream, _) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                 Err(error) if is_out_of_descriptors(&error) => {
                     self.accept_paused = true;
-                    self.core.timers.arm(self.core.now + ACCEPT_PAUSE, Wake::Accept);
+                    self.core
+                        .timers
+                        .arm(self.core.now + ACCEPT_PAUSE, Wake::Accept);
                     return;
                 }
                 // A connection reset before we took it, and the like.
                 Err(_) => continue,
             };
             let core = &mut self.core;
-            if core.conns.len() >= core.config.limits.max_connections || core.shutdown_deadline.is_some() {
+            if core.conns.len() >= core.config.limits.max_connections
+                || core.shutdown_deadline.is_some()
+            {
                 core.stats.refused_connections += 1;
                 continue;
             }
@@ -160,16 +173,21 @@ impl EventLoop {
             let max_head = limits.max_head_bytes;
             let token = core.conns.insert_with(|_| Connection {
                 stream,
-                state: State::Http(HttpState { scanner: HeadScanner::new(max_head), pending: None }),
+                state: State::Http(HttpState {
+                    scanner: HeadScanner::new(max_head),
+                    pending: None,
+                }),
                 queue: WriteQueue::default(),
                 leftover: Vec::new(),
                 deadlines,
                 wants_writable: false,
                 transport: Transport::Http,
-                since: now,
             });
             let registered = match core.conns.get_mut(token) {
-                Some(conn) => core.registry.register(&mut conn.stream, token, Interest::READABLE).is_ok(),
+                Some(conn) => core
+                    .registry
+                    .register(&mut conn.stream, token, Interest::READABLE)
+                    .is_ok(),
                 None => false,
             };
             if !registered {
@@ -187,7 +205,9 @@ impl EventLoop {
     /// `WouldBlock` (the same shortcut tokio takes).
     fn read(&mut self, app: &mut impl App, token: Token) {
         loop {
-            let Some(conn) = self.core.conns.get_mut(token) else { return };
+            let Some(conn) = self.core.conns.get_mut(token) else {
+                return;
+            };
             let kept = conn.leftover.len();
             self.scratch[..kept].copy_from_slice(&conn.leftover);
             let room = self.scratch.len() - kept;
@@ -216,7 +236,12 @@ impl EventLoop {
 
     /// The peer closed TCP (or reset it).
     fn peer_closed(&mut self, token: Token) {
-        if let Some(ws) = self.core.conns.get_mut(token).and_then(Connection::websocket) {
+        if let Some(ws) = self
+            .core
+            .conns
+            .get_mut(token)
+            .and_then(Connection::websocket)
+        {
             // RFC 6455 §7.1.5: no Close frame was received, so the code is 1006.
             ws.close_code.get_or_insert(CloseCode::ABNORMAL);
             if ws.close != CloseState::Closed && ws.close_code == Some(CloseCode::ABNORMAL) {
@@ -229,17 +254,25 @@ impl EventLoop {
     /// Handles input left waiting by a long-poll that has just been answered.
     fn resume(&mut self, app: &mut impl App) {
         while let Some(token) = self.core.resume.pop() {
-            let Some(conn) = self.core.conns.get_mut(token) else { continue };
+            let Some(conn) = self.core.conns.get_mut(token) else {
+                continue;
+            };
             let leftover = std::mem::take(&mut conn.leftover);
             if leftover.is_empty() {
                 continue;
             }
             self.scratch[..leftover.len()].copy_from_slice(&leftover);
-            process(&mut self.core, app, &mut self.scratch, token, leftover.len());
+            process(
+                &mut self.core,
+                app,
+                &mut self.scratch,
+                token,
+                leftover.len(),
+            );
         }
     }
 
-    fn run_commands(&mut self, app: &mut impl App) {
+    fn run_commands(&mut self) {
         if self.core.handle.shutdown_requested() {
             self.begin_shutdown();
         }
@@ -249,13 +282,15 @@ impl EventLoop {
                 Command::SendText(id, text) => drop(core.send(id.0, AppMessage::Text(&text))),
                 Command::SendBinary(id, bytes) => drop(core.send(id.0, AppMessage::Binary(&bytes))),
                 Command::BroadcastText(text) => drop(core.broadcast(None, AppMessage::Text(&text))),
-                Command::BroadcastBinary(bytes) => drop(core.broadcast(None, AppMessage::Binary(&bytes))),
-                Command::Publish { topic, event, data } => drop(core.publish(topic, event.as_deref(), &data)),
+                Command::BroadcastBinary(bytes) => {
+                    drop(core.broadcast(None, AppMessage::Binary(&bytes)))
+                }
+                Command::Publish { topic, event, data } => {
+                    drop(core.publish(topic, event.as_deref(), &data))
+                }
                 Command::Close(id, code, reason) => drop(core.close(id.0, code, &reason)),
             }
         }
-        // `App::start` may have asked for a shutdown through its context too.
-        let _ = app;
     }
 
     /// Stops accepting and closes everything (see [`Core::begin_shutdown`]).
@@ -283,7 +318,9 @@ impl EventLoop {
                     }
                 }
                 Wake::Connection(token) => {
-                    let Some(conn) = self.core.conns.get_mut(token) else { continue };
+                    let Some(conn) = self.core.conns.get_mut(token) else {
+                        continue;
+                    };
                     if !conn.deadlines.fired(when) {
                         continue;
                     }
@@ -317,8 +354,14 @@ fn is_out_of_descriptors(error: &io::Error) -> bool {
 
 /// Runs a callback with a context; a panic is caught and counted, and `None`
 /// tells the caller to close the connection concerned.
-fn guarded<A: App, R>(core: &mut Core, app: &mut A, call: impl FnOnce(&mut A, &mut Context) -> R) -> Option<R> {
-    let result = panic::catch_unwind(AssertUnwindSafe(|| call(app, &mut Context { core: &mut *core })));
+fn guarded<A: App, R>(
+    core: &mut Core,
+    app: &mut A,
+    call: impl FnOnce(&mut A, &mut Context) -> R,
+) -> Option<R> {
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        call(app, &mut Context { core: &mut *core })
+    }));
     if result.is_err() {
         core.stats.panics += 1;
     }
@@ -330,13 +373,19 @@ fn guarded<A: App, R>(core: &mut Core, app: &mut A, call: impl FnOnce(&mut A, &m
 fn note_activity(core: &mut Core, token: Token) {
     let now = core.now;
     let limits = &core.config.limits;
-    let Some(conn) = core.conns.get_mut(token) else { return };
+    let Some(conn) = core.conns.get_mut(token) else {
+        return;
+    };
     match &mut conn.state {
-        State::Http(_) => conn.deadlines.set(Deadline::Idle, Some(now + limits.idle_timeout)),
+        State::Http(_) => conn
+            .deadlines
+            .set(Deadline::Idle, Some(now + limits.idle_timeout)),
         State::WebSocket(ws) if ws.close == CloseState::Open => {
             ws.awaiting_pong = false;
-            conn.deadlines.set(Deadline::Idle, Some(now + limits.idle_timeout));
-            conn.deadlines.set(Deadline::Heartbeat, Some(now + limits.ping_interval));
+            conn.deadlines
+                .set(Deadline::Idle, Some(now + limits.idle_timeout));
+            conn.deadlines
+                .set(Deadline::Heartbeat, Some(now + limits.ping_interval));
         }
         _ => {}
     }
@@ -347,7 +396,9 @@ fn note_activity(core: &mut Core, token: Token) {
 fn process(core: &mut Core, app: &mut impl App, scratch: &mut [u8], token: Token, len: usize) {
     let mut pos = 0;
     loop {
-        let Some(conn) = core.conns.get_mut(token) else { return };
+        let Some(conn) = core.conns.get_mut(token) else {
+            return;
+        };
         match &conn.state {
             State::Http(_) => match process_http(core, app, scratch, token, pos, len) {
                 Some(next) => pos = next,
@@ -384,8 +435,12 @@ fn process_http(
 ) -> Option<usize> {
     let limits = core.config.limits.clone();
     loop {
-        let Some(conn) = core.conns.get_mut(token) else { return None };
-        let State::Http(http) = &mut conn.state else { return Some(pos) };
+        let Some(conn) = core.conns.get_mut(token) else {
+            return None;
+        };
+        let State::Http(http) = &mut conn.state else {
+            return Some(pos);
+        };
         let input = &scratch[pos..len];
         if input.is_empty() {
             return None;
@@ -398,7 +453,9 @@ fn process_http(
                     if !progress.done {
                         continue;
                     }
-                    let Some(pending) = http.pending.take() else { return None };
+                    let Some(pending) = http.pending.take() else {
+                        return None;
+                    };
                     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
                     let slots = limits.max_headers.min(MAX_HEADER_SLOTS);
                     match parse_request(&pending.head, &mut headers[..slots]) {
@@ -419,7 +476,10 @@ fn process_http(
                 conn.leftover = input.to_vec();
                 // Slowloris bound: a started head must end by the handshake deadline.
                 if conn.deadlines.get(Deadline::Handshake).is_none() {
-                    conn.deadlines.set(Deadline::Handshake, Some(core.now + limits.handshake_timeout));
+                    conn.deadlines.set(
+                        Deadline::Handshake,
+                        Some(core.now + limits.handshake_timeout),
+                    );
                     core.rearm(token);
                 }
                 return None;
@@ -458,7 +518,13 @@ fn process_http(
                 pos = head_end;
             }
             BodyFraming::Length(body_len) if head_end + body_len <= len => {
-                dispatch(core, app, token, &req, &scratch[head_end..head_end + body_len]);
+                dispatch(
+                    core,
+                    app,
+                    token,
+                    &req,
+                    &scratch[head_end..head_end + body_len],
+                );
                 pos = head_end + body_len;
             }
             framing => {
@@ -469,7 +535,9 @@ fn process_http(
                     decoder: BodyDecoder::new(framing, limits.max_body_bytes),
                     body: Vec::new(),
                 };
-                if let Some(State::Http(http)) = core.conns.get_mut(token).map(|conn| &mut conn.state) {
+                if let Some(State::Http(http)) =
+                    core.conns.get_mut(token).map(|conn| &mut conn.state)
+                {
                     http.pending = Some(Box::new(pending));
                 }
                 pos = head_end;
@@ -488,7 +556,9 @@ fn respond_error(core: &mut Core, token: Token, write: impl FnOnce(&mut Vec<u8>)
 fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, body: &[u8]) {
     let keep_alive = req.keep_alive() && core.shutdown_deadline.is_none();
     let Some(reply) = guarded(core, app, |app, ctx| app.request(ctx, req, body)) else {
-        return respond_error(core, token, |out| Response::text(500, "internal error").write(out, false));
+        return respond_error(core, token, |out| {
+            Response::text(500, "internal error").write(out, false)
+        });
     };
     match reply {
         Reply::Response(response) => {
@@ -512,7 +582,8 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
                 Some(Ok(id)) => Some(id),
                 Some(Err(_)) => {
                     return respond_error(core, token, |out| {
-                        Response::text(400, "Last-Event-ID must be a decimal event id").write(out, false)
+                        Response::text(400, "Last-Event-ID must be a decimal event id")
+                            .write(out, false)
                     })
                 }
                 None => after,
@@ -527,7 +598,9 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
 }
 
 fn count_events(core: &Core, topic: crate::app::TopicId, after: u64) -> u64 {
-    core.topics.get(topic.0).map_or(0, |state| state.topic.since(after).entries.len() as u64)
+    core.topics
+        .get(topic.0)
+        .map_or(0, |state| state.topic.since(after).entries.len() as u64)
 }
 
 /// RFC 6455 §4.2: validate the handshake, apply the Origin policy, ask the
@@ -538,18 +611,31 @@ fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) {
         Err(error) => return respond_error(core, token, |out| error.write_response(out)),
     };
     if !core.config.origin_policy.allows(offer.origin()) {
-        return respond_error(core, token, |out| HandshakeError::ForbiddenOrigin.write_response(out));
+        return respond_error(core, token, |out| {
+            HandshakeError::ForbiddenOrigin.write_response(out)
+        });
     }
     let id = ConnId(token);
     let accept = match guarded(core, app, |app, ctx| app.upgrade(ctx, id, req, &offer)) {
         Some(Upgrading::Accept(accept)) => accept,
-        Some(Upgrading::Reject(response)) => return respond_error(core, token, |out| response.write(out, false)),
-        None => return respond_error(core, token, |out| Response::text(500, "internal error").write(out, false)),
+        Some(Upgrading::Reject(response)) => {
+            return respond_error(core, token, |out| response.write(out, false))
+        }
+        None => {
+            return respond_error(core, token, |out| {
+                Response::text(500, "internal error").write(out, false)
+            })
+        }
     };
     let mut switching = Vec::with_capacity(160);
-    if offer.write_accept(accept.protocol.as_deref(), &mut switching).is_err() {
+    if offer
+        .write_accept(accept.protocol.as_deref(), &mut switching)
+        .is_err()
+    {
         // The app chose a subprotocol the client did not offer: our bug.
-        return respond_error(core, token, |out| Response::text(500, "internal error").write(out, false));
+        return respond_error(core, token, |out| {
+            Response::text(500, "internal error").write(out, false)
+        });
     }
     core.append(token, |out| out.extend_from_slice(&switching));
     let limits = &core.config.limits;
@@ -558,8 +644,13 @@ fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) {
         max_message_bytes: limits.max_message_bytes,
         max_fragments: limits.max_fragments,
     };
-    let (idle, ping) = (core.now + limits.idle_timeout, core.now + limits.ping_interval);
-    let Some(conn) = core.conns.get_mut(token) else { return };
+    let (idle, ping) = (
+        core.now + limits.idle_timeout,
+        core.now + limits.ping_interval,
+    );
+    let Some(conn) = core.conns.get_mut(token) else {
+        return;
+    };
     conn.state = State::WebSocket(Box::new(WsState {
         decoder: MessageDecoder::new(Role::Server, message_limits),
         close: CloseState::Open,
@@ -584,16 +675,27 @@ fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) {
 
 /// Feeds `scratch[pos..len]` to the WebSocket's decoder and acts on each
 /// message; keeps an unfinished frame header or control frame as leftover.
-fn process_websocket(core: &mut Core, app: &mut impl App, scratch: &mut [u8], token: Token, mut pos: usize, len: usize) {
-    let limits = &core.config.limits;
+fn process_websocket(
+    core: &mut Core,
+    app: &mut impl App,
+    scratch: &mut [u8],
+    token: Token,
+    mut pos: usize,
+    len: usize,
+) {
     let placeholder = MessageDecoder::new(
         Role::Server,
-        MessageLimits { max_frame_bytes: 0, max_message_bytes: 0, max_fragments: 0 },
+        MessageLimits {
+            max_frame_bytes: 0,
+            max_message_bytes: 0,
+            max_fragments: 0,
+        },
     );
-    let _ = limits;
     // The decoder leaves the connection while its messages are handled, so
     // callbacks can act on this very connection (send, close).
-    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else { return };
+    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else {
+        return;
+    };
     let mut decoder = std::mem::replace(&mut ws.decoder, placeholder);
     let outcome = loop {
         match decoder.step(&mut scratch[pos..len]) {
@@ -608,7 +710,9 @@ fn process_websocket(core: &mut Core, app: &mut impl App, scratch: &mut [u8], to
             Err(error) => break Err(error),
         }
     };
-    let Some(conn) = core.conns.get_mut(token) else { return };
+    let Some(conn) = core.conns.get_mut(token) else {
+        return;
+    };
     if let State::WebSocket(ws) = &mut conn.state {
         ws.decoder = decoder;
     }
@@ -638,7 +742,9 @@ fn process_websocket(core: &mut Core, app: &mut impl App, scratch: &mut [u8], to
 
 /// Acts on one message; false when the connection stops reading frames.
 fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Message) -> bool {
-    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else { return false };
+    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else {
+        return false;
+    };
     let open = ws.close == CloseState::Open;
     let id = ConnId(token);
     let data = match message {
@@ -648,7 +754,9 @@ fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Messag
             // RFC 6455 §5.5.2–5.5.3: answer a ping with a pong carrying the same
             // payload — unless our Close frame has gone out (§5.5.1).
             if open {
-                core.append(token, |out| encode_frame(out, true, OpCode::Pong, None, payload));
+                core.append(token, |out| {
+                    encode_frame(out, true, OpCode::Pong, None, payload)
+                });
             }
             return true;
         }
@@ -682,31 +790,41 @@ fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Messag
     if guarded(core, app, |app, ctx| app.message(ctx, id, data)).is_none() {
         core.close(token, CloseCode::INTERNAL_ERROR, "");
     }
-    core.conns.get(token).is_some_and(|conn| matches!(conn.state, State::WebSocket(_)))
+    core.conns
+        .get(token)
+        .is_some_and(|conn| matches!(conn.state, State::WebSocket(_)))
 }
 
 /// Calls `App::close` once for an opened WebSocket.
 fn report_close(core: &mut Core, app: &mut impl App, token: Token) {
-    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else { return };
+    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else {
+        return;
+    };
     if ws.reported {
         return;
     }
     ws.reported = true;
     let code = ws.close_code.unwrap_or(CloseCode::ABNORMAL);
     let reason = std::mem::take(&mut ws.close_reason);
-    guarded(core, app, |app, ctx| app.close(ctx, ConnId(token), code, &reason));
+    guarded(core, app, |app, ctx| {
+        app.close(ctx, ConnId(token), code, &reason)
+    });
 }
 
 /// One of a connection's deadlines passed.
 fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
     let now = core.now;
     let limits = core.config.limits.clone();
-    let Some(conn) = core.conns.get_mut(token) else { return };
+    let Some(conn) = core.conns.get_mut(token) else {
+        return;
+    };
     conn.deadlines.set(deadline, None);
     match (deadline, &mut conn.state) {
         // A head started but did not finish in time (slowloris): RFC 9110 §15.5.9.
         (Deadline::Handshake, State::Http(_)) if !conn.leftover.is_empty() => {
-            respond_error(core, token, |out| Response::text(408, "request head took too long").write(out, false));
+            respond_error(core, token, |out| {
+                Response::text(408, "request head took too long").write(out, false)
+            });
         }
         // Nothing was asked: just close (RFC 9112 §9.5 lets either side close an idle connection).
         (Deadline::Handshake | Deadline::Idle, State::Http(_)) => core.dead.push(token),
@@ -721,15 +839,19 @@ fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
                 core.dead.push(token);
             } else {
                 ws.awaiting_pong = true;
-                conn.deadlines.set(Deadline::Heartbeat, Some(now + limits.pong_timeout));
-                core.append(token, |out| encode_frame(out, true, OpCode::Ping, None, b""));
+                conn.deadlines
+                    .set(Deadline::Heartbeat, Some(now + limits.pong_timeout));
+                core.append(token, |out| {
+                    encode_frame(out, true, OpCode::Ping, None, b"")
+                });
             }
         }
         (Deadline::Close, _) => core.dead.push(token),
         (Deadline::Stream, State::EventStream(_)) => {
             // WHATWG HTML §9.2.7: a comment line every ~15 s keeps proxies
             // from closing an idle stream.
-            conn.deadlines.set(Deadline::Stream, Some(now + limits.sse_keepalive));
+            conn.deadlines
+                .set(Deadline::Stream, Some(now + limits.sse_keepalive));
             core.append(token, |out| sse::encode_comment("", out));
         }
         (Deadline::Stream, State::LongPoll(poll)) => {
@@ -737,10 +859,7 @@ fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
             let response: Rc<[u8]> = core.poll_response(topic, after, keep_alive);
             core.answer_long_poll(token, &response, keep_alive);
         }
-        (_, State::Closing(ClosingStage::Lingering | ClosingStage::Flushing)) => {}
+        // A deadline of a state the connection has left.
         _ => {}
     }
 }
-
-#[allow(dead_code)]
-fn _uses(_: Option<http::HttpError>) {}

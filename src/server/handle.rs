@@ -69,8 +69,16 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub(crate) fn new(commands: SyncSender<Command>, waker: Arc<Waker>, shutdown: Arc<AtomicBool>) -> Handle {
-        Handle { commands, waker, shutdown }
+    pub(crate) fn new(
+        commands: SyncSender<Command>,
+        waker: Arc<Waker>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Handle {
+        Handle {
+            commands,
+            waker,
+            shutdown,
+        }
     }
 
     /// Queues a command and wakes the loop.
@@ -103,12 +111,26 @@ impl Handle {
     }
 
     /// Publishes an event on a topic (`event` `None`: the `message` type).
-    pub fn publish(&self, topic: TopicId, event: Option<&str>, data: impl Into<String>) -> Result<(), HandleError> {
-        self.command(Command::Publish { topic, event: event.map(str::to_owned), data: data.into() })
+    pub fn publish(
+        &self,
+        topic: TopicId,
+        event: Option<&str>,
+        data: impl Into<String>,
+    ) -> Result<(), HandleError> {
+        self.command(Command::Publish {
+            topic,
+            event: event.map(str::to_owned),
+            data: data.into(),
+        })
     }
 
     /// Closes a connection (WebSockets with `code` and `reason`).
-    pub fn close(&self, id: ConnId, code: CloseCode, reason: impl Into<String>) -> Result<(), HandleError> {
+    pub fn close(
+        &self,
+        id: ConnId,
+        code: CloseCode,
+        reason: impl Into<String>,
+    ) -> Result<(), HandleError> {
         self.command(Command::Close(id, code, reason.into()))
     }
 

@@ -117,7 +117,6 @@ impl Stats {
     pub(crate) fn of(&mut self, transport: Transport) -> &mut TransportStats {
         match transport {
             Transport::Http => &mut self.http,
-            Transport::Poll => &mut self.poll,
             Transport::LongPoll => &mut self.long_poll,
             Transport::EventStream => &mut self.event_stream,
             Transport::WebSocket => &mut self.websocket,
@@ -171,8 +170,12 @@ impl Server {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
         // Event ids start at the wall clock in µs, so ids never repeat across
         // restarts (see `crate::topic`).
-        let id_seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
-        Ok(Server { inner: event_loop::EventLoop::bind(addr, config, id_seed)? })
+        let id_seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        Ok(Server {
+            inner: event_loop::EventLoop::bind(addr, config, id_seed)?,
+        })
     }
 
     /// The address the listener is bound to.

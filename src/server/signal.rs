@@ -32,22 +32,24 @@ pub fn shutdown_on_signals(handle: Handle) -> io::Result<()> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
-    std::thread::Builder::new().name("pushloop-signals".into()).spawn(move || {
-        let mut first = true;
-        loop {
-            let mut signal = 0;
-            // SAFETY: `set` is initialised and blocked in this thread (inherited
-            // mask); `signal` is a live local the call writes to.
-            let rc = unsafe { libc::sigwait(&set, &mut signal) };
-            if rc != 0 {
-                continue;
+    std::thread::Builder::new()
+        .name("pushloop-signals".into())
+        .spawn(move || {
+            let mut first = true;
+            loop {
+                let mut signal = 0;
+                // SAFETY: `set` is initialised and blocked in this thread (inherited
+                // mask); `signal` is a live local the call writes to.
+                let rc = unsafe { libc::sigwait(&set, &mut signal) };
+                if rc != 0 {
+                    continue;
+                }
+                if !first {
+                    std::process::exit(130);
+                }
+                first = false;
+                handle.shutdown();
             }
-            if !first {
-                std::process::exit(130);
-            }
-            first = false;
-            handle.shutdown();
-        }
-    })?;
+        })?;
     Ok(())
 }

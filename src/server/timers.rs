@@ -51,7 +51,8 @@ impl Timers {
         }
     }
 
-    /// Entries in the heap (live and stale), for tests and stats.
+    /// Entries in the heap (live and stale).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.heap.len()
     }
@@ -105,7 +106,8 @@ impl Deadlines {
             Deadline::Close,
             Deadline::Stream,
         ];
-        ALL.into_iter().filter(move |d| self.get(*d).is_some_and(|when| when <= now))
+        ALL.into_iter()
+            .filter(move |d| self.get(*d).is_some_and(|when| when <= now))
     }
 
     /// Arms a heap entry if the earliest deadline is earlier than the armed one.
@@ -164,7 +166,15 @@ mod tests {
         assert_eq!(timers.len(), 2);
         let (when, _) = timers.pop_due(now + Duration::from_secs(1)).unwrap();
         assert!(deadlines.fired(when));
-        assert!(!deadlines.fired(now + Duration::from_secs(10)), "superseded entry is stale");
-        assert_eq!(deadlines.due(now + Duration::from_secs(1)).collect::<Vec<_>>(), [Deadline::Close]);
+        assert!(
+            !deadlines.fired(now + Duration::from_secs(10)),
+            "superseded entry is stale"
+        );
+        assert_eq!(
+            deadlines
+                .due(now + Duration::from_secs(1))
+                .collect::<Vec<_>>(),
+            [Deadline::Close]
+        );
     }
 }

@@ -33,7 +33,11 @@ struct Slot<T> {
 impl<T> Slab<T> {
     /// An empty slab.
     pub fn new() -> Self {
-        Slab { slots: Vec::new(), free: Vec::new(), len: 0 }
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 
     /// Live values.
@@ -47,7 +51,10 @@ impl<T> Slab<T> {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
-                self.slots.push(Slot { generation: 0, value: None });
+                self.slots.push(Slot {
+                    generation: 0,
+                    value: None,
+                });
                 self.slots.len() - 1
             }
         };
@@ -69,12 +76,14 @@ impl<T> Slab<T> {
 
     /// The value behind a token, if the token is current.
     pub fn get(&self, token: Token) -> Option<&T> {
-        self.slot_of(token).and_then(|i| self.slots[i].value.as_ref())
+        self.slot_of(token)
+            .and_then(|i| self.slots[i].value.as_ref())
     }
 
     /// The value behind a token, if the token is current.
     pub fn get_mut(&mut self, token: Token) -> Option<&mut T> {
-        self.slot_of(token).and_then(|i| self.slots[i].value.as_mut())
+        self.slot_of(token)
+            .and_then(|i| self.slots[i].value.as_mut())
     }
 
     /// Removes a value; its token (and every stale copy of it) stops resolving.
@@ -99,10 +108,13 @@ impl<T> Slab<T> {
 
     /// Every live value with its token.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Token, &mut T)> {
-        self.slots.iter_mut().enumerate().filter_map(|(index, slot)| {
-            let token = Token(slot.generation << INDEX_BITS | index);
-            slot.value.as_mut().map(|value| (token, value))
-        })
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let token = Token(slot.generation << INDEX_BITS | index);
+                slot.value.as_mut().map(|value| (token, value))
+            })
     }
 }
 

@@ -44,11 +44,6 @@ impl WriteQueue {
         self.queued
     }
 
-    /// True when nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.queued == 0
-    }
-
     /// Appends through `encode`, which writes into the owned tail buffer.
     pub fn append_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
@@ -79,7 +74,11 @@ impl WriteQueue {
                 let mut count = 0;
                 for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
                     let bytes = chunk.bytes();
-                    slices[i] = IoSlice::new(if i == 0 { &bytes[self.front_written..] } else { bytes });
+                    slices[i] = IoSlice::new(if i == 0 {
+                        &bytes[self.front_written..]
+                    } else {
+                        bytes
+                    });
                     count += 1;
                 }
                 match sink.write_vectored(&slices[..count]) {
@@ -98,7 +97,9 @@ impl WriteQueue {
     fn consume(&mut self, mut written: usize) {
         self.queued -= written;
         while written > 0 {
-            let Some(front) = self.chunks.front() else { break };
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
             let left = front.bytes().len() - self.front_written;
             if written < left {
                 self.front_written += written;
@@ -111,6 +112,16 @@ impl WriteQueue {
         if self.chunks.is_empty() {
             // Release the deque's buffer too: an idle connection owns no memory.
             self.chunks = VecDeque::new();
+        }
+    }
+
+    /// Drops every chunk the socket has not started on. Chunks hold whole
+    /// frames and events, so what is left still ends on a frame boundary and a
+    /// Close frame can follow it.
+    pub fn drop_unstarted(&mut self) {
+        let keep = usize::from(self.front_written > 0);
+        for chunk in self.chunks.drain(keep..) {
+            self.queued -= chunk.bytes().len();
         }
     }
 
@@ -154,20 +165,47 @@ mod tests {
         queue.push_shared(Rc::from(&b"efg"[..]));
         queue.append_with(|out| out.extend_from_slice(b"h"));
         assert_eq!(queue.len(), 8);
-        let mut sink = Trickle { taken: Vec::new(), per_call: 3, calls_left: 1 };
+        let mut sink = Trickle {
+            taken: Vec::new(),
+            per_call: 3,
+            calls_left: 1,
+        };
         assert!(!queue.flush_into(&mut sink).unwrap());
         assert_eq!(queue.len(), 5);
         sink.calls_left = 10;
         assert!(queue.flush_into(&mut sink).unwrap());
         assert_eq!(sink.taken, b"abcdefgh");
-        assert!(queue.is_empty());
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn drop_unstarted_keeps_the_chunk_being_written() {
+        let mut queue = WriteQueue::default();
+        queue.append_with(|out| out.extend_from_slice(b"frame-one"));
+        queue.push_shared(Rc::from(&b"frame-two"[..]));
+        let mut sink = Trickle {
+            taken: Vec::new(),
+            per_call: 4,
+            calls_left: 1,
+        };
+        assert!(!queue.flush_into(&mut sink).unwrap());
+        queue.drop_unstarted();
+        assert_eq!(queue.len(), 5, "the rest of frame-one stays");
+        queue.append_with(|out| out.extend_from_slice(b"close"));
+        sink.calls_left = 10;
+        assert!(queue.flush_into(&mut sink).unwrap());
+        assert_eq!(sink.taken, b"frame-oneclose");
     }
 
     #[test]
     fn an_emptied_queue_holds_no_buffer() {
         let mut queue = WriteQueue::default();
         queue.append_with(|out| out.extend_from_slice(&[7; 4096]));
-        let mut sink = Trickle { taken: Vec::new(), per_call: usize::MAX, calls_left: 1 };
+        let mut sink = Trickle {
+            taken: Vec::new(),
+            per_call: usize::MAX,
+            calls_left: 1,
+        };
         assert!(queue.flush_into(&mut sink).unwrap());
         assert!(queue.chunks.capacity() == 0);
     }

@@ -28,7 +28,11 @@ impl TestServer {
     /// Shuts down and returns what `run` returned.
     pub fn stop(mut self) -> std::io::Result<()> {
         self.handle.shutdown();
-        self.thread.take().expect("running").join().expect("loop thread panicked")
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("loop thread panicked")
     }
 }
 
@@ -52,17 +56,25 @@ pub fn serve<A: App + 'static>(
     let thread = std::thread::spawn(move || {
         let mut server = Server::bind("127.0.0.1:0", config)?;
         let app = setup(&mut server);
-        ready.send((server.local_addr()?, server.handle())).expect("test thread waits");
+        ready
+            .send((server.local_addr()?, server.handle()))
+            .expect("test thread waits");
         server.run(app)
     });
     let (addr, handle) = started.recv().expect("server started");
-    TestServer { addr, handle, thread: Some(thread) }
+    TestServer {
+        addr,
+        handle,
+        thread: Some(thread),
+    }
 }
 
 /// A connected socket with a read timeout.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .expect("timeout");
     stream.set_nodelay(true).expect("nodelay");
     stream
 }
@@ -92,7 +104,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -110,7 +125,12 @@ pub fn read_response(stream: &mut TcpStream, buffered: &mut Vec<u8>) -> HttpResp
             let headers: Vec<(String, String)> = response
                 .headers
                 .iter()
-                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             let length = headers
                 .iter()
@@ -138,10 +158,18 @@ pub fn read_response(stream: &mut TcpStream, buffered: &mut Vec<u8>) -> HttpResp
                     rest
                 }
             };
-            return HttpResponse { status, headers, body };
+            return HttpResponse {
+                status,
+                headers,
+                body,
+            };
         }
         let n = stream.read(&mut buf).expect("head");
-        assert!(n > 0, "closed before a response head: {:?}", String::from_utf8_lossy(buffered));
+        assert!(
+            n > 0,
+            "closed before a response head: {:?}",
+            String::from_utf8_lossy(buffered)
+        );
         buffered.extend_from_slice(&buf[..n]);
     }
 }
@@ -155,7 +183,10 @@ pub fn request(addr: SocketAddr, raw: &str) -> HttpResponse {
 
 /// `GET path` with `Connection: close`.
 pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
-    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 /// `POST path` with a body.
@@ -201,7 +232,12 @@ impl WsClient {
     /// Connects and completes the handshake (asserting 101).
     pub fn connect(addr: SocketAddr, path: &str) -> WsClient {
         let client = WsClient::try_connect(addr, &upgrade_request(path, ""));
-        assert_eq!(client.response.status, 101, "upgrade refused: {}", client.response.text());
+        assert_eq!(
+            client.response.status,
+            101,
+            "upgrade refused: {}",
+            client.response.text()
+        );
         client
     }
 
@@ -216,14 +252,29 @@ impl WsClient {
         stream.write_all(raw).expect("write");
         let mut buffered = Vec::new();
         let response = read_response(&mut stream, &mut buffered);
-        let limits = MessageLimits { max_frame_bytes: 64 << 20, max_message_bytes: 64 << 20, max_fragments: 1 << 20 };
-        WsClient { stream, decoder: MessageDecoder::new(Role::Client, limits), buffered, response }
+        let limits = MessageLimits {
+            max_frame_bytes: 64 << 20,
+            max_message_bytes: 64 << 20,
+            max_fragments: 1 << 20,
+        };
+        WsClient {
+            stream,
+            decoder: MessageDecoder::new(Role::Client, limits),
+            buffered,
+            response,
+        }
     }
 
     /// Sends one frame, masked.
     pub fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
         let mut out = Vec::with_capacity(payload.len() + 14);
-        encode_frame(&mut out, fin, opcode, Some([0x37, 0xfa, 0x21, 0x3d]), payload);
+        encode_frame(
+            &mut out,
+            fin,
+            opcode,
+            Some([0x37, 0xfa, 0x21, 0x3d]),
+            payload,
+        );
         self.stream.write_all(&out).expect("send");
     }
 
@@ -258,7 +309,9 @@ impl WsClient {
                         Message::Ping(p) => Received::Ping(p.to_vec()),
                         Message::Pong(p) => Received::Pong(p.to_vec()),
                         Message::Close(None) => Received::Close(None, String::new()),
-                        Message::Close(Some((code, reason))) => Received::Close(Some(code.0), reason.to_owned()),
+                        Message::Close(Some((code, reason))) => {
+                            Received::Close(Some(code.0), reason.to_owned())
+                        }
                     };
                     self.buffered.drain(..used);
                     return received;

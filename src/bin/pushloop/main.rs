@@ -53,15 +53,21 @@ fn parse_options() -> Result<Options, String> {
             "--addr" => options.addr = value("--addr")?,
             "--no-tick" => options.tick = None,
             "--tick-ms" => {
-                let ms = value("--tick-ms")?.parse().map_err(|_| "--tick-ms takes milliseconds")?;
+                let ms = value("--tick-ms")?
+                    .parse()
+                    .map_err(|_| "--tick-ms takes milliseconds")?;
                 options.tick = Some(Duration::from_millis(ms));
             }
             "--max-connections" => {
-                let n = value("--max-connections")?.parse().map_err(|_| "--max-connections takes a number")?;
+                let n = value("--max-connections")?
+                    .parse()
+                    .map_err(|_| "--max-connections takes a number")?;
                 options.max_connections = Some(n);
             }
             "--max-message-bytes" => {
-                let n = value("--max-message-bytes")?.parse().map_err(|_| "--max-message-bytes takes a number")?;
+                let n = value("--max-message-bytes")?
+                    .parse()
+                    .map_err(|_| "--max-message-bytes takes a number")?;
                 options.max_message_bytes = n;
             }
             "-h" | "--help" => return Err(USAGE.into()),
@@ -93,7 +99,9 @@ fn cursor(req: &Request) -> Result<Option<u64>, Reply> {
 }
 
 fn unix_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 impl Demo {
@@ -103,7 +111,10 @@ impl Demo {
         };
         match ctx.publish(self.feed, req.query_param("event"), data) {
             Ok(id) => Reply::Response(Response::json(200, format!("{{\"id\":{id}}}"))),
-            Err(_) => Reply::Response(Response::text(400, "the event name must not contain line breaks")),
+            Err(_) => Reply::Response(Response::text(
+                400,
+                "the event name must not contain line breaks",
+            )),
         }
     }
 
@@ -134,10 +145,19 @@ impl App for Demo {
             ("GET", "/echo" | "/chat") => Reply::Response(
                 Response::text(426, "this route speaks WebSocket").header("Upgrade", "websocket"),
             ),
-            ("GET", "/events") => Reply::EventStream { topic: self.feed, after },
+            ("GET", "/events") => Reply::EventStream {
+                topic: self.feed,
+                after,
+            },
             ("POST", "/publish") => self.publish(req, body, ctx),
-            ("GET", "/poll") => Reply::Poll { topic: self.feed, after: after.unwrap_or(0) },
-            ("GET", "/longpoll") => Reply::LongPoll { topic: self.feed, after: after.unwrap_or(0) },
+            ("GET", "/poll") => Reply::Poll {
+                topic: self.feed,
+                after: after.unwrap_or(0),
+            },
+            ("GET", "/longpoll") => Reply::LongPoll {
+                topic: self.feed,
+                after: after.unwrap_or(0),
+            },
             ("GET", "/stats") => self.stats(ctx),
             (_, "/" | "/events" | "/publish" | "/poll" | "/longpoll" | "/stats") => {
                 Reply::Response(Response::text(405, "method not allowed"))
@@ -154,7 +174,9 @@ impl App for Demo {
                     self.chatters.insert(id);
                     Upgrading::Accept(Accept::new().subscribe(self.feed, after))
                 }
-                Err(_) => Upgrading::Reject(Response::text(400, "after must be a decimal event id")),
+                Err(_) => {
+                    Upgrading::Reject(Response::text(400, "after must be a decimal event id"))
+                }
             },
             _ => Upgrading::Reject(Response::text(404, "not found")),
         }
@@ -206,10 +228,18 @@ fn main() -> ExitCode {
     }
     let feed = server.topic("feed");
     match server.local_addr() {
-        Ok(addr) => println!("pushloop: serving the demo on http://{addr}/ (WebSocket echo at ws://{addr}/echo)"),
+        Ok(addr) => println!(
+            "pushloop: serving the demo on http://{addr}/ (WebSocket echo at ws://{addr}/echo)"
+        ),
         Err(error) => eprintln!("pushloop: {error}"),
     }
-    let demo = Demo { feed, chatters: HashSet::new(), tick: options.tick, ticks: 0, started: Instant::now() };
+    let demo = Demo {
+        feed,
+        chatters: HashSet::new(),
+        tick: options.tick,
+        ticks: 0,
+        started: Instant::now(),
+    };
     match server.run(demo) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
