@@ -1061,7 +1061,10 @@ mod tests {
 
     #[test]
     fn frees_buffer_on_error_and_on_close() {
-        for ending in [client(true, OpCode::Text, b"x"), client(true, OpCode::Close, b"")] {
+        for ending in [
+            client(true, OpCode::Text, b"x"),
+            client(true, OpCode::Close, b""),
+        ] {
             let mut stream = client(false, OpCode::Binary, &[0; 2000]);
             stream.extend(ending);
             let mut decoder = MessageDecoder::new(Role::Server, LIMITS);
