@@ -69,8 +69,9 @@ fn main() -> std::io::Result<()> {
     let server = Server::bind(addr_from_args("127.0.0.1:8080"), Config::default())?;
     let addr = server.local_addr()?;
     println!("listening on http://{addr}");
-    println!("connect a WebSocket to ws://{addr}/ and every message comes back, e.g.");
-    println!("  in a browser console: s = new WebSocket('ws://{addr}/'); s.onmessage = e => console.log(e.data); s.onopen = () => s.send('hi')");
-    println!("  or run: websocat ws://{addr}/");
+    println!("every message to ws://{addr}/ comes back; try, in a browser console:");
+    println!("  s = new WebSocket('ws://{addr}/'); s.onmessage = e => console.log(e.data);");
+    println!("  s.onopen = () => s.send('hello')");
+    println!("or run: websocat ws://{addr}/");
     server.run(Echo)
 }

@@ -8,6 +8,7 @@
 //!                                      ← ...up to 3 s, until the timer publishes
 //! HTTP/1.1 200 OK
 //! Content-Type: application/json
+//! Cache-Control: no-store
 //!
 //! [{"id":1718000000000001,"event":"message","data":"message 1 at 1718000003 s since 1970"}]
 //! ```
@@ -77,7 +78,9 @@ impl App for Feed {
     /// Every 3 s: one event, which answers every held request at once.
     fn timer(&mut self, ctx: &mut Context, _: TimerId) {
         self.count += 1;
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let text = format!("message {} at {secs} s since 1970", self.count);
         let _ = ctx.publish(self.feed, None, &text);
     }

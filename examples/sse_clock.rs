@@ -73,7 +73,9 @@ impl App for Clock {
                 let hello = format!("hello, reader {reader}");
                 let named = format!("{{\"reader\":{reader},\"note\":\"a named event\"}}");
                 // Publishing fails only for an event name with a line break.
-                let first = ctx.publish(self.clock, None, &hello).expect("no event name");
+                let first = ctx
+                    .publish(self.clock, None, &hello)
+                    .expect("no event name");
                 let _ = ctx.publish(self.clock, Some("myEve"), &named);
                 // Stream from just before the greeting: this reader gets both
                 // events, then every tick. A reconnecting browser sends the
@@ -91,7 +93,9 @@ impl App for Clock {
     /// The timed message: an unnamed event, so `onmessage` gets it.
     fn timer(&mut self, ctx: &mut Context, _: TimerId) {
         self.ticks += 1;
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let text = format!("tick {}: {secs} s since 1970", self.ticks);
         let _ = ctx.publish(self.clock, None, &text);
     }
