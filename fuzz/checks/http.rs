@@ -65,7 +65,8 @@ fn decode(
 
 /// `http_head`: scan, parse, frame and decode the body of whatever arrives.
 /// No panic; every error answers 400/413/431/501/505; the scanner gives the
-/// same head length whole or split; the body decoder gives the same body,
+/// same head length whole or split, and httparse agrees with it on where the
+/// head ends; the body decoder gives the same body,
 /// length and error whole or split.
 pub fn http_head(data: &[u8]) {
     let limits = Limits::default();
@@ -79,7 +80,15 @@ pub fn http_head(data: &[u8]) {
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let req = match parse_request(head, &mut headers) {
         Ok(req) => req,
-        Err(error) => return assert_http_status(error),
+        Err(error) => {
+            // The scanner and httparse must agree on where a head ends.
+            assert_ne!(
+                error,
+                HttpError::Unterminated,
+                "scanner and httparse disagree"
+            );
+            return assert_http_status(error);
+        }
     };
     // Every accessor, on whatever parsed.
     assert!(req.minor_version() <= 1);

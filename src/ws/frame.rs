@@ -125,12 +125,13 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 /// `Ok(None)`: not enough bytes yet, nothing consumed; call again with more.
 /// `Ok(Some((header, header_len)))`: the header, and how many bytes it took.
 ///
-/// Refuses, before anything is allocated and as early as the bytes allow: RSV
-/// bits (no extension is negotiated), reserved opcodes, wrong masking for the
-/// role, control payload > 125 or !fin, a 64-bit length with the top bit set,
-/// non-minimal length encoding (§5.2 "the minimal number of bytes MUST be used"),
-/// and `payload_len > max_payload` (→ [`FrameError::TooBig`], 1009), which also
-/// covers every length that does not fit `usize`. Never panics.
+/// Refuses, before anything is allocated: RSV bits (no extension is negotiated),
+/// reserved opcodes, wrong masking for the role, control payload > 125 or !fin,
+/// a 64-bit length with the top bit set, non-minimal length encoding (§5.2 "the
+/// minimal number of bytes MUST be used"), and `payload_len > max_payload`
+/// (→ [`FrameError::TooBig`], 1009), which also covers every length that does not
+/// fit `usize`. The first five are refused as soon as the byte that shows them
+/// has arrived; the last two once the header is whole. Never panics.
 ///
 /// ```
 /// use pushloop::ws::frame::{decode_header, OpCode, Role};

@@ -87,15 +87,6 @@ enum DataKind {
     Binary,
 }
 
-/// What a finished frame delivers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Delivery {
-    Data(DataKind),
-    Ping,
-    Pong,
-    Close,
-}
-
 /// A data frame whose payload is still arriving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PayloadInProgress {
@@ -136,17 +127,16 @@ enum Phase {
     Failed(MessageError),
 }
 
-/// What a step found, borrowing only the input (never the decoder), so that
-/// [`MessageDecoder::step`] can still record a failure before it builds the message.
+/// What a step found. It borrows only the input, never the decoder, so that
+/// [`MessageDecoder::step`] can still record a failure before lending out the buffer.
 enum Found<'i> {
     NeedMore,
     Progress {
         used: usize,
     },
-    /// A whole frame in the input, already unmasked.
+    /// A whole frame in the input, already unmasked and checked.
     InInput {
-        delivery: Delivery,
-        payload: &'i [u8],
+        message: Message<'i>,
         used: usize,
     },
     /// A message completed in the decoder's buffer.
@@ -242,41 +232,28 @@ impl MessageDecoder {
     ///   ignored (§5.5.1: the peer sends nothing after its Close; we answer with
     ///   ours and close TCP, §7.1.1).
     pub fn step<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Step<'a>, MessageError> {
-        let (delivery, payload, used) = match self.advance(input) {
+        let found = match self.advance(input) {
+            Ok(found) => found,
             Err(error) => {
-                self.phase = Phase::Failed(error);
+                self.fail(error);
                 return Err(error);
             }
-            Ok(Found::NeedMore) => return Ok(Step::NeedMore),
-            Ok(Found::Progress { used }) => return Ok(Step::Progress { used }),
-            Ok(Found::InInput {
-                delivery,
-                payload,
-                used,
-            }) => (delivery, payload, used),
-            Ok(Found::InBuffer { kind, used }) => (Delivery::Data(kind), &self.buffer[..], used),
         };
-        let message = match delivery {
-            // RFC 6455 §8.1: text must be UTF-8. A buffered message was checked as
-            // it arrived; this check is what lends it out as `&str` without unsafe.
-            Delivery::Data(DataKind::Text) => match std::str::from_utf8(payload) {
+        let (kind, used) = match found {
+            Found::NeedMore => return Ok(Step::NeedMore),
+            Found::Progress { used } => return Ok(Step::Progress { used }),
+            Found::InInput { message, used } => return Ok(Step::Message { message, used }),
+            Found::InBuffer { kind, used } => (kind, used),
+        };
+        let message = match kind {
+            DataKind::Binary => Message::Binary(&self.buffer),
+            // The text was checked as it arrived (§8.1); checking again is what
+            // lends it out as `&str` without unsafe.
+            DataKind::Text => match std::str::from_utf8(&self.buffer) {
                 Ok(text) => Message::Text(text),
                 Err(_) => {
                     self.phase = Phase::Failed(MessageError::InvalidUtf8);
                     return Err(MessageError::InvalidUtf8);
-                }
-            },
-            Delivery::Data(DataKind::Binary) => Message::Binary(payload),
-            Delivery::Ping => Message::Ping(payload),
-            Delivery::Pong => Message::Pong(payload),
-            Delivery::Close => match parse_close_payload(payload) {
-                Ok(close) => {
-                    self.phase = Phase::Closed;
-                    Message::Close(close)
-                }
-                Err(error) => {
-                    self.phase = Phase::Failed(MessageError::Close(error));
-                    return Err(MessageError::Close(error));
                 }
             },
         };
@@ -325,16 +302,23 @@ impl MessageDecoder {
                 if !whole_frame_here {
                     return Ok(Found::NeedMore);
                 }
-                let delivery = match header.opcode {
-                    OpCode::Ping => Delivery::Ping,
-                    OpCode::Pong => Delivery::Pong,
-                    _ => Delivery::Close,
-                };
                 let payload = input.get_mut(header_len..frame_len).unwrap_or_default();
                 unmask(payload, header.mask, 0);
+                let message = match header.opcode {
+                    OpCode::Ping => Message::Ping(payload),
+                    OpCode::Pong => Message::Pong(payload),
+                    _ => {
+                        let close = parse_close_payload(payload).map_err(MessageError::Close)?;
+                        // §5.5.1: the peer sends nothing after its Close. A message
+                        // it left unfinished never will be.
+                        self.phase = Phase::Closed;
+                        self.message = None;
+                        self.buffer = Vec::new();
+                        Message::Close(close)
+                    }
+                };
                 return Ok(Found::InInput {
-                    delivery,
-                    payload,
+                    message,
                     used: frame_len,
                 });
             }
@@ -367,10 +351,15 @@ impl MessageDecoder {
                 if header.fin && whole_frame_here {
                     let payload = input.get_mut(header_len..frame_len).unwrap_or_default();
                     unmask(payload, header.mask, 0);
-                    let delivery = Delivery::Data(kind);
+                    let message = match kind {
+                        DataKind::Binary => Message::Binary(payload),
+                        // §8.1: text must be UTF-8.
+                        DataKind::Text => Message::Text(
+                            std::str::from_utf8(payload).map_err(|_| MessageError::InvalidUtf8)?,
+                        ),
+                    };
                     return Ok(Found::InInput {
-                        delivery,
-                        payload,
+                        message,
                         used: frame_len,
                     });
                 }
@@ -412,9 +401,10 @@ impl MessageDecoder {
         let target = needed
             .max(self.buffer.capacity().saturating_mul(2))
             .min(self.limits.max_message_bytes)
+            // Never below what is needed, even if a caller skipped the size check.
             .max(needed);
         self.buffer
-            .try_reserve_exact(target - self.buffer.len())
+            .try_reserve_exact(target.saturating_sub(self.buffer.len()))
             .map_err(|_| MessageError::TooBig)
     }
 
@@ -463,6 +453,14 @@ impl MessageDecoder {
             kind: payload.kind,
             used,
         })
+    }
+
+    /// The peer broke the protocol: remember the error, and free the buffer now,
+    /// since no message will ever come out of it.
+    fn fail(&mut self, error: MessageError) {
+        self.phase = Phase::Failed(error);
+        self.message = None;
+        self.buffer = Vec::new();
     }
 
     /// Empties the buffer after its message was delivered, freeing it if large.
@@ -1059,6 +1057,24 @@ mod tests {
         }
         assert_eq!(decoder.step(&mut []), Ok(Step::NeedMore));
         assert_eq!(decoder.buffered_bytes(), 0, "an idle decoder holds no heap");
+    }
+
+    #[test]
+    fn frees_buffer_on_error_and_on_close() {
+        for ending in [
+            client(true, OpCode::Text, b"x"),
+            client(true, OpCode::Close, b""),
+        ] {
+            let mut stream = client(false, OpCode::Binary, &[0; 2000]);
+            stream.extend(ending);
+            let mut decoder = MessageDecoder::new(Role::Server, LIMITS);
+            let mut start = 0;
+            while let Ok(Step::Progress { used }) = decoder.step(&mut stream[start..]) {
+                assert!(decoder.buffered_bytes() >= 2000);
+                start += used;
+            }
+            assert_eq!(decoder.buffered_bytes(), 0);
+        }
     }
 
     #[test]

@@ -1,0 +1,181 @@
+"""Python `websockets` client checks against a running pushloop server.
+
+Usage: py_checks.py HOST:PORT
+Prints one `PASS name` / `FAIL name: why` line per check; exits 0 (the caller counts).
+Every check is bounded by CHECK_TIMEOUT seconds.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import traceback
+
+import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+CHECK_TIMEOUT = 15
+ADDR = sys.argv[1]
+ECHO = f"ws://{ADDR}/echo"
+CHAT = f"ws://{ADDR}/chat"
+
+
+def ws_connect(url):
+    # proxy=None: never route loopback traffic through an environment proxy.
+    # max_size: room for the 1 MiB echo plus slack.
+    return connect(url, proxy=None, max_size=4 * 1024 * 1024, open_timeout=5, close_timeout=5)
+
+
+async def recv(ws, timeout=5):
+    return await asyncio.wait_for(ws.recv(), timeout)
+
+
+async def check_text():
+    async with ws_connect(ECHO) as ws:
+        msg = "hello, pushloop \u00e9\u20ac\U0001F600"
+        await ws.send(msg)
+        got = await recv(ws)
+        assert got == msg, f"echo {got!r} != {msg!r}"
+
+
+async def check_binary():
+    async with ws_connect(ECHO) as ws:
+        msg = bytes(range(256)) * 4
+        await ws.send(msg)
+        got = await recv(ws)
+        assert isinstance(got, bytes), f"got {type(got).__name__}, want bytes"
+        assert got == msg, "binary payload differs"
+
+
+async def check_fragmented_text():
+    async with ws_connect(ECHO) as ws:
+        parts = ["frag-one|", "frag-\u00e9-two|", "frag-three"]
+        await ws.send(parts)  # an iterable of str → one text message in 3 frames
+        got = await recv(ws)
+        assert got == "".join(parts), f"echo {got!r}"
+
+
+async def check_fragmented_binary_async():
+    async def chunks():
+        for i in range(5):
+            yield bytes([i]) * 1000
+            await asyncio.sleep(0.01)
+
+    async with ws_connect(ECHO) as ws:
+        await ws.send(chunks())  # an async iterator of bytes → one binary message in 5 frames
+        got = await recv(ws)
+        want = b"".join(bytes([i]) * 1000 for i in range(5))
+        assert got == want, f"got {len(got)} bytes, want {len(want)}"
+
+
+async def check_large():
+    async with ws_connect(ECHO) as ws:
+        msg = os.urandom(1024 * 1024)
+        await ws.send(msg)
+        got = await recv(ws, timeout=10)
+        assert got == msg, f"1 MiB echo differs (got {len(got)} bytes)"
+        text = "x" * (1024 * 1024)
+        await ws.send(text)
+        got = await recv(ws, timeout=10)
+        assert got == text, f"1 MiB text echo differs (got {len(got)} chars)"
+
+
+async def check_ping():
+    async with ws_connect(ECHO) as ws:
+        # websockets resolves the waiter only on a pong carrying the same payload
+        waiter = await ws.ping(b"ping-payload-123")
+        latency = await asyncio.wait_for(waiter, 5)
+        assert latency >= 0
+        # and the connection still echoes afterwards
+        await ws.send("after ping")
+        assert await recv(ws) == "after ping"
+
+
+async def close_with(code, reason):
+    ws = await ws_connect(ECHO)
+    await ws.send("before close")
+    assert await recv(ws) == "before close"
+    await asyncio.wait_for(ws.close(code, reason), 8)
+    sent, rcvd = ws.protocol.close_sent, ws.protocol.close_rcvd
+    assert sent is not None and sent.code == code, f"close sent {sent}"
+    assert rcvd is not None, "server sent no close frame (close_code %r)" % ws.close_code
+    assert ws.close_code == code, f"server close code {ws.close_code}, want {code}"
+    return f"server close frame: code={rcvd.code} reason={rcvd.reason!r}"
+
+
+async def check_close_1000():
+    return await close_with(1000, "bye")
+
+
+async def check_close_4001():
+    return await close_with(4001, "custom")
+
+
+async def check_invalid_utf8():
+    ws = await ws_connect(ECHO)
+    try:
+        # low-level API: a text frame whose payload is not UTF-8
+        async with ws.send_context():
+            ws.protocol.send_text(b"ok \xc3\x28 bad")
+        try:
+            got = await recv(ws, timeout=5)
+            raise AssertionError(f"server echoed {got!r} instead of closing")
+        except ConnectionClosed as closed:
+            rcvd = closed.rcvd
+            assert rcvd is not None, "connection dropped without a close frame"
+            assert rcvd.code == 1007, f"server close code {rcvd.code} ({rcvd.reason!r}), want 1007"
+            return f"server close frame: code={rcvd.code} reason={rcvd.reason!r}"
+    finally:
+        await ws.close()
+
+
+async def check_chat():
+    marker = f"chat-from-python-{os.getpid()}"
+    async with ws_connect(CHAT) as a, ws_connect(CHAT) as b:
+        await asyncio.sleep(0.2)  # both subscribed before the publish
+        await a.send(marker)
+
+        async def wait_for_chat(ws, who):
+            while True:
+                raw = await ws.recv()
+                assert isinstance(raw, str), f"{who}: got a binary message"
+                ev = json.loads(raw)
+                if ev.get("event") == "chat" and ev.get("data") == marker:
+                    assert isinstance(ev.get("id"), int), f"{who}: id {ev.get('id')!r}"
+                    return ev
+
+        ea, eb = await asyncio.wait_for(
+            asyncio.gather(wait_for_chat(a, "sender"), wait_for_chat(b, "other")), 5
+        )
+        assert ea["id"] == eb["id"], f"ids differ {ea['id']} {eb['id']}"
+
+
+CHECKS = [
+    ("py-websockets /echo text", check_text),
+    ("py-websockets /echo binary", check_binary),
+    ("py-websockets /echo fragmented text (iterable)", check_fragmented_text),
+    ("py-websockets /echo fragmented binary (async iterator)", check_fragmented_binary_async),
+    ("py-websockets /echo 1 MiB binary + text", check_large),
+    ("py-websockets /echo ping with payload -> pong", check_ping),
+    ("py-websockets /echo close 1000 'bye' echoed", check_close_1000),
+    ("py-websockets /echo close 4001 'custom' echoed", check_close_4001),
+    ("py-websockets /echo invalid UTF-8 text -> close 1007", check_invalid_utf8),
+    ("py-websockets /chat two clients get the chat event", check_chat),
+]
+
+
+async def main():
+    print(f"# python websockets {websockets.__version__}", flush=True)
+    for name, fn in CHECKS:
+        try:
+            note = await asyncio.wait_for(fn(), CHECK_TIMEOUT)
+            print(f"PASS {name}" + (f" ({note})" if note else ""), flush=True)
+        except asyncio.TimeoutError:
+            print(f"FAIL {name}: timed out after {CHECK_TIMEOUT}s", flush=True)
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
+            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+            traceback.print_exc(file=sys.stderr)
+
+
+asyncio.run(main())
