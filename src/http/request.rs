@@ -204,6 +204,11 @@ fn has_wellformed_version(head: &[u8]) -> bool {
     let line = head.get(start..).unwrap_or_default();
     let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // RFC 9112 §3: method SP request-target SP HTTP-version — exactly two
+    // spaces; with more, the line is malformed (400), not a new version.
+    if line.iter().filter(|&&b| b == b' ').count() != 2 {
+        return false;
+    }
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
     matches!(
         version,

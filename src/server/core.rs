@@ -648,7 +648,18 @@ impl Core {
         }
         self.shutdown_deadline = Some(self.now + self.config.limits.shutdown_timeout);
         for token in self.conns.tokens() {
-            self.close(token, CloseCode::GOING_AWAY, "server shutting down");
+            let Some(conn) = self.conns.get(token) else { continue };
+            let idle_http = match &conn.state {
+                State::Http(http) => http.pending.is_none() && conn.leftover.is_empty() && conn.queue.len() == 0,
+                _ => false,
+            };
+            if idle_http {
+                // Between requests (or never used, like a browser's preconnected
+                // socket): nothing is owed, so no lingering close either.
+                self.dead.push(token);
+            } else {
+                self.close(token, CloseCode::GOING_AWAY, "server shutting down");
+            }
         }
     }
 }

@@ -279,16 +279,24 @@ impl EventLoop {
         while let Ok(command) = self.commands.try_recv() {
             let core = &mut self.core;
             match command {
-                Command::SendText(id, text) => drop(core.send(id.0, AppMessage::Text(&text))),
-                Command::SendBinary(id, bytes) => drop(core.send(id.0, AppMessage::Binary(&bytes))),
-                Command::BroadcastText(text) => drop(core.broadcast(None, AppMessage::Text(&text))),
+                Command::SendText(id, text) => {
+                    let _ = core.send(id.0, AppMessage::Text(&text));
+                }
+                Command::SendBinary(id, bytes) => {
+                    let _ = core.send(id.0, AppMessage::Binary(&bytes));
+                }
+                Command::BroadcastText(text) => {
+                    let _ = core.broadcast(None, AppMessage::Text(&text));
+                }
                 Command::BroadcastBinary(bytes) => {
-                    drop(core.broadcast(None, AppMessage::Binary(&bytes)))
+                    let _ = core.broadcast(None, AppMessage::Binary(&bytes));
                 }
                 Command::Publish { topic, event, data } => {
-                    drop(core.publish(topic, event.as_deref(), &data))
+                    let _ = core.publish(topic, event.as_deref(), &data);
                 }
-                Command::Close(id, code, reason) => drop(core.close(id.0, code, &reason)),
+                Command::Close(id, code, reason) => {
+                    let _ = core.close(id.0, code, &reason);
+                }
             }
         }
     }
@@ -451,7 +459,10 @@ fn process_http(
                 Ok(progress) => {
                     pos += progress.used;
                     if !progress.done {
-                        continue;
+                        // The decoder keeps no partial lines: what it did not
+                        // use (part of a chunk-size line) waits for more bytes.
+                        conn.leftover = scratch[pos..len].to_vec();
+                        return None;
                     }
                     let Some(pending) = http.pending.take() else {
                         return None;
@@ -574,7 +585,10 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
             // Counted under `poll` above, not again under the connection's `http`.
             core.stats.http.bytes_written -= response.len() as u64;
         }
-        Reply::LongPoll { topic, after } => core.start_long_poll(token, topic, after, keep_alive),
+        // A long-poll and a stream decide about the connection themselves.
+        Reply::LongPoll { topic, after } => {
+            return core.start_long_poll(token, topic, after, keep_alive)
+        }
         Reply::EventStream { topic, after } => {
             // WHATWG HTML §9.2.4: a reconnecting EventSource sends the last id it
             // saw as `Last-Event-ID`; it wins over the first-connect cursor.
@@ -588,8 +602,7 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
                 }
                 None => after,
             };
-            core.start_event_stream(token, topic, cursor);
-            return;
+            return core.start_event_stream(token, topic, cursor);
         }
     }
     if !keep_alive {
