@@ -1,0 +1,661 @@
+//! The loop's state apart from the user's `App`: connections, topics, timers,
+//! counters — and every action a [`crate::app::Context`] can take on them.
+//!
+//! Actions only queue bytes and change states. Sockets are written in
+//! [`Core::flush`] when the loop finishes a batch of events, and connections
+//! are removed by the loop (which can then tell the `App`).
+
+use std::collections::HashSet;
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Registry, Token};
+
+use crate::app::{Message, SendError, TimerId, TopicId};
+use crate::http::write_head;
+use crate::limits::SlowReader;
+use crate::server::connection::{ClosingStage, Connection, LongPollState, State, Transport};
+use crate::server::timers::{Deadline, Timers, Wake};
+use crate::server::token::Slab;
+use crate::server::{Config, Handle, Stats};
+use crate::sse::{self, SseError};
+use crate::topic::Topic;
+use crate::ws::close::{encode_close_payload, CloseCode, CloseState};
+use crate::ws::frame::{encode_frame, OpCode};
+
+/// A topic and who follows it.
+pub struct TopicState {
+    /// History and encodings.
+    pub topic: Topic,
+    /// Event streams and WebSockets that get every new event.
+    pub subscribers: HashSet<Token>,
+    /// Long-polls waiting for the next event.
+    pub waiters: HashSet<Token>,
+}
+
+/// A user timer slot.
+struct UserTimer {
+    generation: u32,
+    period: Option<Duration>,
+    active: bool,
+}
+
+/// Everything the loop owns except the `App`, the poll and the read buffer.
+pub struct Core {
+    pub(crate) config: Config,
+    pub(crate) registry: Registry,
+    pub(crate) conns: Slab<Connection>,
+    pub(crate) timers: Timers,
+    user_timers: Vec<UserTimer>,
+    free_timers: Vec<usize>,
+    pub(crate) topics: Vec<TopicState>,
+    pub(crate) stats: Stats,
+    /// The clock for the current batch of events (read once per `poll` return).
+    pub(crate) now: Instant,
+    /// Connections with bytes to write or a state to settle at the end of the batch.
+    pub(crate) dirty: Vec<Token>,
+    /// Connections to remove (the loop tells the `App` about WebSockets).
+    pub(crate) dead: Vec<Token>,
+    /// Connections whose leftover input waits to be handled (requests
+    /// pipelined behind a long-poll that has just been answered).
+    pub(crate) resume: Vec<Token>,
+    pub(crate) handle: Handle,
+    /// Set when a graceful shutdown began; the loop ends when every connection
+    /// is gone or this deadline passes.
+    pub(crate) shutdown_deadline: Option<Instant>,
+    /// First event id of this run (wall-clock microseconds at start).
+    id_seed: u64,
+}
+
+impl Core {
+    pub(crate) fn new(config: Config, registry: Registry, handle: Handle, id_seed: u64) -> Core {
+        Core {
+            config,
+            registry,
+            conns: Slab::new(),
+            timers: Timers::default(),
+            user_timers: Vec::new(),
+            free_timers: Vec::new(),
+            topics: Vec::new(),
+            stats: Stats::default(),
+            now: Instant::now(),
+            dirty: Vec::new(),
+            dead: Vec::new(),
+            resume: Vec::new(),
+            handle,
+            shutdown_deadline: None,
+            id_seed,
+        }
+    }
+
+    // ---- Queuing bytes ---------------------------------------------------------
+
+    /// Queues bytes built for this connection alone.
+    pub(crate) fn append(&mut self, token: Token, encode: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            let before = conn.queue.len();
+            conn.queue.append_with(encode);
+            self.stats.of(conn.transport).bytes_written += (conn.queue.len() - before) as u64;
+            self.dirty.push(token);
+        }
+    }
+
+    /// Applies the slow-reader policy before `len` more bytes are queued: a
+    /// connection whose queue would pass `Limits::max_queued_bytes` is a slow
+    /// reader (an empty queue always takes one message, however large).
+    fn admit(&mut self, token: Token, len: usize) -> Result<(), SendError> {
+        let limits = &self.config.limits;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return Err(SendError::NotOpen);
+        };
+        let queued = conn.queue.len();
+        if queued == 0 || queued + len <= limits.max_queued_bytes {
+            return Ok(());
+        }
+        self.stats.slow_readers += 1;
+        match limits.slow_reader {
+            SlowReader::Drop => {
+                self.stats.dropped_messages += 1;
+                Err(SendError::Dropped)
+            }
+            SlowReader::Close => {
+                // Unsent whole frames/events are dropped so the close is not stuck
+                // behind them; the client resumes from its cursor.
+                conn.queue.drop_unstarted();
+                self.close(token, CloseCode::POLICY_VIOLATION, "slow reader");
+                Err(SendError::Closing)
+            }
+        }
+    }
+
+    /// Queues bytes shared with other connections, under the slow-reader policy.
+    fn enqueue_shared(&mut self, token: Token, bytes: &Rc<[u8]>) -> Result<(), SendError> {
+        self.admit(token, bytes.len())?;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return Err(SendError::NotOpen);
+        };
+        conn.queue.push_shared(Rc::clone(bytes));
+        self.stats.of(conn.transport).bytes_written += bytes.len() as u64;
+        self.dirty.push(token);
+        Ok(())
+    }
+
+    /// Sends a message to one open WebSocket.
+    pub(crate) fn send(&mut self, token: Token, message: Message) -> Result<(), SendError> {
+        if !self
+            .conns
+            .get(token)
+            .is_some_and(Connection::is_open_websocket)
+        {
+            return Err(SendError::NotOpen);
+        }
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+        };
+        self.admit(token, payload.len())?;
+        self.append(token, |out| encode_frame(out, true, opcode, None, payload));
+        Ok(())
+    }
+
+    /// Sends a message to every open WebSocket but `except`.
+    pub(crate) fn broadcast(&mut self, except: Option<Token>, message: Message) -> usize {
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.as_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+        };
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        encode_frame(&mut frame, true, opcode, None, payload);
+        let frame: Rc<[u8]> = frame.into();
+        let recipients: Vec<Token> = self
+            .conns
+            .iter_mut()
+            .filter(|(token, conn)| Some(*token) != except && conn.is_open_websocket())
+            .map(|(token, _)| token)
+            .collect();
+        recipients
+            .into_iter()
+            .filter(|token| self.enqueue_shared(*token, &frame).is_ok())
+            .count()
+    }
+
+    /// Bytes queued for a connection.
+    pub(crate) fn buffered_amount(&self, token: Token) -> Option<usize> {
+        self.conns.get(token).map(|conn| conn.queue.len())
+    }
+
+    // ---- Closing ---------------------------------------------------------------
+
+    /// Starts closing a connection: a WebSocket gets a Close frame (RFC 6455
+    /// §7.1.2) and waits for the peer's; anything else flushes and closes.
+    pub(crate) fn close(&mut self, token: Token, code: CloseCode, reason: &str) -> bool {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return false;
+        };
+        match &mut conn.state {
+            State::WebSocket(ws) => {
+                if ws.close != CloseState::Open {
+                    return false;
+                }
+                ws.close = ws.close.on_send();
+                ws.close_code.get_or_insert(code);
+                conn.deadlines.set(
+                    Deadline::Close,
+                    Some(self.now + self.config.limits.close_timeout),
+                );
+                conn.deadlines.set(Deadline::Heartbeat, None);
+                conn.deadlines.set(Deadline::Idle, None);
+                self.append(token, |out| write_close_frame(out, code, reason));
+                self.rearm(token);
+                true
+            }
+            State::Closing(_) => false,
+            _ => {
+                self.start_closing(token);
+                true
+            }
+        }
+    }
+
+    /// Flush what is queued, then a lingering close, bounded by `close_timeout`.
+    pub(crate) fn start_closing(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if matches!(conn.state, State::Closing(_)) {
+            return;
+        }
+        self.unsubscribe(token);
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        conn.state = State::Closing(ClosingStage::Flushing);
+        conn.leftover = Vec::new();
+        for deadline in [
+            Deadline::Handshake,
+            Deadline::Idle,
+            Deadline::Heartbeat,
+            Deadline::Stream,
+        ] {
+            conn.deadlines.set(deadline, None);
+        }
+        conn.deadlines.set(
+            Deadline::Close,
+            Some(self.now + self.config.limits.close_timeout),
+        );
+        self.rearm(token);
+        self.dirty.push(token);
+    }
+
+    /// Removes a connection from its topic's subscribers and waiters.
+    pub(crate) fn unsubscribe(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let topic = match &mut conn.state {
+            State::EventStream(topic) => Some(*topic),
+            State::LongPoll(poll) => Some(poll.topic),
+            State::WebSocket(ws) => ws.topic.take(),
+            _ => None,
+        };
+        if let Some(state) = topic.and_then(|topic| self.topics.get_mut(topic.0)) {
+            state.subscribers.remove(&token);
+            state.waiters.remove(&token);
+        }
+    }
+
+    /// Arms the connection's earliest deadline in the timer heap.
+    pub(crate) fn rearm(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.deadlines.rearm(&mut self.timers, token);
+        }
+    }
+
+    // ---- Writing -----------------------------------------------------------------
+
+    /// Writes every dirty connection's queue (read before write: a batch's
+    /// input has been handled, so its answers leave in as few calls as
+    /// possible), registers WRITABLE only where bytes remain, and moves
+    /// closing connections along.
+    pub(crate) fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for token in dirty.drain(..) {
+            self.flush(token);
+        }
+        // Keep the allocation for the next batch.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Writes one connection's queue.
+    pub(crate) fn flush(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let drained = match conn.queue.flush_into(&mut conn.stream) {
+            Ok(drained) => drained,
+            Err(_) => {
+                // The peer is gone (reset, broken pipe): nothing more can be said.
+                conn.queue.clear();
+                self.dead.push(token);
+                return;
+            }
+        };
+        let want_writable = !drained;
+        if want_writable != conn.wants_writable {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .registry
+                .reregister(&mut conn.stream, token, interest)
+                .is_err()
+            {
+                self.dead.push(token);
+                return;
+            }
+            conn.wants_writable = want_writable;
+        }
+        if drained && matches!(conn.state, State::Closing(ClosingStage::Flushing)) {
+            // Half-close, then read until the peer's FIN (see ClosingStage).
+            match conn.stream.shutdown(Shutdown::Write) {
+                Ok(()) => conn.state = State::Closing(ClosingStage::Lingering),
+                Err(_) => self.dead.push(token),
+            }
+        }
+    }
+
+    // ---- Topics ------------------------------------------------------------------
+
+    /// The topic of that name, created on first use.
+    pub(crate) fn topic(&mut self, name: &str) -> TopicId {
+        if let Some(index) = self
+            .topics
+            .iter()
+            .position(|state| state.topic.name() == name)
+        {
+            return TopicId(index);
+        }
+        self.topics.push(TopicState {
+            topic: Topic::new(name, self.config.history, self.id_seed),
+            subscribers: HashSet::new(),
+            waiters: HashSet::new(),
+        });
+        TopicId(self.topics.len() - 1)
+    }
+
+    /// Publishes and fans out: shared bytes to subscribers, answers to waiters.
+    pub(crate) fn publish(
+        &mut self,
+        topic: TopicId,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<u64, SseError> {
+        let Some(state) = self.topics.get_mut(topic.0) else {
+            return Err(SseError::BadLastEventId);
+        };
+        let entry = state.topic.publish(event, data)?;
+        let subscribers: Vec<Token> = state.subscribers.iter().copied().collect();
+        let waiters: Vec<Token> = state.waiters.drain().collect();
+        for token in subscribers {
+            let bytes = match self.conns.get(token).map(|conn| &conn.state) {
+                Some(State::EventStream(_)) => &entry.sse,
+                Some(State::WebSocket(_)) => &entry.ws_frame,
+                _ => continue,
+            };
+            let transport = self.conns.get(token).map(|conn| conn.transport);
+            if self.enqueue_shared(token, bytes).is_ok() {
+                if let Some(transport) = transport {
+                    self.stats.of(transport).events_delivered += 1;
+                }
+            }
+        }
+        // Most waiters hold the same cursor (the previous latest id): one
+        // response serves them all.
+        let mut answers: Vec<(u64, Rc<[u8]>)> = Vec::new();
+        for token in waiters {
+            let Some(State::LongPoll(poll)) = self.conns.get(token).map(|conn| &conn.state) else {
+                continue;
+            };
+            let (after, keep_alive) = (poll.after, poll.keep_alive);
+            let response = match answers.iter().find(|(cursor, _)| *cursor == after) {
+                Some((_, response)) => Rc::clone(response),
+                None => {
+                    let response = self.poll_response(topic, after, keep_alive);
+                    answers.push((after, Rc::clone(&response)));
+                    response
+                }
+            };
+            self.answer_long_poll(token, &response, keep_alive);
+        }
+        Ok(entry.id)
+    }
+
+    /// A complete `200` JSON response with the topic's events after `after`.
+    pub(crate) fn poll_response(&self, topic: TopicId, after: u64, keep_alive: bool) -> Rc<[u8]> {
+        let body = self
+            .topics
+            .get(topic.0)
+            .map_or_else(|| b"[]".to_vec(), |state| state.topic.poll_json(after));
+        let mut response = Vec::with_capacity(body.len() + 160);
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+        ];
+        if let Some(origin) = self.config.allow_origin.as_deref() {
+            headers.push(("Access-Control-Allow-Origin", origin));
+        }
+        if !keep_alive {
+            headers.push(("Connection", "close"));
+        }
+        write_head(&mut response, 200, &headers, Some(body.len()));
+        response.extend_from_slice(&body);
+        response.into()
+    }
+
+    /// Answers a held long-poll and returns the connection to reading requests.
+    pub(crate) fn answer_long_poll(&mut self, token: Token, response: &Rc<[u8]>, keep_alive: bool) {
+        self.unsubscribe(token);
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        conn.queue.push_shared(Rc::clone(response));
+        self.stats.long_poll.bytes_written += response.len() as u64;
+        self.stats.long_poll.events_delivered += 1;
+        conn.deadlines.set(Deadline::Stream, None);
+        if keep_alive {
+            conn.state = State::Http(crate::server::connection::HttpState {
+                scanner: crate::http::HeadScanner::new(self.config.limits.max_head_bytes),
+                pending: None,
+            });
+            conn.deadlines.set(
+                Deadline::Idle,
+                Some(self.now + self.config.limits.idle_timeout),
+            );
+            self.stats.switch(conn, Transport::Http);
+            self.rearm(token);
+            // Requests pipelined behind the long-poll are handled next.
+            self.dirty.push(token);
+            self.resume.push(token);
+        } else {
+            self.start_closing(token);
+        }
+    }
+
+    /// Subscribes an open WebSocket to a topic, replaying after the cursor.
+    pub(crate) fn subscribe_socket(
+        &mut self,
+        token: Token,
+        topic: TopicId,
+        after: Option<u64>,
+    ) -> Result<(), SendError> {
+        if !self
+            .conns
+            .get(token)
+            .is_some_and(Connection::is_open_websocket)
+            || topic.0 >= self.topics.len()
+        {
+            return Err(SendError::NotOpen);
+        }
+        self.unsubscribe(token);
+        if let Some(after) = after {
+            let replay = self.replay(topic, after, |entry| Rc::clone(&entry.ws_frame));
+            for bytes in replay {
+                self.enqueue_shared(token, &bytes)?;
+            }
+        }
+        if let Some(ws) = self.conns.get_mut(token).and_then(Connection::websocket) {
+            ws.topic = Some(topic);
+        }
+        self.topics[topic.0].subscribers.insert(token);
+        Ok(())
+    }
+
+    /// The shared bytes a cursor gets: a resync notice if needed, then history.
+    pub(crate) fn replay(
+        &self,
+        topic: TopicId,
+        after: u64,
+        pick: impl Fn(&crate::topic::Entry) -> Rc<[u8]>,
+    ) -> Vec<Rc<[u8]>> {
+        let Some(state) = self.topics.get(topic.0) else {
+            return Vec::new();
+        };
+        let replay = state.topic.since(after);
+        let notice = replay
+            .resync
+            .map(|why| pick(&state.topic.resync_entry(why)));
+        notice.into_iter().chain(replay.entries.map(pick)).collect()
+    }
+
+    /// Starts an event stream on a connection whose request asked for one.
+    pub(crate) fn start_event_stream(&mut self, token: Token, topic: TopicId, after: Option<u64>) {
+        let mut head = Vec::with_capacity(256);
+        let mut headers = vec![
+            // WHATWG HTML §9.2.5: the MIME type that makes it an event stream.
+            ("Content-Type", "text/event-stream"),
+            // Caches must not hold a stream; proxies (nginx) must not buffer it.
+            ("Cache-Control", "no-cache"),
+            ("X-Accel-Buffering", "no"),
+        ];
+        if let Some(origin) = self.config.allow_origin.as_deref() {
+            headers.push(("Access-Control-Allow-Origin", origin));
+        }
+        // RFC 9112 §6.3: no length and no chunking, so the body runs until the
+        // connection closes — which is what a stream is.
+        headers.push(("Connection", "close"));
+        write_head(&mut head, 200, &headers, None);
+        sse::encode_retry(self.config.sse_retry_ms, &mut head);
+        self.append(token, |out| out.extend_from_slice(&head));
+        let replay = after
+            .map(|after| self.replay(topic, after, |entry| Rc::clone(&entry.sse)))
+            .unwrap_or_default();
+        let keepalive = self.now + self.config.limits.sse_keepalive;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        self.stats.switch(conn, Transport::EventStream);
+        conn.state = State::EventStream(topic);
+        conn.deadlines.set(Deadline::Idle, None);
+        conn.deadlines.set(Deadline::Handshake, None);
+        conn.deadlines.set(Deadline::Stream, Some(keepalive));
+        self.rearm(token);
+        for bytes in replay {
+            if self.enqueue_shared(token, &bytes).is_err() {
+                return;
+            }
+            self.stats.event_stream.events_delivered += 1;
+        }
+        if let Some(state) = self.topics.get_mut(topic.0) {
+            state.subscribers.insert(token);
+        }
+    }
+
+    /// Holds a long-poll, or answers it at once when something is newer.
+    pub(crate) fn start_long_poll(
+        &mut self,
+        token: Token,
+        topic: TopicId,
+        after: u64,
+        keep_alive: bool,
+    ) {
+        let pending = self.topics.get(topic.0).is_some_and(|state| {
+            let replay = state.topic.since(after);
+            replay.resync.is_some() || replay.entries.len() > 0
+        });
+        if pending || self.shutdown_deadline.is_some() {
+            let response = self.poll_response(topic, after, keep_alive);
+            self.append(token, |out| out.extend_from_slice(&response));
+            if !keep_alive {
+                self.start_closing(token);
+            }
+            return;
+        }
+        let hold_until = self.now + self.config.limits.long_poll_timeout;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        self.stats.switch(conn, Transport::LongPoll);
+        conn.state = State::LongPoll(LongPollState {
+            topic,
+            after,
+            keep_alive,
+        });
+        conn.deadlines.set(Deadline::Idle, None);
+        conn.deadlines.set(Deadline::Handshake, None);
+        conn.deadlines.set(Deadline::Stream, Some(hold_until));
+        self.rearm(token);
+        if let Some(state) = self.topics.get_mut(topic.0) {
+            state.waiters.insert(token);
+        }
+    }
+
+    // ---- User timers -------------------------------------------------------------
+
+    /// Schedules a user timer.
+    pub(crate) fn set_timer(&mut self, delay: Duration, period: Option<Duration>) -> TimerId {
+        let slot = match self.free_timers.pop() {
+            Some(slot) => slot,
+            None => {
+                self.user_timers.push(UserTimer {
+                    generation: 0,
+                    period: None,
+                    active: false,
+                });
+                self.user_timers.len() - 1
+            }
+        };
+        let timer = &mut self.user_timers[slot];
+        timer.period = period;
+        timer.active = true;
+        let id = TimerId {
+            slot,
+            generation: timer.generation,
+        };
+        self.timers
+            .arm(self.now + delay, Wake::User(slot, id.generation));
+        id
+    }
+
+    /// Cancels a user timer.
+    pub(crate) fn clear_timer(&mut self, id: TimerId) -> bool {
+        match self.user_timers.get_mut(id.slot) {
+            Some(timer) if timer.active && timer.generation == id.generation => {
+                timer.active = false;
+                timer.generation = timer.generation.wrapping_add(1);
+                self.free_timers.push(id.slot);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A user timer's heap entry popped: the id to report if it is still live,
+    /// re-armed from its own deadline when periodic.
+    pub(crate) fn user_timer_fired(
+        &mut self,
+        when: Instant,
+        slot: usize,
+        generation: u32,
+    ) -> Option<TimerId> {
+        let timer = self.user_timers.get_mut(slot)?;
+        if !timer.active || timer.generation != generation {
+            return None;
+        }
+        let id = TimerId { slot, generation };
+        match timer.period {
+            Some(period) => self.timers.arm(when + period, Wake::User(slot, generation)),
+            None => {
+                self.clear_timer(id);
+            }
+        }
+        Some(id)
+    }
+
+    // ---- Shutdown ----------------------------------------------------------------
+
+    /// Closes every connection (WebSockets with `1001 Going Away`) and sets the
+    /// deadline by which the loop ends.
+    pub(crate) fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(self.now + self.config.limits.shutdown_timeout);
+        for token in self.conns.tokens() {
+            self.close(token, CloseCode::GOING_AWAY, "server shutting down");
+        }
+    }
+}
+
+/// Appends a server Close frame (RFC 6455 §5.5.1: code, then a UTF-8 reason).
+pub(crate) fn write_close_frame(out: &mut Vec<u8>, code: CloseCode, reason: &str) {
+    let mut payload = [0; 125];
+    let len = encode_close_payload(code, reason, &mut payload);
+    encode_frame(out, true, OpCode::Close, None, &payload[..len]);
+}

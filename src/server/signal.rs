@@ -1,0 +1,55 @@
+//! Graceful shutdown on `SIGINT` and `SIGTERM`.
+//!
+//! The signals are blocked in the calling thread (and so in every thread it
+//! starts afterwards), and one small thread waits for them with `sigwait(3)`
+//! and calls [`Handle::shutdown`]: no code runs inside a signal handler, so
+//! nothing here has to be async-signal-safe. A second signal exits at once
+//! (status 130), for when a shutdown hangs on a peer that will not read.
+//!
+//! This is the one place pushloop uses `unsafe`: the C calls that manage the
+//! signal mask. `libc` is already in the tree as a dependency of `mio`.
+
+#![allow(unsafe_code)]
+
+use std::io;
+
+use crate::server::Handle;
+
+/// Blocks `SIGINT`/`SIGTERM` and starts the thread that turns them into
+/// [`Handle::shutdown`]. Call it first thing in `main`, before other threads start.
+pub fn shutdown_on_signals(handle: Handle) -> io::Result<()> {
+    // SAFETY: `sigset_t` is plain data that `sigemptyset` fully initialises;
+    // the pointers passed are to live locals.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    };
+    // SAFETY: `set` is initialised above; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    std::thread::Builder::new()
+        .name("pushloop-signals".into())
+        .spawn(move || {
+            let mut first = true;
+            loop {
+                let mut signal = 0;
+                // SAFETY: `set` is initialised and blocked in this thread (inherited
+                // mask); `signal` is a live local the call writes to.
+                let rc = unsafe { libc::sigwait(&set, &mut signal) };
+                if rc != 0 {
+                    continue;
+                }
+                if !first {
+                    std::process::exit(130);
+                }
+                first = false;
+                handle.shutdown();
+            }
+        })?;
+    Ok(())
+}
