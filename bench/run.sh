@@ -128,7 +128,7 @@ start_server() {
   PORT=$((PORT + 1))
   ADDR="127.0.0.1:$PORT"
   # shellcheck disable=SC2046
-  "${PIN_SERVER[@]}" $(server_cmd "$1" "$ADDR") 2>/dev/null &
+  "${PIN_SERVER[@]}" $(server_cmd "$1" "$ADDR") >/dev/null 2>&1 &
   SPID=$!
   for _ in $(seq 100); do
     if ! kill -0 "$SPID" 2>/dev/null; then return 1; fi

@@ -31,6 +31,10 @@ const SCRATCH_BYTES: usize = 256 * 1024;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(argv.first().map(String::as_str), None | Some("-h" | "--help" | "help")) {
+        print!("{}", args::USAGE);
+        return ExitCode::SUCCESS;
+    }
     if argv.first().map(String::as_str) == Some("report") {
         return match report::run(&argv[1..]) {
             Ok(()) => ExitCode::SUCCESS,
