@@ -1,6 +1,11 @@
 //! One client connection: connect, send a request, read the response head,
 //! then speak WebSocket or read an event stream. Writes go straight out; only
-//! what the socket refuses stays queued, and WRITABLE is asked for only then.
+//! what the socket refuses stays queued.
+//!
+//! The socket is registered once, READABLE | WRITABLE, edge-triggered, and
+//! never re-registered: on Linux a TCP socket raises a writable edge only
+//! after a write found its buffer full (SOCK_NOSPACE), so the standing
+//! interest costs no wake-ups, and it saves an `epoll_ctl` per state change.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -81,11 +86,8 @@ impl SseSink {
 
 pub struct Conn {
     sock: TcpStream,
-    token: Token,
     pub kind: Kind,
     pub phase: Phase,
-    /// WRITABLE is registered (only while something is queued, or connecting).
-    write_armed: bool,
     /// Response head so far; freed once parsed.
     head: Vec<u8>,
     /// One-off bytes to send: the request, pongs, a message, a close frame.
@@ -121,10 +123,8 @@ impl Conn {
         registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
         Ok(Conn {
             sock,
-            token,
             kind,
             phase: Phase::Connecting,
-            write_armed: true,
             head: Vec::new(),
             out: request,
             out_pos: 0,
@@ -138,10 +138,6 @@ impl Conn {
             lines: SseLines::default(),
             since: Instant::now(),
         })
-    }
-
-    pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.sock);
     }
 
     /// Give the connection its echo stream: `frames` holds `depth` identical
@@ -168,7 +164,6 @@ impl Conn {
     /// stopping at a short read (needed to see an EOF that came with data).
     pub fn on_event(
         &mut self,
-        registry: &Registry,
         readable: bool,
         writable: bool,
         drain: bool,
@@ -189,13 +184,14 @@ impl Conn {
             let _ = self.sock.set_nodelay(true);
             self.phase = Phase::Head;
             self.since = Instant::now();
-            self.flush(registry)?;
+            self.flush()?;
         }
         if readable {
-            self.read(scratch, sink, drain || self.phase != Phase::Open, &mut got)?;
+            // Closing waits for the EOF, which may come with the close frame.
+            self.read(scratch, sink, drain || self.phase == Phase::Closing, &mut got)?;
         }
         if writable && !got.eof {
-            self.flush(registry)?;
+            self.flush()?;
         }
         Ok(got)
     }
@@ -295,8 +291,9 @@ impl Conn {
     }
 
     /// Write what is queued: one-off bytes first when at a frame boundary, then
-    /// the echo stream. Arm WRITABLE only if the socket refused some.
-    pub fn flush(&mut self, registry: &Registry) -> Result<(), &'static str> {
+    /// the echo stream, until done or the socket refuses more (a writable
+    /// edge will come when it has room).
+    pub fn flush(&mut self) -> Result<(), &'static str> {
         if self.phase == Phase::Connecting {
             return Ok(());
         }
@@ -329,12 +326,6 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Err("write failed"),
             }
-        }
-        let pending = self.out_pos < self.out.len() || self.owed > 0;
-        if pending != self.write_armed {
-            let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            registry.reregister(&mut self.sock, self.token, interest).map_err(|_| "reregister failed")?;
-            self.write_armed = pending;
         }
         Ok(())
     }

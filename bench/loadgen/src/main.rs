@@ -121,10 +121,10 @@ impl Net {
         Ok(())
     }
 
+    /// Drop the connection in `slot`; closing the socket also takes it out
+    /// of the poll (no `epoll_ctl` needed).
     fn close(&mut self, slot: usize) {
-        if let Some(mut c) = self.slots[slot].conn.take() {
-            c.deregister(self.poll.registry());
-        }
+        self.slots[slot].conn = None;
     }
 
     fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
@@ -133,9 +133,8 @@ impl Net {
 
     /// Flush what a caller queued on `slot`; on failure the slot is closed.
     fn flush(&mut self, slot: usize) -> Result<(), &'static str> {
-        let registry = self.poll.registry();
         let Some(c) = self.slots[slot].conn.as_mut() else { return Ok(()) };
-        let r = c.flush(registry);
+        let r = c.flush();
         if r.is_err() {
             self.close(slot);
         }
@@ -151,7 +150,6 @@ impl Net {
                 panic!("poll: {e}");
             }
         }
-        let registry = self.poll.registry();
         for ev in self.events.iter() {
             let slot = ev.token().0 & 0xFFFF_FFFF;
             let generation = (ev.token().0 >> 32) as u32;
@@ -163,11 +161,9 @@ impl Net {
             let was_open = matches!(c.phase, Phase::Open | Phase::Closing);
             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
             let writable = ev.is_writable() || ev.is_error();
-            let result = c.on_event(registry, readable, writable, ev.is_read_closed(), &mut self.scratch, sink);
+            let result = c.on_event(readable, writable, ev.is_read_closed(), &mut self.scratch, sink);
             if result.is_err() {
-                if let Some(mut c) = s.conn.take() {
-                    c.deregister(registry);
-                }
+                s.conn = None;
             }
             out.push(Happening { slot, was_open, result });
         }
