@@ -117,7 +117,9 @@ impl Net {
         let s = &mut self.slots[slot];
         s.generation = s.generation.wrapping_add(1);
         let token = Token(slot | (s.generation as usize) << 32);
-        s.conn = Some(Conn::connect(self.addr, self.poll.registry(), token, kind, request, key).map_err(|_| "connect failed")?);
+        let mut c = Conn::connect(self.addr, self.poll.registry(), token, kind, request, key).map_err(|_| "connect failed")?;
+        c.try_request()?;
+        s.conn = Some(c);
         Ok(())
     }
 
@@ -230,10 +232,10 @@ fn echo(args: &Args) -> Result<Json, String> {
                 stop_reason = "count";
                 break;
             }
-            if open == 0 {
-                stop_reason = "all connections lost";
-                break;
-            }
+        }
+        if all_open_at.is_some() && open == 0 {
+            stop_reason = "all connections lost";
+            break;
         }
         if now >= deadline {
             stop_reason = "timeout";
@@ -279,11 +281,9 @@ fn echo(args: &Args) -> Result<Json, String> {
                 if got.msgs > 0 {
                     c.owe_frames(got.msgs);
                 }
-                if got.opened || got.msgs > 0 {
-                    if net.flush(h.slot).is_err() {
-                        errors += 1;
-                        open -= 1;
-                    }
+                if (got.opened || got.msgs > 0) && net.flush(h.slot).is_err() {
+                    errors += 1;
+                    open -= 1;
                 }
             }
         }
@@ -588,7 +588,7 @@ fn churn(args: &Args) -> Result<Json, String> {
         if now.duration_since(last_scan) >= Duration::from_millis(100) {
             last_scan = now;
             for slot in 0..k {
-                let late = net.slots[slot].conn.as_ref().map_or(true, |c| now.duration_since(c.since) > stuck);
+                let late = net.slots[slot].conn.as_ref().is_none_or(|c| now.duration_since(c.since) > stuck);
                 if late {
                     if net.slots[slot].conn.as_ref().is_some_and(|c| c.phase == Phase::Closing) {
                         no_server_close += 1;

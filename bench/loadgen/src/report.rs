@@ -167,6 +167,10 @@ fn notes(g: &Group) -> String {
         "hold" => n.push(format!("RSS {:.1} → {:.1} MiB", m("rss_before_kib") / 1024.0, m("rss_after_kib") / 1024.0)),
         _ => {}
     }
+    // On its own core the load generator should not limit the run; say so when it did.
+    if g.median_ratio("loadgen_cpu_s", "secs").is_some_and(|b| b >= 0.9) {
+        n.push("load generator ≥90% busy: it set the pace".into());
+    }
     for k in ["failed", "errors", "wrong_len", "publish_errors", "stuck", "no_server_close"] {
         if worst(k) > 0.0 {
             n.push(format!("{k} ≤{}", worst(k)));
