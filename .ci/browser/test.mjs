@@ -1,0 +1,250 @@
+// Drives the pushloop demo page in headless Chromium and checks that one feed reaches
+// all four transports, that chat works, and that every column recovers after a dropped
+// connection and after a server restart, losing nothing. Started by run.sh, which
+// starts the server and passes it in the environment:
+//   PUSHLOOP_BIN, PUSHLOOP_PORT, PUSHLOOP_PID (the server to kill), PUSHLOOP_LOG
+//   (server output, appended to by the restarted server), PUSHLOOP_PIDFILE (this script
+//   writes the restarted server's pid there so run.sh can clean up), PUSHLOOP_ARTIFACTS.
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+const BIN = process.env.PUSHLOOP_BIN;
+const PORT = Number(process.env.PUSHLOOP_PORT);
+const FIRST_PID = Number(process.env.PUSHLOOP_PID);
+const LOG = process.env.PUSHLOOP_LOG;
+const PIDFILE = process.env.PUSHLOOP_PIDFILE;
+const ARTIFACTS = process.env.PUSHLOOP_ARTIFACTS ?? 'ci-artifacts';
+const BASE = `http://127.0.0.1:${PORT}`;
+const COLS = ['short', 'long', 'sse', 'ws'];
+const NAMES = { short: 'short poll', long: 'long poll', sse: 'SSE', ws: 'WebSocket' };
+const t0 = Date.now();
+
+let passed = 0, failed = 0;
+const secs = (ms) => (ms / 1000).toFixed(1) + ' s';
+function pass(what) { passed++; console.log(`PASS ${what}`); }
+function fail(what, why) { failed++; console.log(`FAIL ${what}: ${why}`); }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+if (!BIN || !PORT) { console.log('FAIL setup: PUSHLOOP_BIN and PUSHLOOP_PORT must be set (use run.sh)'); process.exit(1); }
+
+// The whole test has a hard deadline, so a hang is a failure, not a stuck CI.
+const deadline = setTimeout(() => {
+  fail('deadline', 'the browser test took more than 90 s');
+  finish().then(() => process.exit(1));
+}, 90_000);
+
+let restarted = null;   // the server this script started
+let browser = null;
+
+async function publish(text, event) {
+  const url = `${BASE}/publish` + (event ? `?event=${encodeURIComponent(event)}` : '');
+  const res = await fetch(url, { method: 'POST', body: text });
+  if (!res.ok) throw new Error(`POST ${url} → ${res.status} ${await res.text()}`);
+  return (await res.json()).id;
+}
+
+function portOpen() {
+  return new Promise((resolve) => {
+    const s = net.connect(PORT, '127.0.0.1');
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function until(what, timeoutMs, fn, everyMs = 100) {
+  const start = Date.now();
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last && last.ok) return { ...last, ms: Date.now() - start };
+    if (Date.now() - start > timeoutMs) return { ...(last || {}), ok: false, ms: Date.now() - start };
+    await sleep(everyMs);
+  }
+}
+
+// Per column: when a row with this id (or this chat text) first shows in the DOM.
+async function waitInColumns(page, label, timeoutMs, match) {
+  const seenAt = {};
+  const start = Date.now();
+  await until(label, timeoutMs, async () => {
+    const found = await page.evaluate(({ cols, match }) => {
+      const out = {};
+      for (const c of cols) {
+        const rows = [...document.querySelectorAll(`#col-${c} ol.events li`)];
+        const row = rows.find((li) => (match.id !== undefined ? li.dataset.id === String(match.id)
+          : li.dataset.event === match.event && li.querySelector('.data').textContent === match.data));
+        out[c] = row ? row.dataset.id : null;
+      }
+      return out;
+    }, { cols: COLS, match });
+    for (const c of COLS) if (found[c] && !(c in seenAt)) seenAt[c] = { ms: Date.now() - start, id: found[c] };
+    return { ok: COLS.every((c) => c in seenAt) };
+  });
+  for (const c of COLS) {
+    if (c in seenAt) pass(`${label}: ${NAMES[c]} column shows id ${seenAt[c].id} after ${secs(seenAt[c].ms)}`);
+    else fail(`${label}: ${NAMES[c]} column`, `not shown within ${secs(timeoutMs)}`);
+  }
+  return seenAt;
+}
+
+const states = (page) => page.evaluate((cols) => Object.fromEntries(cols.map((c) => {
+  const s = document.querySelector(`#col-${c} .status`);
+  return [c, { state: s.dataset.state, text: s.textContent }];
+})), COLS);
+
+async function allConnected(page, label, timeoutMs) {
+  const r = await until(label, timeoutMs, async () => {
+    const st = await states(page);
+    return { ok: COLS.every((c) => st[c].state === 'ok'), st };
+  }, 200);
+  if (r.ok) pass(`${label}: all four status lines connected after ${secs(r.ms)}`);
+  else fail(label, 'status lines: ' + COLS.map((c) => `${NAMES[c]}=${r.st[c].state} "${r.st[c].text}"`).join('; '));
+}
+
+async function noDuplicates(page, label) {
+  const dups = await page.evaluate((cols) => Object.fromEntries(cols.map((c) => {
+    const ids = [...document.querySelectorAll(`#col-${c} ol.events li`)].map((li) => li.dataset.id);
+    return [c, ids.filter((id, i) => ids.indexOf(id) !== i)];
+  })), COLS);
+  const bad = COLS.filter((c) => dups[c].length);
+  if (bad.length) fail(label, bad.map((c) => `${NAMES[c]} shows ${dups[c].join(', ')} twice`).join('; '));
+  else pass(`${label}: no column shows an id twice`);
+}
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const out = LOG ? openSync(LOG, 'a') : 'ignore';
+    const child = spawn(BIN, ['--addr', `127.0.0.1:${PORT}`, '--tick-ms', '500'], { stdio: ['ignore', 'pipe', out] });
+    if (PIDFILE) writeFileSync(PIDFILE, String(child.pid));
+    let text = '';
+    const timer = setTimeout(() => reject(new Error('no "serving" line within 5 s')), 5000);
+    child.stdout.on('data', (d) => {
+      text += d;
+      if (text.includes('serving')) { clearTimeout(timer); resolve(child); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}: ${text}`)); });
+  });
+}
+
+async function finish() {
+  try {
+    if (browser) await browser.close();
+  } catch (_) { /* already gone */ }
+  if (restarted && restarted.exitCode === null) restarted.kill('SIGTERM');
+  clearTimeout(deadline);
+  console.log(`browser: ${passed} passed, ${failed} failed (${secs(Date.now() - t0)})`);
+}
+
+try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+
+  // 1. The page loads; a publish from its box shows in all four columns.
+  const res = await page.goto(BASE + '/');
+  if (res.ok() && (await page.title()).includes('pushloop')) pass(`GET / serves the demo page (${res.status()})`);
+  else fail('GET /', `status ${res.status()}, title "${await page.title()}"`);
+  await allConnected(page, 'load', 10_000);
+
+  const text1 = `hello from the browser test ${Math.random().toString(36).slice(2, 8)}`;
+  await page.fill('#pub-text', text1);
+  await page.fill('#pub-event', 'news');
+  await page.click('#pub-send');
+  const id1 = await page.waitForSelector('#pub-result[data-id]', { timeout: 5000 })
+    .then((e) => e.getAttribute('data-id')).catch(() => null);
+  if (id1) {
+    pass(`publish box: POST /publish?event=news answered id ${id1}`);
+    await waitInColumns(page, 'publish', 10_000, { id: id1 });
+    const lat = await page.evaluate((id) => Object.fromEntries(['short', 'long', 'sse', 'ws'].map((c) => {
+      const li = document.querySelector(`#col-${c} li[data-id="${id}"]`);
+      return [c, li ? li.dataset.latency : undefined];
+    })), id1);
+    const missing = COLS.filter((c) => lat[c] === undefined);
+    if (missing.length) fail('latency', `no latency for the page's own event in ${missing.map((c) => NAMES[c]).join(', ')}`);
+    else pass('latency per column: ' + COLS.map((c) => `${NAMES[c]} ${lat[c]} ms`).join(', '));
+  } else {
+    fail('publish box', 'no id shown: ' + await page.textContent('#pub-result'));
+  }
+
+  // 2. Chat over the WebSocket reaches every column as type chat.
+  const chat = `chat from the browser test ${Math.random().toString(36).slice(2, 8)}`;
+  await page.waitForSelector('#chat-send:not([disabled])', { timeout: 5000 });
+  await page.fill('#chat-text', chat);
+  await page.click('#chat-send');
+  const chatSeen = await waitInColumns(page, 'chat', 10_000, { event: 'chat', data: chat });
+  const chatIds = new Set(Object.values(chatSeen).map((s) => s.id));
+  if (chatIds.size === 1) pass('chat: the same id in every column');
+  else fail('chat', `different ids per column: ${[...chatIds].join(', ')}`);
+
+  // 3a. Drop the page's WebSocket and EventSource (as if they died), publish while they
+  // are down, and check they come back with what they missed.
+  await page.evaluate(() => { window.pushloop.dropWebSocket(); window.pushloop.dropEventSource(); });
+  const idDropped = await publish('published while the WebSocket and EventSource were down');
+  await waitInColumns(page, 'drop + resume', 10_000, { id: idDropped });
+  await allConnected(page, 'drop + resume', 10_000);
+  await noDuplicates(page, 'drop + resume');
+
+  // 3b. Restart the server on the same port: a fresh history with larger ids, so every
+  // column's cursor is "from an earlier run" and must resync.
+  const before = await page.evaluate(() => Object.fromEntries(
+    Object.entries(window.pushloop.cols).map(([k, c]) => [k, c.seen.size])));
+  console.log('     before restart, ids seen: ' + COLS.map((c) => `${NAMES[c]} ${before[c]}`).join(', '));
+  process.kill(FIRST_PID, 'SIGTERM');
+  const down = await until('server down', 5000, async () => ({ ok: !(await portOpen()) }));
+  if (down.ok) pass(`restart: SIGTERM stopped the server (port closed after ${secs(down.ms)})`);
+  else fail('restart', 'the port still accepts connections 5 s after SIGTERM');
+  await sleep(1500);
+  const outage = await states(page);
+  console.log('     during the outage: ' + COLS.map((c) => `${NAMES[c]}="${outage[c].text}"`).join('; '));
+  const stillOk = ['long', 'sse', 'ws'].filter((c) => outage[c].state === 'ok');
+  if (stillOk.length) fail('outage', `status still "connected" with the server down: ${stillOk.map((c) => NAMES[c]).join(', ')}`);
+  else pass('outage: long poll, SSE and WebSocket status lines show it');
+
+  restarted = await startServer();
+  pass(`restart: the same binary serves on port ${PORT} again (pid ${restarted.pid})`);
+  const after = [];
+  after.push(await publish('first event after the restart'));
+  await waitInColumns(page, 'after restart', 20_000, { id: after[0] });
+  await allConnected(page, 'after restart', 10_000);
+  const resynced = await page.evaluate((cols) => cols.filter((c) => !document.querySelector(`#col-${c}`).dataset.resynced), COLS);
+  if (resynced.length) fail('resync', `no resync shown in ${resynced.map((c) => NAMES[c]).join(', ')}`);
+  else pass('resync: every column got a resync and rebuilt from the new history');
+
+  // Nothing published after recovery is missing: a few more events, then every id the
+  // new server holds must be in every column.
+  for (let i = 2; i <= 4; i++) { after.push(await publish(`event ${i} after the restart`, i === 3 ? 'alert' : undefined)); await sleep(150); }
+  const history = await (await fetch(`${BASE}/poll?after=0`)).json();
+  const want = history.filter((e) => e.event !== 'resync').map((e) => e.id);
+  const complete = await until('complete', 6000, async () => {
+    const missing = await page.evaluate((want) => Object.fromEntries(Object.entries(window.pushloop.cols)
+      .map(([k, c]) => [k, want.filter((id) => !c.seen.has(id))])), want);
+    return { ok: COLS.every((c) => missing[c].length === 0), missing };
+  }, 250);
+  if (complete.ok) pass(`nothing missing: all ${want.length} events of the new history (incl. ${after.length} published after recovery) in every column`);
+  else fail('nothing missing', COLS.filter((c) => complete.missing[c].length)
+    .map((c) => `${NAMES[c]} lacks ${complete.missing[c].join(', ')}`).join('; '));
+  await noDuplicates(page, 'after restart');
+
+  if (pageErrors.length) fail('page errors', pageErrors.join(' | '));
+  else pass('no uncaught errors in the page');
+
+  // 4. A screenshot for people.
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const shot = path.resolve(ARTIFACTS, 'browser.png');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: shot });
+  console.log(`     screenshot: ${shot}`);
+} catch (e) {
+  fail('test aborted', e.stack || String(e));
+}
+await finish();
+process.exit(failed ? 1 : 0);

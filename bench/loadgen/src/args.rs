@@ -1,0 +1,124 @@
+//! Command line: `loadgen MODE [--key value]... [--flag]...`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: loadgen MODE --addr 127.0.0.1:PORT [options]
+       loadgen report RESULTS.jsonl [--baseline LABEL]
+
+modes:
+  echo    N WebSocket connections, D messages in flight each, S-byte messages
+  hold    N idle WebSocket connections; server RSS per connection (needs --pid)
+  fanout  N SSE subscribers to /events, E events POSTed to /publish at a steady pace
+  churn   open, upgrade, echo one message, close; over K parallel slots
+
+options (default):
+  --addr HOST:PORT     server; must be 127.0.0.1
+  --pid PID            server process, for CPU (/proc/PID/stat) and RSS (/proc/PID/status)
+  --conns N            connections / subscribers (echo 64, hold 1000, fanout 100)
+  --depth D            echo: messages in flight per connection (16)
+  --size S             echo/churn: message bytes (20); fanout: event data bytes (64)
+  --binary             echo/churn: binary messages instead of text
+  --secs T             echo/churn: measured seconds after warm-up (5)
+  --max-msgs M         echo: stop after M messages measured; churn: after M opens (unbounded)
+  --warmup SECS        echo/churn: unmeasured seconds first (1)
+  --settle-ms MS       hold: wait after the last connection opened (1000);
+                       fanout: wait after the last subscriber before publishing (300)
+  --events E           fanout: events to publish (200)
+  --interval-us US     fanout: pause between publishes (5000)
+  --drain-ms MS        fanout: after the last publish, stop once nothing arrived for MS (2000)
+  --slots K            churn: parallel open-close loops (16)
+  --connect-batch C    most connections being opened at once (256)
+  --timeout SECS       hard limit on the whole run (120)
+  --path PATH          WebSocket path (/echo)
+  --label NAME         server name, copied to the JSON output
+  --scenario NAME      scenario name, copied to the JSON output
+";
+
+pub struct Args {
+    pub mode: String,
+    pub addr: SocketAddr,
+    pub pid: Option<String>,
+    pub conns: Option<usize>,
+    pub depth: usize,
+    pub size: Option<usize>,
+    pub binary: bool,
+    pub secs: f64,
+    pub max_msgs: u64,
+    pub warmup: f64,
+    pub settle_ms: Option<u64>,
+    pub events: usize,
+    pub interval: Duration,
+    pub drain: Duration,
+    pub slots: usize,
+    pub connect_batch: usize,
+    pub timeout: Duration,
+    pub path: String,
+    pub label: String,
+    pub scenario: String,
+}
+
+impl Args {
+    pub fn parse(argv: &[String]) -> Result<Args, String> {
+        let mode = argv.first().ok_or("missing MODE")?.clone();
+        let mut a = Args {
+            mode,
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6788),
+            pid: None,
+            conns: None,
+            depth: 16,
+            size: None,
+            binary: false,
+            secs: 5.0,
+            max_msgs: u64::MAX,
+            warmup: 1.0,
+            settle_ms: None,
+            events: 200,
+            interval: Duration::from_micros(5000),
+            drain: Duration::from_millis(2000),
+            slots: 16,
+            connect_batch: 256,
+            timeout: Duration::from_secs(120),
+            path: "/echo".into(),
+            label: String::new(),
+            scenario: String::new(),
+        };
+        let mut it = argv[1..].iter();
+        while let Some(key) = it.next() {
+            if key == "--binary" {
+                a.binary = true;
+                continue;
+            }
+            let val = it.next().ok_or_else(|| format!("{key} needs a value"))?;
+            let num = || val.parse::<u64>().map_err(|_| format!("{key}: not a number: {val}"));
+            let float = || val.parse::<f64>().map_err(|_| format!("{key}: not a number: {val}"));
+            match key.as_str() {
+                "--addr" => a.addr = val.parse().map_err(|_| format!("--addr: not HOST:PORT: {val}"))?,
+                "--pid" => a.pid = Some(val.clone()),
+                "--conns" => a.conns = Some(num()? as usize),
+                "--depth" => a.depth = num()?.max(1) as usize,
+                "--size" => a.size = Some(num()? as usize),
+                "--secs" => a.secs = float()?,
+                "--max-msgs" => a.max_msgs = num()?,
+                "--warmup" => a.warmup = float()?,
+                "--settle-ms" => a.settle_ms = Some(num()?),
+                "--events" => a.events = num()? as usize,
+                "--interval-us" => a.interval = Duration::from_micros(num()?),
+                "--drain-ms" => a.drain = Duration::from_millis(num()?),
+                "--slots" => a.slots = num()?.max(1) as usize,
+                "--connect-batch" => a.connect_batch = num()?.max(1) as usize,
+                "--timeout" => a.timeout = Duration::from_secs_f64(float()?),
+                "--path" => a.path = val.clone(),
+                "--label" => a.label = val.clone(),
+                "--scenario" => a.scenario = val.clone(),
+                _ => return Err(format!("unknown option {key}")),
+            }
+        }
+        // This tool only ever loads a server on this machine.
+        if a.addr.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+            return Err(format!("--addr must be 127.0.0.1:PORT, not {}", a.addr));
+        }
+        Ok(a)
+    }
+}

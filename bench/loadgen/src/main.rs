@@ -1,0 +1,669 @@
+//! loadgen: a one-thread `mio` load generator for pushloop and its peers.
+//!
+//! Modes `echo`, `hold`, `fanout` and `churn` each print one JSON line; mode
+//! `report` turns a file of such lines into the markdown table of medians.
+//! The client is kept cheap on purpose — masked frames are built once per
+//! connection, payloads are counted and never copied, WRITABLE is registered
+//! only while bytes wait — so the server is the bottleneck, and the JSON's
+//! `loadgen_*` fields show that it was.
+//! Every run is bounded by `--timeout` and stops by itself.
+
+mod args;
+mod conn;
+mod http;
+mod json;
+mod procfs;
+mod report;
+mod ws;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+
+use args::Args;
+use conn::{Conn, Got, Kind, Phase, SseSink};
+use json::Json;
+use procfs::CpuMeter;
+
+/// One read buffer for the whole loop; payloads are parsed where they land.
+const SCRATCH_BYTES: usize = 256 * 1024;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(argv.first().map(String::as_str), None | Some("-h" | "--help" | "help")) {
+        print!("{}", args::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    if argv.first().map(String::as_str) == Some("report") {
+        return match report::run(&argv[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen report: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = match Args::parse(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}\n\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match args.mode.as_str() {
+        "echo" => echo(&args),
+        "hold" => hold(&args),
+        "fanout" => fanout(&args),
+        "churn" => churn(&args),
+        m => Err(format!("unknown mode {m}\n\n{}", args::USAGE)),
+    };
+    match result {
+        Ok(mut j) => {
+            j.str("label", &args.label).str("scenario", &args.scenario);
+            println!("{}", j.finish());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("loadgen {}: {e}", args.mode);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connection slots indexed by token. A token also carries the slot's
+/// generation, so an event for a connection that a slot has already replaced
+/// (churn does that) is recognised and dropped.
+struct Net {
+    poll: Poll,
+    events: Events,
+    slots: Vec<Slot>,
+    scratch: Vec<u8>,
+    addr: std::net::SocketAddr,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+/// What happened on one slot during a poll.
+struct Happening {
+    slot: usize,
+    /// The connection had its response head before this event.
+    was_open: bool,
+    result: Result<Got, &'static str>,
+}
+
+impl Net {
+    fn new(args: &Args, slots: usize) -> Result<Net, String> {
+        Ok(Net {
+            poll: Poll::new().map_err(|e| format!("poll: {e}"))?,
+            events: Events::with_capacity(1024),
+            slots: (0..slots).map(|_| Slot::default()).collect(),
+            scratch: vec![0; SCRATCH_BYTES],
+            addr: args.addr,
+        })
+    }
+
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Start connection `slot` (closing whatever it held).
+    fn open(&mut self, slot: usize, kind: Kind, request: Vec<u8>, key: [u8; 4]) -> Result<(), &'static str> {
+        self.close(slot);
+        let s = &mut self.slots[slot];
+        s.generation = s.generation.wrapping_add(1);
+        let token = Token(slot | (s.generation as usize) << 32);
+        let mut c = Conn::connect(self.addr, self.poll.registry(), token, kind, request, key).map_err(|_| "connect failed")?;
+        c.try_request()?;
+        s.conn = Some(c);
+        Ok(())
+    }
+
+    /// Drop the connection in `slot`; closing the socket also takes it out
+    /// of the poll (no `epoll_ctl` needed).
+    fn close(&mut self, slot: usize) {
+        self.slots[slot].conn = None;
+    }
+
+    fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
+        self.slots[slot].conn.as_mut()
+    }
+
+    /// Flush what a caller queued on `slot`; on failure the slot is closed.
+    fn flush(&mut self, slot: usize) -> Result<(), &'static str> {
+        let Some(c) = self.slots[slot].conn.as_mut() else { return Ok(()) };
+        let r = c.flush();
+        if r.is_err() {
+            self.close(slot);
+        }
+        r
+    }
+
+    /// Wait up to `timeout` and drive every ready connection; report what each
+    /// brought. A failed connection is closed before it is reported.
+    fn turn(&mut self, timeout: Duration, sink: &mut SseSink, out: &mut Vec<Happening>) {
+        out.clear();
+        if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                panic!("poll: {e}");
+            }
+        }
+        for ev in self.events.iter() {
+            let slot = ev.token().0 & 0xFFFF_FFFF;
+            let generation = (ev.token().0 >> 32) as u32;
+            let Some(s) = self.slots.get_mut(slot) else { continue };
+            if s.generation != generation {
+                continue; // stale: the slot holds a newer connection
+            }
+            let Some(c) = s.conn.as_mut() else { continue };
+            let was_open = matches!(c.phase, Phase::Open | Phase::Closing);
+            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            let writable = ev.is_writable() || ev.is_error();
+            let result = c.on_event(readable, writable, ev.is_read_closed(), &mut self.scratch, sink);
+            if result.is_err() {
+                s.conn = None;
+            }
+            out.push(Happening { slot, was_open, result });
+        }
+    }
+}
+
+fn payload(size: usize, binary: bool) -> Vec<u8> {
+    if binary {
+        (0..size).map(|i| (i * 31 + 7) as u8).collect()
+    } else {
+        (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+    }
+}
+
+fn millions(n: u64) -> f64 {
+    n as f64 / 1e6
+}
+
+/// `echo`: N connections keep D messages of S bytes in flight each; every echo
+/// received is answered by the next message at once.
+fn echo(args: &Args) -> Result<Json, String> {
+    let n = args.conns.unwrap_or(64);
+    let size = args.size.unwrap_or(20);
+    let opcode = if args.binary { ws::OP_BINARY } else { ws::OP_TEXT };
+    let message = payload(size, args.binary);
+    let meter = CpuMeter::new(args.pid.clone());
+    let mut net = Net::new(args, n)?;
+    let request = ws::upgrade_request(&net.host(), &args.path);
+    let mut sink = SseSink::new(Instant::now());
+    let mut happened = Vec::new();
+    let deadline = Instant::now() + args.timeout;
+
+    let (mut next, mut opening, mut open, mut failed, mut errors) = (0, 0, 0, 0usize, 0u64);
+    let (mut total, mut wrong_len) = (0u64, 0u64);
+    let mut all_open_at: Option<Instant> = None;
+    let mut start: Option<(procfs::Sample, u64)> = None;
+    let stop_reason;
+    loop {
+        while next < n && opening < args.connect_batch {
+            match net.open(next, Kind::Ws, request.clone(), ws::mask_key(next)) {
+                Ok(()) => opening += 1,
+                Err(_) => failed += 1,
+            }
+            next += 1;
+        }
+        let now = Instant::now();
+        if all_open_at.is_none() && next == n && opening == 0 {
+            if open == 0 {
+                return Err("no connection opened".into());
+            }
+            all_open_at = Some(now);
+        }
+        if let (None, Some(t)) = (start, all_open_at) {
+            if now.duration_since(t).as_secs_f64() >= args.warmup {
+                start = Some((meter.sample(), total));
+            }
+        }
+        if let Some((s, base)) = start {
+            if now.duration_since(s.at).as_secs_f64() >= args.secs {
+                stop_reason = "time";
+                break;
+            }
+            if total - base >= args.max_msgs {
+                stop_reason = "count";
+                break;
+            }
+        }
+        if all_open_at.is_some() && open == 0 {
+            stop_reason = "all connections lost";
+            break;
+        }
+        if now >= deadline {
+            stop_reason = "timeout";
+            break;
+        }
+        net.turn(Duration::from_millis(50), &mut sink, &mut happened);
+        for h in &happened {
+            let got = match &h.result {
+                Ok(g) => g,
+                Err(_) => {
+                    errors += 1;
+                    if h.was_open {
+                        open -= 1;
+                    } else {
+                        opening -= 1;
+                        failed += 1;
+                    }
+                    continue;
+                }
+            };
+            if got.opened {
+                opening -= 1;
+                open += 1;
+                let key = ws::mask_key(h.slot);
+                let mut frames = Vec::with_capacity(args.depth * (size + 14));
+                for _ in 0..args.depth {
+                    ws::push_client_frame(&mut frames, opcode, &message, key);
+                }
+                let frame_len = frames.len() / args.depth;
+                let c = net.conn(h.slot).unwrap();
+                c.ws.expect_len = Some(size as u64);
+                c.start_stream(frames, frame_len);
+            }
+            total += got.msgs;
+            wrong_len += got.wrong_len;
+            if got.eof || got.close {
+                errors += 1;
+                open -= 1;
+                net.close(h.slot);
+                continue;
+            }
+            if let Some(c) = net.conn(h.slot) {
+                if got.msgs > 0 {
+                    c.owe_frames(got.msgs);
+                }
+                if (got.opened || got.msgs > 0) && net.flush(h.slot).is_err() {
+                    errors += 1;
+                    open -= 1;
+                }
+            }
+        }
+    }
+    let end = meter.sample();
+    let mut j = Json::new("echo");
+    j.int("conns", n as u64)
+        .int("depth", args.depth as u64)
+        .int("size", size as u64)
+        .bool("binary", args.binary)
+        .int("opened", open as u64)
+        .int("failed", failed as u64)
+        .int("errors", errors)
+        .int("wrong_len", wrong_len)
+        .str("stop", stop_reason);
+    if let Some((s, base)) = start {
+        let iv = meter.between(s, end);
+        let msgs = total - base;
+        j.num("secs", iv.secs)
+            .int("msgs", msgs)
+            .num("msgs_per_s", msgs as f64 / iv.secs)
+            .opt("server_cpu_s", iv.server_cpu)
+            .opt("server_cpu_s_per_mmsg", iv.server_cpu.map(|c| c / millions(msgs)))
+            .num("loadgen_cpu_s", iv.loadgen_cpu)
+            .num("loadgen_cpu_s_per_mmsg", iv.loadgen_cpu / millions(msgs));
+    }
+    Ok(j)
+}
+
+/// `hold`: N idle WebSocket connections; the server's RSS before the first
+/// and after the last (plus a settle) gives the memory one connection costs.
+fn hold(args: &Args) -> Result<Json, String> {
+    let n = args.conns.unwrap_or(1000);
+    let settle = Duration::from_millis(args.settle_ms.unwrap_or(1000));
+    let meter = CpuMeter::new(args.pid.clone());
+    let mut net = Net::new(args, n)?;
+    let request = ws::upgrade_request(&net.host(), &args.path);
+    let mut sink = SseSink::new(Instant::now());
+    let mut happened = Vec::new();
+    let begin = Instant::now();
+    let deadline = begin + args.timeout;
+    let rss_before = meter.server_rss_kib();
+
+    let (mut next, mut opening, mut open, mut failed) = (0usize, 0usize, 0usize, 0usize);
+    let mut errors = 0u64;
+    let mut open_secs = None;
+    let mut settled_at: Option<Instant> = None;
+    let stop_reason = loop {
+        while next < n && opening < args.connect_batch {
+            match net.open(next, Kind::Ws, request.clone(), ws::mask_key(next)) {
+                Ok(()) => opening += 1,
+                Err(_) => failed += 1,
+            }
+            next += 1;
+        }
+        let now = Instant::now();
+        if settled_at.is_none() && next == n && opening == 0 {
+            open_secs = Some(now.duration_since(begin).as_secs_f64());
+            settled_at = Some(now + settle);
+        }
+        if settled_at.is_some_and(|t| now >= t) {
+            break "settled";
+        }
+        if now >= deadline {
+            break "timeout";
+        }
+        net.turn(Duration::from_millis(50), &mut sink, &mut happened);
+        for h in &happened {
+            match &h.result {
+                Ok(got) => {
+                    if got.opened {
+                        opening -= 1;
+                        open += 1;
+                    }
+                    if got.eof || got.close {
+                        errors += 1;
+                        open -= 1;
+                        net.close(h.slot);
+                    } else if net.conn(h.slot).is_some() {
+                        let _ = net.flush(h.slot); // pongs, if the server pinged
+                    }
+                }
+                Err(_) => {
+                    errors += 1;
+                    if h.was_open {
+                        open -= 1;
+                    } else {
+                        opening -= 1;
+                        failed += 1;
+                    }
+                }
+            }
+        }
+    };
+    let rss_after = meter.server_rss_kib();
+    let mut j = Json::new("hold");
+    j.int("conns", n as u64)
+        .int("opened", open as u64)
+        .int("failed", failed as u64)
+        .int("errors", errors)
+        .str("stop", stop_reason)
+        .opt("open_secs", open_secs)
+        .opt("rss_before_kib", rss_before.map(|v| v as f64))
+        .opt("rss_after_kib", rss_after.map(|v| v as f64));
+    if let (Some(b), Some(a)) = (rss_before, rss_after) {
+        if open > 0 {
+            j.num("rss_per_conn_bytes", (a as f64 - b as f64) * 1024.0 / open as f64);
+        }
+    }
+    Ok(j)
+}
+
+/// `fanout`: N SSE subscribers; then E events POSTed to /publish, one every
+/// `--interval-us`, each carrying its send time, on a fresh connection each.
+fn fanout(args: &Args) -> Result<Json, String> {
+    let n = args.conns.unwrap_or(100);
+    let e = args.events;
+    let size = args.size.unwrap_or(64);
+    let settle = Duration::from_millis(args.settle_ms.unwrap_or(300));
+    let meter = CpuMeter::new(args.pid.clone());
+    let mut net = Net::new(args, n + e)?;
+    let host = net.host();
+    let subscribe = format!("GET /events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n").into_bytes();
+    let base = Instant::now();
+    let mut sink = SseSink::new(base);
+    sink.latency_us.reserve(n * e);
+    let mut happened = Vec::new();
+    let deadline = base + args.timeout;
+
+    let (mut next, mut opening, mut open, mut failed) = (0usize, 0usize, 0usize, 0usize);
+    let (mut errors, mut publish_errors, mut published) = (0u64, 0u64, 0usize);
+    let mut publish_from: Option<Instant> = None;
+    let mut start: Option<procfs::Sample> = None;
+    let mut last_publish: Option<Instant> = None;
+    let stop_reason = loop {
+        while next < n && opening < args.connect_batch {
+            match net.open(next, Kind::Sse, subscribe.clone(), [0; 4]) {
+                Ok(()) => opening += 1,
+                Err(_) => failed += 1,
+            }
+            next += 1;
+        }
+        let mut now = Instant::now();
+        if publish_from.is_none() && next == n && opening == 0 {
+            if open == 0 {
+                return Err("no subscriber connected".into());
+            }
+            publish_from = Some(now + settle);
+        }
+        // Publish on schedule: event k is due at publish_from + k × interval.
+        if let Some(t0) = publish_from {
+            while published < e && now >= t0 + args.interval * published as u32 {
+                if start.is_none() {
+                    start = Some(meter.sample());
+                }
+                let sent_us = now.duration_since(base).as_micros();
+                let mut body = format!("{published} {sent_us} ");
+                while body.len() < size {
+                    body.push('x');
+                }
+                let req = format!(
+                    "POST /publish HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                if net.open(n + published, Kind::Publish, req.into_bytes(), [0; 4]).is_err() {
+                    publish_errors += 1;
+                }
+                published += 1;
+                last_publish = Some(now);
+                now = Instant::now();
+            }
+        }
+        if sink.received >= (open * e) as u64 && published == e {
+            break "all delivered";
+        }
+        // A slow server is given time: stop only once nothing has arrived
+        // for `--drain-ms` after the last publish.
+        let last_activity = last_publish.max(sink.last_rx);
+        if published == e && last_activity.is_some_and(|t| now >= t + args.drain) {
+            break "drain timeout";
+        }
+        if now >= deadline {
+            break "timeout";
+        }
+        let wait = match publish_from {
+            Some(t0) if published < e => (t0 + args.interval * published as u32).saturating_duration_since(now),
+            _ => Duration::from_millis(50),
+        };
+        net.turn(wait.min(Duration::from_millis(50)), &mut sink, &mut happened);
+        for h in &happened {
+            let publisher = h.slot >= n;
+            match &h.result {
+                Ok(got) if publisher => {
+                    if got.opened {
+                        net.close(h.slot); // the response head is all we wait for
+                    } else if got.eof {
+                        publish_errors += 1;
+                        net.close(h.slot);
+                    }
+                }
+                Ok(got) => {
+                    if got.opened {
+                        opening -= 1;
+                        open += 1;
+                    }
+                    if got.eof {
+                        errors += 1;
+                        open -= 1;
+                        net.close(h.slot);
+                    }
+                }
+                Err(_) if publisher => publish_errors += 1,
+                Err(_) => {
+                    errors += 1;
+                    if h.was_open {
+                        open -= 1;
+                    } else {
+                        opening -= 1;
+                        failed += 1;
+                    }
+                }
+            }
+        }
+    };
+    let end = meter.sample();
+    let expected = (n * e) as u64;
+    let mut j = Json::new("fanout");
+    j.int("subscribers", n as u64)
+        .int("subscribed", open as u64)
+        .int("failed", failed as u64)
+        .int("events", e as u64)
+        .int("size", size as u64)
+        .int("interval_us", args.interval.as_micros() as u64)
+        .int("expected", expected)
+        .int("received", sink.received)
+        .int("lost", expected.saturating_sub(sink.received))
+        .int("errors", errors)
+        .int("publish_errors", publish_errors)
+        .str("stop", stop_reason);
+    if let (Some(s), Some(t0)) = (start, publish_from) {
+        let iv = meter.between(s, end);
+        let last = sink.last_rx.unwrap_or(t0);
+        let span = last.saturating_duration_since(t0).as_secs_f64();
+        let mut lat = std::mem::take(&mut sink.latency_us);
+        lat.sort_unstable();
+        let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|&v| v as f64);
+        j.num("secs", span)
+            .num("deliveries_per_s", if span > 0.0 { sink.received as f64 / span } else { 0.0 })
+            .opt("latency_p50_us", pct(0.50))
+            .opt("latency_p99_us", pct(0.99))
+            .opt("latency_max_us", lat.last().map(|&v| v as f64))
+            .opt("server_cpu_s", iv.server_cpu)
+            .opt("server_cpu_s_per_mdeliv", iv.server_cpu.map(|c| c / millions(sink.received.max(1))))
+            .num("loadgen_cpu_s", iv.loadgen_cpu)
+            .num("loadgen_cpu_s_per_mdeliv", iv.loadgen_cpu / millions(sink.received.max(1)));
+    }
+    Ok(j)
+}
+
+/// `churn`: K slots, each looping open → upgrade → one message and its echo →
+/// close handshake → server closes TCP. Counts whole loops ("opens").
+fn churn(args: &Args) -> Result<Json, String> {
+    let k = args.slots;
+    let size = args.size.unwrap_or(20);
+    let opcode = if args.binary { ws::OP_BINARY } else { ws::OP_TEXT };
+    let message = payload(size, args.binary);
+    let meter = CpuMeter::new(args.pid.clone());
+    let mut net = Net::new(args, k)?;
+    let request = ws::upgrade_request(&net.host(), &args.path);
+    let mut sink = SseSink::new(Instant::now());
+    let mut happened = Vec::new();
+    let begin = Instant::now();
+    let deadline = begin + args.timeout;
+    // A loop that takes longer than this is abandoned and counted as an error.
+    let stuck = Duration::from_secs(5);
+
+    let (mut done, mut errors, mut stuck_count, mut no_server_close) = (0u64, 0u64, 0u64, 0u64);
+    let mut start: Option<(procfs::Sample, u64)> = None;
+    let mut last_scan = begin;
+    for slot in 0..k {
+        if net.open(slot, Kind::Ws, request.clone(), ws::mask_key(slot)).is_err() {
+            return Err("connect failed".into());
+        }
+    }
+    let stop_reason = loop {
+        let now = Instant::now();
+        if start.is_none() && now.duration_since(begin).as_secs_f64() >= args.warmup {
+            start = Some((meter.sample(), done));
+        }
+        if let Some((s, base)) = start {
+            if now.duration_since(s.at).as_secs_f64() >= args.secs {
+                break "time";
+            }
+            if done - base >= args.max_msgs {
+                break "count";
+            }
+        }
+        if now >= deadline {
+            break "timeout";
+        }
+        if now.duration_since(last_scan) >= Duration::from_millis(100) {
+            last_scan = now;
+            for slot in 0..k {
+                let late = net.slots[slot].conn.as_ref().is_none_or(|c| now.duration_since(c.since) > stuck);
+                if late {
+                    if net.slots[slot].conn.as_ref().is_some_and(|c| c.phase == Phase::Closing) {
+                        no_server_close += 1;
+                        done += 1;
+                    } else {
+                        stuck_count += 1;
+                    }
+                    let _ = net.open(slot, Kind::Ws, request.clone(), ws::mask_key(slot));
+                }
+            }
+        }
+        net.turn(Duration::from_millis(50), &mut sink, &mut happened);
+        for h in &happened {
+            let got = match &h.result {
+                Ok(g) => g,
+                Err(_) => {
+                    errors += 1;
+                    let _ = net.open(h.slot, Kind::Ws, request.clone(), ws::mask_key(h.slot));
+                    continue;
+                }
+            };
+            let Some(c) = net.conn(h.slot) else { continue };
+            match c.phase {
+                _ if got.eof && c.phase == Phase::Closing => {
+                    // RFC 6455 §7.1.1: the server closes TCP first; the loop is done.
+                    done += 1;
+                    let _ = net.open(h.slot, Kind::Ws, request.clone(), ws::mask_key(h.slot));
+                    continue;
+                }
+                _ if got.eof => {
+                    errors += 1;
+                    let _ = net.open(h.slot, Kind::Ws, request.clone(), ws::mask_key(h.slot));
+                    continue;
+                }
+                Phase::Open if got.opened => {
+                    c.ws.expect_len = Some(size as u64);
+                    c.queue_frame(opcode, &message);
+                    if got.msgs == 0 {
+                        let _ = net.flush(h.slot);
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            let Some(c) = net.conn(h.slot) else { continue };
+            if c.phase == Phase::Open && got.msgs > 0 {
+                // Echo received: start the closing handshake, code 1000 (§7.4.1).
+                c.queue_frame(ws::OP_CLOSE, &1000u16.to_be_bytes());
+                c.phase = Phase::Closing;
+                c.since = Instant::now();
+                let _ = net.flush(h.slot);
+            } else if got.close || !c.ws.pongs_owed.is_empty() {
+                let _ = net.flush(h.slot);
+            }
+        }
+    };
+    let end = meter.sample();
+    let mut j = Json::new("churn");
+    j.int("slots", k as u64)
+        .int("size", size as u64)
+        .int("errors", errors)
+        .int("stuck", stuck_count)
+        .int("no_server_close", no_server_close)
+        .str("stop", stop_reason);
+    if let Some((s, base)) = start {
+        let iv = meter.between(s, end);
+        let opens = done - base;
+        let per = |cpu: f64| if opens > 0 { cpu * 1e6 / opens as f64 } else { 0.0 };
+        j.num("secs", iv.secs)
+            .int("opens", opens)
+            .num("opens_per_s", opens as f64 / iv.secs)
+            .opt("server_cpu_s", iv.server_cpu)
+            .opt("server_cpu_us_per_open", iv.server_cpu.map(per))
+            .num("loadgen_cpu_s", iv.loadgen_cpu)
+            .num("loadgen_cpu_us_per_open", per(iv.loadgen_cpu));
+    }
+    Ok(j)
+}
