@@ -648,9 +648,13 @@ impl Core {
         }
         self.shutdown_deadline = Some(self.now + self.config.limits.shutdown_timeout);
         for token in self.conns.tokens() {
-            let Some(conn) = self.conns.get(token) else { continue };
+            let Some(conn) = self.conns.get(token) else {
+                continue;
+            };
             let idle_http = match &conn.state {
-                State::Http(http) => http.pending.is_none() && conn.leftover.is_empty() && conn.queue.len() == 0,
+                State::Http(http) => {
+                    http.pending.is_none() && conn.leftover.is_empty() && conn.queue.len() == 0
+                }
                 _ => false,
             };
             if idle_http {

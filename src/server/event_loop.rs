@@ -95,11 +95,12 @@ impl EventLoop {
                     return Ok(());
                 }
             }
-            let timeout = self
-                .core
-                .timers
-                .next()
-                .map(|when| when.saturating_duration_since(Instant::now()));
+            // Sleep until the earliest deadline (or the shutdown's).
+            let wake_at = match (self.core.timers.next(), self.core.shutdown_deadline) {
+                (Some(timer), Some(shutdown)) => Some(timer.min(shutdown)),
+                (timer, shutdown) => timer.or(shutdown),
+            };
+            let timeout = wake_at.map(|when| when.saturating_duration_since(Instant::now()));
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == ErrorKind::Interrupted {
                     continue;
