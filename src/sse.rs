@@ -925,7 +925,7 @@ mod tests {
     #[test]
     fn comments_have_no_length_limit() {
         let mut stream = b":".to_vec();
-        stream.extend(std::iter::repeat(b'x').take(100));
+        stream.extend(std::iter::repeat_n(b'x', 100));
         stream.extend_from_slice(b"\ndata: ok\n\n");
         assert_eq!(parse_with_limit(&stream, 8).events, [message("ok", "")]);
     }

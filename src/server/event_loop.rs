@@ -444,9 +444,7 @@ fn process_http(
 ) -> Option<usize> {
     let limits = core.config.limits.clone();
     loop {
-        let Some(conn) = core.conns.get_mut(token) else {
-            return None;
-        };
+        let conn = core.conns.get_mut(token)?;
         let State::Http(http) = &mut conn.state else {
             return Some(pos);
         };
@@ -465,9 +463,7 @@ fn process_http(
                         conn.leftover = scratch[pos..len].to_vec();
                         return None;
                     }
-                    let Some(pending) = http.pending.take() else {
-                        return None;
-                    };
+                    let pending = http.pending.take()?;
                     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
                     let slots = limits.max_headers.min(MAX_HEADER_SLOTS);
                     match parse_request(&pending.head, &mut headers[..slots]) {

@@ -606,7 +606,7 @@ mod tests {
         assert!(!list.allows(None));
 
         let check = OriginPolicy::Check(Box::new(|origin| {
-            origin.map_or(true, |o| o.ends_with(".example.com"))
+            origin.is_none_or(|o| o.ends_with(".example.com"))
         }));
         assert!(check.allows(None));
         assert!(check.allows(Some("https://app.example.com")));
