@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Compare an Autobahn report with the committed expectation.
+
+usage: compare.py INDEX_JSON EXPECTED_JSON [--write]
+
+Fails (exit 1) on any case whose behavior is not OK or INFORMATIONAL (so
+NON-STRICT fails too), and on any case whose behavior or close behavior differs
+from EXPECTED_JSON, naming the case. --write records the report as the new
+expectation.
+"""
+import json
+import sys
+
+ACCEPTED = {"OK", "INFORMATIONAL"}
+
+
+def load_cases(index_path):
+    with open(index_path) as f:
+        index = json.load(f)
+    (agent,) = index.keys()
+    return {cid: {"behavior": c["behavior"], "behaviorClose": c["behaviorClose"]}
+            for cid, c in index[agent].items()}
+
+
+def key(cid):
+    return [int(p) if p.isdigit() else p for p in cid.split(".")]
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cases = load_cases(sys.argv[1])
+    if "--write" in sys.argv:
+        with open(sys.argv[2], "w") as f:
+            json.dump(dict(sorted(cases.items(), key=lambda kv: key(kv[0]))), f, indent=1)
+            f.write("\n")
+        print("autobahn: wrote %d expected cases" % len(cases))
+        return 0
+    with open(sys.argv[2]) as f:
+        expected = json.load(f)
+    problems = []
+    for cid in sorted(set(cases) | set(expected), key=key):
+        got, want = cases.get(cid), expected.get(cid)
+        if got is None:
+            problems.append("%s: missing from the report" % cid)
+        elif got["behavior"] not in ACCEPTED or got["behaviorClose"] not in ACCEPTED:
+            problems.append("%s: %s / %s" % (cid, got["behavior"], got["behaviorClose"]))
+        elif want is None:
+            problems.append("%s: not in expected.json (new case?)" % cid)
+        elif got != want:
+            problems.append("%s: %s, expected %s" % (cid, got, want))
+    for p in problems:
+        print("autobahn regression: " + p)
+    print("autobahn vs expected: %d cases, %d problems" % (len(cases), len(problems)))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
