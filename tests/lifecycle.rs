@@ -24,11 +24,18 @@ impl App for Clock {
         self.interval = Some(ctx.set_interval(Duration::from_millis(20)));
         let cancelled = ctx.set_timeout(Duration::from_millis(10));
         assert!(ctx.clear_timer(cancelled));
-        assert!(!ctx.clear_timer(cancelled), "a cleared timer cannot be cleared twice");
+        assert!(
+            !ctx.clear_timer(cancelled),
+            "a cleared timer cannot be cleared twice"
+        );
     }
 
     fn timer(&mut self, ctx: &mut Context, timer: TimerId) {
-        assert_eq!(Some(timer), self.interval, "the cleared timeout never fires");
+        assert_eq!(
+            Some(timer),
+            self.interval,
+            "the cleared timeout never fires"
+        );
         let _ = self.ticks.send(ctx.now());
     }
 
@@ -40,8 +47,14 @@ impl App for Clock {
                 }
                 Reply::Response(Response::text(200, "stopped"))
             }
-            "/events" => Reply::EventStream { topic: self.topic, after: None },
-            "/longpoll" => Reply::LongPoll { topic: self.topic, after: 0 },
+            "/events" => Reply::EventStream {
+                topic: self.topic,
+                after: None,
+            },
+            "/longpoll" => Reply::LongPoll {
+                topic: self.topic,
+                after: 0,
+            },
             "/shutdown" => {
                 ctx.shutdown();
                 Reply::Response(Response::text(200, "bye"))
@@ -69,22 +82,47 @@ struct Started {
 fn start() -> Started {
     let (ticks, tick_rx) = channel();
     let (opened, opened_rx) = channel();
-    let server = serve(quick_config(), move |server| Clock { ticks, opened, interval: None, topic: server.topic("t") });
-    Started { server, ticks: tick_rx, opened: opened_rx }
+    let server = serve(quick_config(), move |server| Clock {
+        ticks,
+        opened,
+        interval: None,
+        topic: server.topic("t"),
+    });
+    Started {
+        server,
+        ticks: tick_rx,
+        opened: opened_rx,
+    }
 }
 
 #[test]
 fn an_interval_ticks_without_drift_until_cleared() {
     let started = start();
-    let ticks: Vec<Instant> = (0..5).map(|_| started.ticks.recv_timeout(READ_TIMEOUT).unwrap()).collect();
+    let ticks: Vec<Instant> = (0..5)
+        .map(|_| started.ticks.recv_timeout(READ_TIMEOUT).unwrap())
+        .collect();
     for pair in ticks.windows(2) {
         // Each deadline is the previous one plus the period, so ticks are
         // spaced by at least the period (never bunched by late callbacks).
-        assert!(pair[1] - pair[0] >= Duration::from_millis(19), "{:?}", pair[1] - pair[0]);
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(19),
+            "{:?}",
+            pair[1] - pair[0]
+        );
     }
     assert_eq!(get(started.server.addr, "/stop-ticking").status, 200);
-    while started.ticks.recv_timeout(Duration::from_millis(100)).is_ok() {}
-    assert!(started.ticks.recv_timeout(Duration::from_millis(100)).is_err(), "no tick after clear_timer");
+    while started
+        .ticks
+        .recv_timeout(Duration::from_millis(100))
+        .is_ok()
+    {}
+    assert!(
+        started
+            .ticks
+            .recv_timeout(Duration::from_millis(100))
+            .is_err(),
+        "no tick after clear_timer"
+    );
 }
 
 #[test]
@@ -97,13 +135,18 @@ fn the_handle_sends_broadcasts_and_closes_from_another_thread() {
     std::thread::spawn(move || {
         handle.send_text(a_id, "just for a").unwrap();
         handle.broadcast_binary(vec![1, 2, 3]).unwrap();
-        handle.close(a_id, CloseCode(4001), "from a thread").unwrap();
+        handle
+            .close(a_id, CloseCode(4001), "from a thread")
+            .unwrap();
     })
     .join()
     .unwrap();
     assert_eq!(a.recv_data(), Received::Text("just for a".into()));
     assert_eq!(a.recv_data(), Received::Binary(vec![1, 2, 3]));
-    assert_eq!(a.recv_data(), Received::Close(Some(4001), "from a thread".into()));
+    assert_eq!(
+        a.recv_data(),
+        Received::Close(Some(4001), "from a thread".into())
+    );
     assert_eq!(b.recv_data(), Received::Binary(vec![1, 2, 3]));
 }
 
@@ -120,13 +163,23 @@ fn graceful_shutdown_closes_sockets_with_1001_ends_streams_and_returns_ok() {
     let addr = started.server.addr;
     let began = Instant::now();
     let stopping = std::thread::spawn(move || started.server.stop());
-    assert_eq!(socket.recv_data(), Received::Close(Some(1001), "server shutting down".into()));
+    assert_eq!(
+        socket.recv_data(),
+        Received::Close(Some(1001), "server shutting down".into())
+    );
     socket.send_close(1001, "");
     assert!(String::from_utf8_lossy(&read_to_close(&mut stream)).contains("text/event-stream"));
     read_to_close(&mut held);
     stopping.join().unwrap().expect("run returns Ok");
-    assert!(began.elapsed() < Duration::from_secs(2), "took {:?}", began.elapsed());
-    assert!(std::net::TcpStream::connect(addr).is_err(), "the listener is gone");
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        began.elapsed()
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "the listener is gone"
+    );
 }
 
 #[test]

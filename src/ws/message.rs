@@ -28,6 +28,10 @@ use super::utf8::Utf8Validator;
 /// touch the buffer at all.
 pub const RETAINED_BUFFER_BYTES: usize = 512;
 
+/// How much of a frame's declared payload is reserved before it arrives. The
+/// rest grows (by doubling, capped at the message limit) as bytes come in.
+pub const RESERVE_AHEAD_BYTES: usize = 64 * 1024;
+
 /// The receiver's limits (RFC 6455 §10.4), each checked against declared lengths
 /// before any buffer grows. Every one crossed closes the connection with 1009.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -368,7 +372,10 @@ impl MessageDecoder {
                 kind
             }
         };
-        self.reserve(payload_len)?;
+        // Memory follows the bytes that arrive, not the length a peer declares:
+        // a peer that announces a huge frame and then trickles it pins only
+        // what it has actually sent (plus at most RESERVE_AHEAD_BYTES).
+        self.reserve(payload_len.min(RESERVE_AHEAD_BYTES))?;
         let payload = PayloadInProgress {
             kind,
             fin: header.fin,
@@ -426,6 +433,7 @@ impl MessageDecoder {
                 .feed(chunk)
                 .map_err(|_| MessageError::InvalidUtf8)?;
         }
+        self.reserve(take)?;
         self.buffer.extend_from_slice(chunk);
         payload.remaining -= take;
         payload.received += take;
@@ -1035,6 +1043,25 @@ mod tests {
     }
 
     #[test]
+    fn a_declared_length_alone_reserves_at_most_the_read_ahead() {
+        let limits = MessageLimits {
+            max_frame_bytes: 16 << 20,
+            max_message_bytes: 16 << 20,
+            max_fragments: 8,
+        };
+        let mut decoder = MessageDecoder::new(Role::Server, limits);
+        // Header of a 16 MiB masked binary frame, then 10 bytes of it.
+        let mut input = vec![0x82, 0xFF, 0, 0, 0, 0, 0, 0x01, 0, 0, 1, 2, 3, 4];
+        input.extend([0; 10]);
+        assert_eq!(decoder.step(&mut input), Ok(Step::Progress { used: 24 }));
+        assert!(
+            decoder.buffered_bytes() <= RESERVE_AHEAD_BYTES,
+            "{}",
+            decoder.buffered_bytes()
+        );
+    }
+
+    #[test]
     fn releases_large_buffer_after_message_is_consumed() {
         let payload = vec![7u8; 10_000];
         let stream = client(true, OpCode::Binary, &payload);
@@ -1043,7 +1070,7 @@ mod tests {
         assert_eq!(decoder.step(&mut first), Ok(Step::Progress { used: 5000 }));
         assert!(
             decoder.buffered_bytes() >= 10_000,
-            "reserved from the declared length"
+            "a small frame is reserved whole from its declared length"
         );
         let second_len = second.len();
         match decoder.step(&mut second) {
