@@ -55,7 +55,7 @@ pub struct ConnId(pub(crate) mio::Token);
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{:x}", self.0 .0)
+        f.write_str(&crate::server::token::display_token(self.0))
     }
 }
 

@@ -18,6 +18,7 @@ use crate::limits::SlowReader;
 use crate::server::connection::{ClosingStage, Connection, LongPollState, State, Transport};
 use crate::server::timers::{Deadline, Timers, Wake};
 use crate::server::token::Slab;
+use crate::server::trace::{Outgoing, Tracer};
 use crate::server::{Config, Handle, Stats};
 use crate::sse::{self, SseError};
 use crate::topic::Topic;
@@ -33,6 +34,10 @@ pub struct TopicState {
     /// Long-polls waiting for the next event.
     pub waiters: HashSet<Token>,
 }
+
+/// A long-poll answer shared by the waiters with the same cursor and
+/// keep-alive: `((after, keep_alive), response, events in it)`.
+type SharedAnswer = ((u64, bool), Rc<[u8]>, u64);
 
 /// A user timer slot.
 struct UserTimer {
@@ -66,10 +71,19 @@ pub struct Core {
     pub(crate) shutdown_deadline: Option<Instant>,
     /// First event id of this run (wall-clock microseconds at start).
     id_seed: u64,
+    /// The protocol trace, when asked for.
+    pub(crate) tracer: Option<Tracer>,
 }
 
 impl Core {
-    pub(crate) fn new(config: Config, registry: Registry, handle: Handle, id_seed: u64) -> Core {
+    pub(crate) fn new(
+        mut config: Config,
+        registry: Registry,
+        handle: Handle,
+        id_seed: u64,
+    ) -> Core {
+        let now = Instant::now();
+        let tracer = config.trace.take().map(|output| Tracer::new(output, now));
         Core {
             config,
             registry,
@@ -86,13 +100,44 @@ impl Core {
             handle,
             shutdown_deadline: None,
             id_seed,
+            tracer,
         }
+    }
+
+    /// Runs `write` on the tracer, if tracing.
+    pub(crate) fn trace(&mut self, write: impl FnOnce(&mut Tracer, Instant)) {
+        if let Some(tracer) = self.tracer.as_mut() {
+            write(tracer, self.now);
+        }
+    }
+
+    /// Traces bytes queued for a connection, by what its state makes them.
+    fn trace_out(&mut self, token: Token, bytes: &[u8]) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let kind = match conn.state {
+            State::WebSocket(_) => Outgoing::Frames,
+            State::EventStream(_) => Outgoing::Events,
+            _ => Outgoing::Http,
+        };
+        self.trace(|tracer, now| tracer.bytes_out(now, token, kind, bytes));
     }
 
     // ---- Queuing bytes ---------------------------------------------------------
 
     /// Queues bytes built for this connection alone.
     pub(crate) fn append(&mut self, token: Token, encode: impl FnOnce(&mut Vec<u8>)) {
+        if self.tracer.is_some() {
+            let mut bytes = Vec::new();
+            encode(&mut bytes);
+            self.trace_out(token, &bytes);
+            return self.append_untraced(token, |out| out.extend_from_slice(&bytes));
+        }
+        self.append_untraced(token, encode);
+    }
+
+    fn append_untraced(&mut self, token: Token, encode: impl FnOnce(&mut Vec<u8>)) {
         if let Some(conn) = self.conns.get_mut(token) {
             let before = conn.queue.len();
             conn.queue.append_with(encode);
@@ -132,6 +177,9 @@ impl Core {
     /// Queues bytes shared with other connections, under the slow-reader policy.
     fn enqueue_shared(&mut self, token: Token, bytes: &Rc<[u8]>) -> Result<(), SendError> {
         self.admit(token, bytes.len())?;
+        if self.tracer.is_some() {
+            self.trace_out(token, bytes);
+        }
         let Some(conn) = self.conns.get_mut(token) else {
             return Err(SendError::NotOpen);
         };
@@ -198,7 +246,9 @@ impl Core {
                 if ws.close != CloseState::Open {
                     return false;
                 }
+                let from = ws.close;
                 ws.close = ws.close.on_send();
+                let to = ws.close;
                 ws.close_code.get_or_insert(code);
                 conn.deadlines.set(
                     Deadline::Close,
@@ -207,6 +257,7 @@ impl Core {
                 conn.deadlines.set(Deadline::Heartbeat, None);
                 conn.deadlines.set(Deadline::Idle, None);
                 self.append(token, |out| write_close_frame(out, code, reason));
+                self.trace(|tracer, now| tracer.close_state(now, token, from, to));
                 self.rearm(token);
                 true
             }
@@ -378,21 +429,22 @@ impl Core {
         }
         // Most waiters hold the same cursor (the previous latest id): one
         // response serves them all.
-        let mut answers: Vec<(u64, Rc<[u8]>)> = Vec::new();
+        let mut answers: Vec<SharedAnswer> = Vec::new();
         for token in waiters {
             let Some(State::LongPoll(poll)) = self.conns.get(token).map(|conn| &conn.state) else {
                 continue;
             };
-            let (after, keep_alive) = (poll.after, poll.keep_alive);
-            let response = match answers.iter().find(|(cursor, _)| *cursor == after) {
-                Some((_, response)) => Rc::clone(response),
+            let key = (poll.after, poll.keep_alive);
+            let (response, events) = match answers.iter().find(|(k, _, _)| *k == key) {
+                Some((_, response, events)) => (Rc::clone(response), *events),
                 None => {
-                    let response = self.poll_response(topic, after, keep_alive);
-                    answers.push((after, Rc::clone(&response)));
-                    response
+                    let response = self.poll_response(topic, key.0, key.1);
+                    let events = self.events_after(topic, key.0);
+                    answers.push((key, Rc::clone(&response), events));
+                    (response, events)
                 }
             };
-            self.answer_long_poll(token, &response, keep_alive);
+            self.answer_long_poll(token, &response, key.1, events);
         }
         Ok(entry.id)
     }
@@ -419,15 +471,35 @@ impl Core {
         response.into()
     }
 
-    /// Answers a held long-poll and returns the connection to reading requests.
-    pub(crate) fn answer_long_poll(&mut self, token: Token, response: &Rc<[u8]>, keep_alive: bool) {
+    /// Events a poll after `after` gets.
+    pub(crate) fn events_after(&self, topic: TopicId, after: u64) -> u64 {
+        self.topics
+            .get(topic.0)
+            .map_or(0, |state| state.topic.since(after).entries.len() as u64)
+    }
+
+    /// Answers a held long-poll (with `events` events) and returns the
+    /// connection to reading requests.
+    pub(crate) fn answer_long_poll(
+        &mut self,
+        token: Token,
+        response: &Rc<[u8]>,
+        keep_alive: bool,
+        events: u64,
+    ) {
         self.unsubscribe(token);
+        if self.tracer.is_some() {
+            self.trace(|tracer, now| {
+                tracer.note(now, token, "wake", "long-poll answered", "RFC 9112 §9.3")
+            });
+            self.trace_out(token, response);
+        }
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
         conn.queue.push_shared(Rc::clone(response));
         self.stats.long_poll.bytes_written += response.len() as u64;
-        self.stats.long_poll.events_delivered += 1;
+        self.stats.long_poll.events_delivered += events;
         conn.deadlines.set(Deadline::Stream, None);
         if keep_alive {
             conn.state = State::Http(crate::server::connection::HttpState {
@@ -571,6 +643,8 @@ impl Core {
         conn.deadlines.set(Deadline::Handshake, None);
         conn.deadlines.set(Deadline::Stream, Some(hold_until));
         self.rearm(token);
+        let held = format!("long-poll held after={after}");
+        self.trace(|tracer, now| tracer.note(now, token, "hold", &held, "RFC 9112 §9.3"));
         if let Some(state) = self.topics.get_mut(topic.0) {
             state.waiters.insert(token);
         }

@@ -29,9 +29,9 @@ use crate::server::write_queue::WriteQueue;
 use crate::server::Config;
 use crate::sse;
 use crate::ws::close::{CloseCode, CloseState};
-use crate::ws::frame::{encode_frame, OpCode, Role};
+use crate::ws::frame::{encode_frame, FrameHeader, OpCode, Role};
 use crate::ws::handshake::{self, HandshakeError};
-use crate::ws::message::{Message, MessageDecoder, MessageLimits, Step};
+use crate::ws::message::{Message, MessageDecoder, MessageError, MessageLimits, Step};
 
 /// Header slots parsed per request; `Limits::max_headers` is capped here so
 /// the array can live on the stack.
@@ -197,6 +197,17 @@ impl EventLoop {
             }
             core.stats.http.connections += 1;
             core.rearm(token);
+            if core.tracer.is_some() {
+                let peer = core
+                    .conns
+                    .get(token)
+                    .and_then(|conn| conn.stream.peer_addr().ok());
+                let from = peer.map_or_else(
+                    || "accepted".to_owned(),
+                    |peer| format!("accepted from {peer}"),
+                );
+                core.trace(|tracer, now| tracer.note(now, token, "tcp", &from, ""));
+            }
         }
     }
 
@@ -350,6 +361,8 @@ impl EventLoop {
             report_close(&mut self.core, app, token);
             self.core.unsubscribe(token);
             if let Some(conn) = self.core.conns.remove(token) {
+                self.core
+                    .trace(|tracer, now| tracer.note(now, token, "tcp", "closed", ""));
                 self.core.stats.of(conn.transport).connections -= 1;
                 // Dropping the stream closes the socket and removes it from epoll.
             }
@@ -500,6 +513,7 @@ fn process_http(
         http.scanner.reset();
         conn.deadlines.set(Deadline::Handshake, None);
         let head_end = pos + head_len;
+        core.trace(|tracer, now| tracer.head_in(now, token, &scratch[pos..head_end]));
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
         let slots = limits.max_headers.min(MAX_HEADER_SLOTS);
         let req = match parse_request(&scratch[pos..head_end], &mut headers[..slots]) {
@@ -577,7 +591,7 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
             let response = core.poll_response(topic, after, keep_alive);
             core.stats.poll.requests += 1;
             core.stats.poll.bytes_written += response.len() as u64;
-            core.stats.poll.events_delivered += count_events(core, topic, after);
+            core.stats.poll.events_delivered += core.events_after(topic, after);
             core.append(token, |out| out.extend_from_slice(&response));
             // Counted under `poll` above, not again under the connection's `http`.
             core.stats.http.bytes_written -= response.len() as u64;
@@ -605,12 +619,6 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
     if !keep_alive {
         core.start_closing(token);
     }
-}
-
-fn count_events(core: &Core, topic: crate::app::TopicId, after: u64) -> u64 {
-    core.topics
-        .get(topic.0)
-        .map_or(0, |state| state.topic.since(after).entries.len() as u64)
 }
 
 /// RFC 6455 §4.2: validate the handshake, apply the Origin policy, ask the
@@ -708,7 +716,12 @@ fn process_websocket(
     };
     let mut decoder = std::mem::replace(&mut ws.decoder, placeholder);
     let outcome = loop {
-        match decoder.step(&mut scratch[pos..len]) {
+        let mut header = None;
+        let step = decoder.step_observed(&mut scratch[pos..len], &mut header);
+        if core.tracer.is_some() {
+            trace_step(core, token, header, &step);
+        }
+        match step {
             Ok(Step::NeedMore) => break Ok(true),
             Ok(Step::Progress { used }) => pos += used,
             Ok(Step::Message { message, used }) => {
@@ -739,8 +752,11 @@ fn process_websocket(
             let code = error.close_code();
             if let Some(ws) = conn.websocket() {
                 if ws.close == CloseState::Open {
-                    ws.close = ws.close.on_send();
+                    let from = ws.close;
+                    ws.close = from.on_send();
+                    let to = ws.close;
                     ws.close_code.get_or_insert(code);
+                    core.trace(|tracer, now| tracer.close_state(now, token, from, to));
                     core.append(token, |out| write_close_frame(out, code, ""));
                 }
             }
@@ -748,6 +764,31 @@ fn process_websocket(
             core.start_closing(token);
         }
     }
+}
+
+/// Traces the frame header a step decoded and the message it delivered.
+fn trace_step(
+    core: &mut Core,
+    token: Token,
+    header: Option<(FrameHeader, usize)>,
+    step: &Result<Step, MessageError>,
+) {
+    core.trace(|tracer, now| {
+        if let Some((header, header_len)) = header {
+            tracer.frame_in(now, token, &header, header_len);
+        }
+        match step {
+            Ok(Step::Message { message, .. }) => tracer.message_in(now, token, message),
+            Err(error) => tracer.note(
+                now,
+                token,
+                "error",
+                &format!("{error} → close {}", error.close_code().0),
+                "RFC 6455 §7.4.1",
+            ),
+            _ => {}
+        }
+    });
 }
 
 /// Acts on one message; false when the connection stops reading frames.
@@ -778,15 +819,20 @@ fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Messag
             let (code, reason) = payload.unwrap_or((CloseCode::NO_STATUS, ""));
             ws.close_code = Some(code);
             ws.close_reason = Box::from(reason);
+            let from = ws.close;
+            ws.close = if open {
+                from.on_receive().on_send()
+            } else {
+                from.on_receive()
+            };
+            let to = ws.close;
+            core.trace(|tracer, now| tracer.close_state(now, token, from, to));
             if open {
-                ws.close = ws.close.on_receive().on_send();
                 let echo = payload.map(|(code, _)| code);
                 core.append(token, |out| match echo {
                     Some(code) => write_close_frame(out, code, ""),
                     None => encode_frame(out, true, OpCode::Close, None, &[]),
                 });
-            } else {
-                ws.close = ws.close.on_receive();
             }
             report_close(core, app, token);
             core.start_closing(token);
@@ -867,7 +913,7 @@ fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
         (Deadline::Stream, State::LongPoll(poll)) => {
             let (topic, after, keep_alive) = (poll.topic, poll.after, poll.keep_alive);
             let response: Rc<[u8]> = core.poll_response(topic, after, keep_alive);
-            core.answer_long_poll(token, &response, keep_alive);
+            core.answer_long_poll(token, &response, keep_alive, 0);
         }
         // A deadline of a state the connection has left.
         _ => {}

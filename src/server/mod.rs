@@ -27,6 +27,7 @@ mod handle;
 pub mod signal;
 pub(crate) mod timers;
 pub(crate) mod token;
+pub mod trace;
 pub(crate) mod write_queue;
 
 use std::io;
@@ -61,6 +62,9 @@ pub struct Config {
     pub handle_capacity: usize,
     /// Bytes of the loop-wide read buffer. Default 64 KiB.
     pub read_buffer_bytes: usize,
+    /// Where to write the protocol trace (see [`trace`]), if anywhere.
+    /// Default: nowhere.
+    pub trace: Option<trace::TraceOutput>,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             sse_retry_ms: 2000,
             handle_capacity: 4096,
             read_buffer_bytes: 64 * 1024,
+            trace: None,
         }
     }
 }

@@ -18,6 +18,15 @@ pub const LISTENER: Token = Token(usize::MAX);
 /// The cross-thread waker's token.
 pub const WAKER: Token = Token(usize::MAX - 1);
 
+/// A token as people read it: `#slot`, or `#slot.generation` once the slot
+/// has been reused.
+pub fn display_token(token: Token) -> String {
+    match token.0 >> INDEX_BITS {
+        0 => format!("#{}", token.0 & INDEX_MASK),
+        generation => format!("#{}.{generation}", token.0 & INDEX_MASK),
+    }
+}
+
 /// Slab of values addressed by generation-tagged tokens.
 pub struct Slab<T> {
     slots: Vec<Slot<T>>,

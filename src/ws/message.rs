@@ -18,7 +18,7 @@
 use std::fmt;
 
 use super::close::{parse_close_payload, CloseCode, CloseError};
-use super::frame::{decode_header, FrameError, OpCode, Role};
+use super::frame::{decode_header, FrameError, FrameHeader, OpCode, Role};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -198,6 +198,8 @@ pub struct MessageDecoder {
     buffer: Vec<u8>,
     /// Validates `buffer`'s text as it arrives, to fail fast (§8.1).
     utf8: Utf8Validator,
+    /// The header decoded by the current step, for [`MessageDecoder::step_observed`].
+    observed: Option<(FrameHeader, usize)>,
 }
 
 impl MessageDecoder {
@@ -210,6 +212,7 @@ impl MessageDecoder {
             message: None,
             buffer: Vec::new(),
             utf8: Utf8Validator::new(),
+            observed: None,
         }
     }
 
@@ -236,7 +239,20 @@ impl MessageDecoder {
     ///   ignored (§5.5.1: the peer sends nothing after its Close; we answer with
     ///   ours and close TCP, §7.1.1).
     pub fn step<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Step<'a>, MessageError> {
-        let found = match self.advance(input) {
+        self.step_observed(input, &mut None)
+    }
+
+    /// [`step`](Self::step), also handing out the header of the frame this step
+    /// started on (with its length in bytes), once per frame: a protocol trace
+    /// (`pushloop --trace`) prints each frame's fields from it.
+    pub fn step_observed<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        header: &mut Option<(FrameHeader, usize)>,
+    ) -> Result<Step<'a>, MessageError> {
+        let found = self.advance(input);
+        *header = self.observed.take();
+        let found = match found {
             Ok(found) => found,
             Err(error) => {
                 self.fail(error);
@@ -244,7 +260,12 @@ impl MessageDecoder {
             }
         };
         let (kind, used) = match found {
-            Found::NeedMore => return Ok(Step::NeedMore),
+            Found::NeedMore => {
+                // A header seen but not consumed (an incomplete control frame)
+                // will be seen again with more bytes.
+                *header = None;
+                return Ok(Step::NeedMore);
+            }
             Found::Progress { used } => return Ok(Step::Progress { used }),
             Found::InInput { message, used } => return Ok(Step::Message { message, used }),
             Found::InBuffer { kind, used } => (kind, used),
@@ -293,6 +314,7 @@ impl MessageDecoder {
         let Some((header, header_len)) = decoded.map_err(MessageError::Frame)? else {
             return Ok(Found::NeedMore);
         };
+        self.observed = Some((header, header_len));
         // decode_header refused every length above max_frame_bytes, a usize.
         let payload_len = usize::try_from(header.payload_len)
             .map_err(|_| MessageError::Frame(FrameError::TooBig))?;

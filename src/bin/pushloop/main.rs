@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
-//!                        [--max-connections N] [--max-message-bytes N]
+//!                        [--max-connections N] [--max-message-bytes N] [--trace]
 //! ```
 //!
 //! | route                    | what                                                    |
@@ -22,13 +22,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pushloop::app::{Accept, App, ConnId, Context, Message, Reply, TimerId, TopicId, Upgrading};
 use pushloop::http::{Request, Response};
+use pushloop::server::trace::TraceOutput;
 use pushloop::server::{signal, Config, Server};
 use pushloop::ws::close::CloseCode;
 use pushloop::ws::handshake::Upgrade;
 
 const PAGE: &str = include_str!("page.html");
 const USAGE: &str = "usage: pushloop [--addr HOST:PORT] [--no-tick] [--tick-ms MS] \
-[--max-connections N] [--max-message-bytes N]";
+[--max-connections N] [--max-message-bytes N] [--trace]";
 
 /// Command-line options.
 struct Options {
@@ -36,6 +37,7 @@ struct Options {
     tick: Option<Duration>,
     max_connections: Option<usize>,
     max_message_bytes: usize,
+    trace: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -45,6 +47,7 @@ fn parse_options() -> Result<Options, String> {
         max_connections: None,
         // Autobahn's largest cases send 16 MiB messages to /echo.
         max_message_bytes: 16 << 20,
+        trace: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -52,6 +55,7 @@ fn parse_options() -> Result<Options, String> {
         match arg.as_str() {
             "--addr" => options.addr = value("--addr")?,
             "--no-tick" => options.tick = None,
+            "--trace" => options.trace = true,
             "--tick-ms" => {
                 let ms = value("--tick-ms")?
                     .parse()
@@ -215,6 +219,9 @@ fn main() -> ExitCode {
     config.limits.max_queued_bytes = options.max_message_bytes + (1 << 20);
     if let Some(max) = options.max_connections {
         config.limits.max_connections = max;
+    }
+    if options.trace {
+        config.trace = Some(TraceOutput(Box::new(std::io::stdout())));
     }
     let mut server = match Server::bind(options.addr.as_str(), config) {
         Ok(server) => server,

@@ -1,0 +1,295 @@
+//! `--trace`: the protocol lab. One line per event, aligned and greppable:
+//!
+//! ```text
+//!    0.000 #1    ← http    GET /echo HTTP/1.1                                  RFC 9112 §3
+//!    0.000 #1    → http    HTTP/1.1 101 Switching Protocols                    RFC 6455 §4.2.2
+//!    0.001 #1    ← frame   FIN=1 RSV=000 op=0x1 text  MASK=1 key=37fa213d len=5 (7-bit)  RFC 6455 §5.2
+//!    0.001 #1    ← text    5 bytes "Hello"                                     RFC 6455 §5.6
+//!    0.001 #1    → frame   FIN=1 RSV=000 op=0x1 text  MASK=0 len=5 (7-bit) "Hello"  RFC 6455 §5.2
+//! ```
+//!
+//! Columns: seconds since start, connection, direction (`←` in, `→` out, `·`
+//! a state change), what, the fields, and the section of the spec that governs
+//! it. Off by default; when off, the loop pays one `Option` check per event.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::Instant;
+
+use mio::Token;
+
+use crate::server::token::display_token;
+use crate::ws::close::{parse_close_payload, CloseState};
+use crate::ws::frame::{decode_header, FrameHeader, OpCode, Role};
+use crate::ws::message::Message;
+
+/// Where trace lines go (stdout for `pushloop --trace`).
+pub struct TraceOutput(pub Box<dyn Write + Send>);
+
+impl std::fmt::Debug for TraceOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceOutput(..)")
+    }
+}
+
+/// What kind of bytes a connection is being sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// HTTP responses (heads and bodies).
+    Http,
+    /// WebSocket frames.
+    Frames,
+    /// `text/event-stream` events.
+    Events,
+}
+
+/// Characters of payload shown in a preview.
+const PREVIEW: usize = 48;
+/// Column where the spec citation starts.
+const CITE_COLUMN: usize = 96;
+
+pub(crate) struct Tracer {
+    out: Box<dyn Write + Send>,
+    start: Instant,
+}
+
+impl Tracer {
+    pub(crate) fn new(output: TraceOutput, start: Instant) -> Tracer {
+        Tracer {
+            out: output.0,
+            start,
+        }
+    }
+
+    fn line(
+        &mut self,
+        now: Instant,
+        conn: Token,
+        arrow: char,
+        what: &str,
+        fields: &str,
+        cite: &str,
+    ) {
+        let mut line = format!(
+            "{:>8.3} {:<6} {arrow} {what:<7} {fields}",
+            now.saturating_duration_since(self.start).as_secs_f64(),
+            display_token(conn)
+        );
+        if !cite.is_empty() {
+            let pad = CITE_COLUMN.saturating_sub(line.chars().count()).max(2);
+            line.extend(std::iter::repeat_n(' ', pad));
+            line.push_str(cite);
+        }
+        line.push('\n');
+        // A trace that cannot be written is not worth stopping the server for.
+        let _ = self.out.write_all(line.as_bytes());
+        let _ = self.out.flush();
+    }
+
+    /// A note about a connection: accepted, closed, long-poll held or woken.
+    pub(crate) fn note(&mut self, now: Instant, conn: Token, what: &str, fields: &str, cite: &str) {
+        self.line(now, conn, '·', what, fields, cite);
+    }
+
+    /// A request head as received, line by line.
+    pub(crate) fn head_in(&mut self, now: Instant, conn: Token, head: &[u8]) {
+        self.head(now, conn, '←', head, "RFC 9112 §3");
+    }
+
+    fn head(&mut self, now: Instant, conn: Token, arrow: char, head: &[u8], cite: &str) {
+        let text = String::from_utf8_lossy(head);
+        for (i, line) in text.split("\r\n").filter(|l| !l.is_empty()).enumerate() {
+            let (what, cite) = if i == 0 { ("http", cite) } else { ("", "") };
+            self.line(
+                now,
+                conn,
+                arrow,
+                what,
+                &format!("{}{line}", if i == 0 { "" } else { "  " }),
+                cite,
+            );
+        }
+    }
+
+    /// The header of a frame received (RFC 6455 §5.2).
+    pub(crate) fn frame_in(
+        &mut self,
+        now: Instant,
+        conn: Token,
+        header: &FrameHeader,
+        header_len: usize,
+    ) {
+        let fields = frame_fields(header, header_len);
+        self.line(now, conn, '←', "frame", &fields, "RFC 6455 §5.2");
+    }
+
+    /// A message or control frame received, with a preview.
+    pub(crate) fn message_in(&mut self, now: Instant, conn: Token, message: &Message) {
+        let (what, fields, cite) = match message {
+            Message::Text(text) => (
+                "text",
+                format!("{} bytes {}", text.len(), preview(text.as_bytes())),
+                "RFC 6455 §5.6",
+            ),
+            Message::Binary(bytes) => (
+                "binary",
+                format!("{} bytes {}", bytes.len(), preview(bytes)),
+                "RFC 6455 §5.6",
+            ),
+            Message::Ping(p) => ("ping", preview(p), "RFC 6455 §5.5.2"),
+            Message::Pong(p) => ("pong", preview(p), "RFC 6455 §5.5.3"),
+            Message::Close(None) => ("close", "no status code (1005)".into(), "RFC 6455 §5.5.1"),
+            Message::Close(Some((code, reason))) => (
+                "close",
+                format!("{} {} {:?}", code.0, code.name(), reason),
+                "RFC 6455 §7.4.1",
+            ),
+        };
+        self.line(now, conn, '←', what, &fields, cite);
+    }
+
+    /// A step of the close handshake (RFC 6455 §7.1).
+    pub(crate) fn close_state(
+        &mut self,
+        now: Instant,
+        conn: Token,
+        from: CloseState,
+        to: CloseState,
+    ) {
+        self.note(
+            now,
+            conn,
+            "state",
+            &format!("close handshake {from:?} → {to:?}"),
+            "RFC 6455 §7.1",
+        );
+    }
+
+    /// Bytes queued for a connection, shown by what they are.
+    pub(crate) fn bytes_out(&mut self, now: Instant, conn: Token, kind: Outgoing, bytes: &[u8]) {
+        match kind {
+            Outgoing::Http => self.http_out(now, conn, bytes),
+            Outgoing::Frames => self.frames_out(now, conn, bytes),
+            Outgoing::Events => self.events_out(now, conn, bytes),
+        }
+    }
+
+    fn http_out(&mut self, now: Instant, conn: Token, bytes: &[u8]) {
+        let head_end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(bytes.len(), |i| i + 4);
+        let cite = if bytes.starts_with(b"HTTP/1.1 101") {
+            "RFC 6455 §4.2.2"
+        } else {
+            "RFC 9112 §4"
+        };
+        self.head(now, conn, '→', &bytes[..head_end], cite);
+        let body = &bytes[head_end..];
+        if body.starts_with(b"retry:") {
+            self.events_out(now, conn, body);
+        } else if !body.is_empty() {
+            self.line(
+                now,
+                conn,
+                '→',
+                "body",
+                &format!("{} bytes {}", body.len(), preview(body)),
+                "RFC 9112 §6",
+            );
+        }
+    }
+
+    fn frames_out(&mut self, now: Instant, conn: Token, mut bytes: &[u8]) {
+        while let Ok(Some((header, header_len))) =
+            decode_header(bytes, Role::Client, usize::MAX >> 1)
+        {
+            let end = header_len
+                .saturating_add(header.payload_len as usize)
+                .min(bytes.len());
+            let payload = &bytes[header_len..end];
+            let mut fields = frame_fields(&header, header_len);
+            if header.opcode == OpCode::Close {
+                if let Ok(Some((code, reason))) = parse_close_payload(payload) {
+                    let _ = write!(fields, " code={} {} {:?}", code.0, code.name(), reason);
+                }
+            } else {
+                fields.push(' ');
+                fields.push_str(&preview(payload));
+            }
+            self.line(now, conn, '→', "frame", &fields, "RFC 6455 §5.2");
+            bytes = &bytes[end..];
+        }
+    }
+
+    fn events_out(&mut self, now: Instant, conn: Token, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        for block in text.split("\n\n").filter(|b| !b.is_empty()) {
+            let fields: Vec<String> = block
+                .lines()
+                .map(|line| match line.split_once(':') {
+                    Some(("", comment)) => format!("comment{comment:?}"),
+                    Some((name, value)) => {
+                        format!("{name}={}", value.strip_prefix(' ').unwrap_or(value))
+                    }
+                    None => line.to_owned(),
+                })
+                .collect();
+            let cite = if block.starts_with(':') {
+                "WHATWG HTML §9.2.7"
+            } else {
+                "WHATWG HTML §9.2.6"
+            };
+            self.line(now, conn, '→', "sse", &clip(&fields.join(" ")), cite);
+        }
+    }
+}
+
+/// FIN, RSV1-3, opcode, MASK and key, length and its encoding (RFC 6455 §5.2).
+fn frame_fields(header: &FrameHeader, header_len: usize) -> String {
+    let mask_len = if header.mask.is_some() { 4 } else { 0 };
+    let encoding = match header_len - mask_len {
+        2 => "7-bit",
+        4 => "16-bit",
+        _ => "64-bit",
+    };
+    let mut fields = format!(
+        "FIN={} RSV={}{}{} op=0x{:x} {:<6} MASK={}",
+        u8::from(header.fin),
+        u8::from(header.rsv1),
+        u8::from(header.rsv2),
+        u8::from(header.rsv3),
+        header.opcode as u8,
+        header.opcode.name(),
+        u8::from(header.mask.is_some()),
+    );
+    if let Some(key) = header.mask {
+        let _ = write!(
+            fields,
+            " key={:02x}{:02x}{:02x}{:02x}",
+            key[0], key[1], key[2], key[3]
+        );
+    }
+    let _ = write!(fields, " len={} ({encoding})", header.payload_len);
+    fields
+}
+
+/// A payload as a quoted string if it is text, else hex, shortened.
+fn preview(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(PREVIEW)];
+    let ellipsis = if bytes.len() > PREVIEW { "…" } else { "" };
+    match std::str::from_utf8(shown) {
+        Ok(text) => format!("{text:?}{ellipsis}"),
+        Err(_) => {
+            let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}{ellipsis}")
+        }
+    }
+}
+
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(PREVIEW * 2) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
