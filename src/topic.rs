@@ -243,3 +243,177 @@ impl Topic {
         body
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: u64 = 1_000;
+
+    fn topic_with(max_events: usize, max_bytes: usize) -> Topic {
+        Topic::new(
+            "feed",
+            HistoryLimits {
+                max_events,
+                max_bytes,
+            },
+            SEED,
+        )
+    }
+
+    fn ids(replay: Replay) -> Vec<u64> {
+        replay.entries.map(|entry| entry.id).collect()
+    }
+
+    #[test]
+    fn ids_start_at_the_seed_and_increase_by_one() {
+        let mut topic = topic_with(10, 1 << 20);
+        assert_eq!(topic.latest_id(), SEED - 1);
+        assert_eq!(topic.publish(None, "a").unwrap().id, SEED);
+        assert_eq!(topic.publish(None, "b").unwrap().id, SEED + 1);
+        assert_eq!((topic.oldest_id(), topic.latest_id()), (SEED, SEED + 1));
+    }
+
+    #[test]
+    fn each_publish_is_encoded_once_per_transport() {
+        let mut topic = topic_with(10, 1 << 20);
+        let entry = topic.publish(Some("greet"), "hi \"you\"\nthere").unwrap();
+        assert_eq!(
+            &*entry.sse,
+            b"id: 1000\nevent: greet\ndata: hi \"you\"\ndata: there\n\n"
+        );
+        let json = br#"{"id":1000,"event":"greet","data":"hi \"you\"\nthere"}"#;
+        assert_eq!(&*entry.json, json);
+        // RFC 6455 §5.2: FIN + text opcode, unmasked, 7-bit length.
+        assert_eq!(entry.ws_frame[..2], [0x81, json.len() as u8]);
+        assert_eq!(&entry.ws_frame[2..], json);
+        let plain = topic.publish(None, "x").unwrap();
+        assert_eq!(
+            &*plain.sse, b"id: 1001\ndata: x\n\n",
+            "the default type has no event: line"
+        );
+        assert!(plain.json.ends_with(br#""event":"message","data":"x"}"#));
+    }
+
+    #[test]
+    fn an_event_name_that_could_inject_a_field_is_refused() {
+        let mut topic = topic_with(10, 1 << 20);
+        assert!(topic.publish(Some("a\nid: 7"), "x").is_err());
+        assert!(topic.publish(Some("a\rb"), "x").is_err());
+        assert_eq!(topic.history_len(), 0);
+        assert_eq!(
+            topic.publish(None, "x").unwrap().id,
+            SEED,
+            "no id was used up"
+        );
+    }
+
+    #[test]
+    fn cursors_inside_history_replay_exactly() {
+        let mut topic = topic_with(10, 1 << 20);
+        for data in ["a", "b", "c"] {
+            topic.publish(None, data).unwrap();
+        }
+        assert_eq!(
+            ids(topic.since(0)),
+            [1000, 1001, 1002],
+            "0 means from the oldest"
+        );
+        assert_eq!(
+            ids(topic.since(999)),
+            [1000, 1001, 1002],
+            "the id before the first"
+        );
+        assert_eq!(ids(topic.since(1001)), [1002]);
+        assert_eq!(ids(topic.since(1002)), Vec::<u64>::new());
+        assert_eq!(topic.since(1001).resync, None);
+    }
+
+    #[test]
+    fn history_is_bounded_by_count() {
+        let mut topic = topic_with(3, 1 << 20);
+        for i in 0..10 {
+            topic.publish(None, &i.to_string()).unwrap();
+        }
+        assert_eq!(topic.history_len(), 3);
+        assert_eq!(topic.oldest_id(), 1007);
+    }
+
+    #[test]
+    fn history_is_bounded_by_bytes_but_keeps_the_newest_event() {
+        let mut topic = topic_with(100, 1024);
+        for _ in 0..10 {
+            topic.publish(None, &"x".repeat(100)).unwrap();
+        }
+        assert!(topic.history_bytes <= 1024, "{}", topic.history_bytes);
+        assert!(topic.history_len() < 10);
+        topic.publish(None, &"y".repeat(4096)).unwrap();
+        assert_eq!(
+            topic.history_len(),
+            1,
+            "an event over the limit is still kept, alone"
+        );
+    }
+
+    #[test]
+    fn a_cursor_that_fell_out_of_history_gets_a_resync_and_everything_kept() {
+        let mut topic = topic_with(2, 1 << 20);
+        for data in ["a", "b", "c", "d"] {
+            topic.publish(None, data).unwrap();
+        }
+        let replay = topic.since(1000);
+        assert_eq!(replay.resync, Some(Resync::FellOutOfHistory));
+        assert_eq!(ids(replay), [1002, 1003]);
+        assert_eq!(topic.since(1001).resync, None, "oldest - 1 is still exact");
+    }
+
+    #[test]
+    fn cursors_from_another_run_get_a_resync() {
+        let mut topic = topic_with(10, 1 << 20);
+        topic.publish(None, "a").unwrap();
+        assert_eq!(
+            topic.since(5).resync,
+            Some(Resync::UnknownId),
+            "an earlier run's id"
+        );
+        assert_eq!(
+            topic.since(SEED + 50).resync,
+            Some(Resync::UnknownId),
+            "an id from the future"
+        );
+    }
+
+    #[test]
+    fn the_resync_notice_repairs_the_cursor() {
+        let mut topic = topic_with(10, 1 << 20);
+        topic.publish(None, "a").unwrap();
+        let notice = topic.resync_entry(Resync::UnknownId);
+        assert_eq!(notice.id, topic.oldest_id() - 1);
+        let sse = String::from_utf8(notice.sse.to_vec()).unwrap();
+        assert!(
+            sse.starts_with("id: 999\nevent: resync\ndata: {\"reason\":\"unknown id\""),
+            "{sse}"
+        );
+    }
+
+    #[test]
+    fn poll_json_is_an_array_with_the_notice_first() {
+        let mut topic = topic_with(10, 1 << 20);
+        assert_eq!(topic.poll_json(0), b"[]");
+        topic.publish(None, "a").unwrap();
+        topic.publish(None, "b").unwrap();
+        assert_eq!(
+            String::from_utf8(topic.poll_json(1000)).unwrap(),
+            r#"[{"id":1001,"event":"message","data":"b"}]"#
+        );
+        let stale = String::from_utf8(topic.poll_json(3)).unwrap();
+        assert!(
+            stale.starts_with(r#"[{"id":999,"event":"resync","#),
+            "{stale}"
+        );
+        assert!(
+            stale.ends_with(r#"{"id":1001,"event":"message","data":"b"}]"#),
+            "{stale}"
+        );
+    }
+}
