@@ -130,3 +130,8 @@ pub mod topic;
 
 pub mod app;
 pub mod server;
+
+/// The README's code is compiled as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
