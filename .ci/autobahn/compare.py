@@ -4,9 +4,11 @@
 usage: compare.py INDEX_JSON EXPECTED_JSON [--write]
 
 Fails (exit 1) on any case whose behavior is not OK or INFORMATIONAL (so
-NON-STRICT fails too), and on any case whose behavior or close behavior differs
-from EXPECTED_JSON, naming the case. --write records the report as the new
-expectation.
+NON-STRICT fails too) and on any case whose behavior differs from
+EXPECTED_JSON, naming the case. A differing close behavior (how the TCP
+connection ended) is reported as a warning: it depends on timing (the suite
+gives up after 1 s), so a loaded machine can turn OK into UNCLEAN without any
+change in pushloop. --write records the report as the new expectation.
 """
 import json
 import sys
@@ -39,20 +41,25 @@ def main():
         return 0
     with open(sys.argv[2]) as f:
         expected = json.load(f)
-    problems = []
+    problems, warnings = [], []
     for cid in sorted(set(cases) | set(expected), key=key):
         got, want = cases.get(cid), expected.get(cid)
         if got is None:
             problems.append("%s: missing from the report" % cid)
-        elif got["behavior"] not in ACCEPTED or got["behaviorClose"] not in ACCEPTED:
-            problems.append("%s: %s / %s" % (cid, got["behavior"], got["behaviorClose"]))
+        elif got["behavior"] not in ACCEPTED:
+            problems.append("%s: %s" % (cid, got["behavior"]))
         elif want is None:
             problems.append("%s: not in expected.json (new case?)" % cid)
-        elif got != want:
-            problems.append("%s: %s, expected %s" % (cid, got, want))
+        elif got["behavior"] != want["behavior"]:
+            problems.append("%s: %s, expected %s" % (cid, got["behavior"], want["behavior"]))
+        elif got["behaviorClose"] != want["behaviorClose"]:
+            warnings.append("%s: close %s, expected %s" % (cid, got["behaviorClose"], want["behaviorClose"]))
+    for w in warnings:
+        print("autobahn warning: " + w)
     for p in problems:
         print("autobahn regression: " + p)
-    print("autobahn vs expected: %d cases, %d problems" % (len(cases), len(problems)))
+    print("autobahn vs expected: %d cases, %d problems, %d close warnings"
+          % (len(cases), len(problems), len(warnings)))
     return 1 if problems else 0
 
 
