@@ -34,13 +34,17 @@ fn running_out_of_descriptors_pauses_accepting_without_spinning() {
     let binary = env!("CARGO_BIN_EXE_pushloop");
     let child = Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -n 32 && exec {binary} --addr 127.0.0.1:0 --no-tick"))
+        .arg(format!(
+            "ulimit -n 32 && exec {binary} --addr 127.0.0.1:0 --no-tick"
+        ))
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the demo binary");
     let mut server = Server(child);
     let mut first_line = String::new();
-    BufReader::new(server.0.stdout.take().expect("stdout")).read_line(&mut first_line).expect("banner");
+    BufReader::new(server.0.stdout.take().expect("stdout"))
+        .read_line(&mut first_line)
+        .expect("banner");
     let addr: SocketAddr = first_line
         .split("http://")
         .nth(1)
@@ -55,12 +59,16 @@ fn running_out_of_descriptors_pauses_accepting_without_spinning() {
     std::thread::sleep(Duration::from_millis(1000));
     let spent = cpu_ticks(server.0.id()) - before;
     // A loop spinning on EMFILE would burn ~100 ticks in that second.
-    assert!(spent < 30, "the loop spent {spent} ticks of 100 while out of descriptors");
+    assert!(
+        spent < 30,
+        "the loop spent {spent} ticks of 100 while out of descriptors"
+    );
 
     drop(held);
     assert!(
         eventually(Duration::from_secs(5), || {
-            std::panic::catch_unwind(|| get(addr, "/stats").status).is_ok_and(|status| status == 200)
+            std::panic::catch_unwind(|| get(addr, "/stats").status)
+                .is_ok_and(|status| status == 200)
         }),
         "the server serves again once descriptors are free"
     );

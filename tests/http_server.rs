@@ -251,3 +251,30 @@ fn exchange(addr: std::net::SocketAddr, pieces: &[&[u8]]) -> Vec<u8> {
     stream.read_to_end(&mut all).unwrap();
     all
 }
+
+#[test]
+fn a_half_closed_client_still_gets_every_byte_of_its_answer() {
+    let mut config = quick_config();
+    config.limits.max_body_bytes = 32 << 20;
+    let server = start(config);
+    let mut stream = connect(server.addr);
+    let body = vec![b'q'; 24 << 20];
+    let head = format!(
+        "POST /echo-body HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(head.as_bytes()).unwrap();
+        writer.write_all(&body).unwrap();
+        // The request is complete: half-close, as `nc -N` or an HTTP/1.0 client may.
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let response = read_response(&mut stream, &mut Vec::new());
+    sender.join().unwrap();
+    assert_eq!(
+        response.body.len(),
+        24 << 20,
+        "a 24 MiB answer outlives the client's FIN"
+    );
+}

@@ -249,7 +249,6 @@ impl Core {
                 let from = ws.close;
                 ws.close = ws.close.on_send();
                 let to = ws.close;
-                ws.close_code.get_or_insert(code);
                 conn.deadlines.set(
                     Deadline::Close,
                     Some(self.now + self.config.limits.close_timeout),

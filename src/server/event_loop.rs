@@ -20,7 +20,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::app::{App, ConnId, Context, Message as AppMessage, Reply, Upgrading};
 use crate::http::{parse_request, BodyDecoder, BodyFraming, HeadScanner, Request, Response};
-use crate::server::connection::{Connection, HttpState, PendingBody, State, Transport, WsState};
+use crate::server::connection::{
+    ClosingStage, Connection, HttpState, PendingBody, State, Transport, WsState,
+};
 use crate::server::core::{write_close_frame, Core};
 use crate::server::handle::{Command, Handle};
 use crate::server::timers::{Deadline, Deadlines, Wake};
@@ -118,7 +120,8 @@ impl EventLoop {
                     //    to this batch's input join what is already queued.
                     token => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(&mut app, token);
+                            let fin_seen = event.is_read_closed() || event.is_error();
+                            self.read(&mut app, token, fin_seen);
                         }
                         if event.is_writable() {
                             self.core.flush(token);
@@ -214,8 +217,9 @@ impl EventLoop {
     /// Reads until `WouldBlock` (edge-triggered), handing each read to the
     /// connection's state. A short read means the socket was drained: epoll
     /// reports new data with a new edge, so no second `read` is needed to see
-    /// `WouldBlock` (the same shortcut tokio takes).
-    fn read(&mut self, app: &mut impl App, token: Token) {
+    /// `WouldBlock` (the same shortcut tokio takes) — unless the event also
+    /// reported the peer's FIN, which no later edge would announce again.
+    fn read(&mut self, app: &mut impl App, token: Token, fin_seen: bool) {
         loop {
             let Some(conn) = self.core.conns.get_mut(token) else {
                 return;
@@ -232,7 +236,7 @@ impl EventLoop {
                     conn.leftover = Vec::new();
                     note_activity(&mut self.core, token);
                     process(&mut self.core, app, &mut self.scratch, token, kept + n);
-                    if n < room {
+                    if n < room && !fin_seen {
                         return;
                     }
                 }
@@ -248,19 +252,23 @@ impl EventLoop {
 
     /// The peer closed TCP (or reset it).
     fn peer_closed(&mut self, token: Token) {
-        if let Some(ws) = self
-            .core
-            .conns
-            .get_mut(token)
-            .and_then(Connection::websocket)
-        {
+        let Some(conn) = self.core.conns.get_mut(token) else {
+            return;
+        };
+        match &mut conn.state {
+            // RFC 9112 §9.6: a client may half-close after its last request;
+            // what we owe it still goes out (then the lingering close).
+            State::Http(_) if conn.queue.len() > 0 => self.core.start_closing(token),
+            // Still writing our last bytes: the lingering close ends it later
+            // (EOF is reported again on every later event).
+            State::Closing(ClosingStage::Flushing) => {}
             // RFC 6455 §7.1.5: no Close frame was received, so the code is 1006.
-            ws.close_code.get_or_insert(CloseCode::ABNORMAL);
-            if ws.close != CloseState::Closed && ws.close_code == Some(CloseCode::ABNORMAL) {
-                ws.close_reason = Box::from("");
+            State::WebSocket(ws) => {
+                ws.close_code.get_or_insert(CloseCode::ABNORMAL);
+                self.core.dead.push(token);
             }
+            _ => self.core.dead.push(token),
         }
-        self.core.dead.push(token);
     }
 
     /// Handles input left waiting by a long-poll that has just been answered.
