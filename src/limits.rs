@@ -17,7 +17,7 @@ use std::time::Duration;
 /// };
 /// assert_eq!(limits.max_head_bytes, 8 * 1024);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Bytes in a request head (request line + headers + the blank line).
     /// Default 8 KiB, nginx's `large_client_header_buffers` unit; browsers send

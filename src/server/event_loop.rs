@@ -463,7 +463,7 @@ fn process_http(
     mut pos: usize,
     len: usize,
 ) -> Option<usize> {
-    let limits = core.config.limits.clone();
+    let limits = core.config.limits;
     loop {
         let conn = core.conns.get_mut(token)?;
         let State::Http(http) = &mut conn.state else {
@@ -878,7 +878,7 @@ fn report_close(core: &mut Core, app: &mut impl App, token: Token) {
 /// One of a connection's deadlines passed.
 fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
     let now = core.now;
-    let limits = core.config.limits.clone();
+    let limits = core.config.limits;
     let Some(conn) = core.conns.get_mut(token) else {
         return;
     };
