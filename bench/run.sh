@@ -112,7 +112,8 @@ SCENARIOS=(
   "echo 20 B text, 64 conns x 16 in flight|echo --conns 64 --depth 16 --size 20 --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|ws"
   "echo 16 KiB binary, 16 conns x 4 in flight|echo --conns 16 --depth 4 --size 16384 --binary --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|ws"
   "hold ${HOLD[1]} idle WebSockets|hold --timeout 120 ${HOLD[*]}|ws"
-  "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events|fanout --timeout 120 ${FANOUT[*]}|sse"
+  "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, back to back|fanout --timeout 120 --window 1 ${FANOUT[*]}|sse"
+  "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, 16 pipelined|fanout --timeout 120 --window 16 ${FANOUT[*]}|sse"
   "churn: open, echo 1, close; 16 slots|churn --max-msgs 10000000 --timeout 60 ${CHURN[*]}|ws"
 )
 
@@ -187,8 +188,8 @@ echo "## pushloop benchmarks ($(date -u +%Y-%m-%d), $ROUNDS round(s)$([ "$QUICK"
 echo
 "$LOADGEN" report "$RESULTS" --baseline pushloop
 echo
-echo "server pinned to core 0, load generator to core 1; CPU from /proc/PID/stat (utime+stime,"
-echo "CLK_TCK=$(getconf CLK_TCK)); 'busy' = CPU-seconds / wall seconds of the measured interval."
+echo "server pinned to core 0, load generator to core 1; CPU from /proc/PID/task/*/schedstat (ns;"
+echo "/proc/PID/stat ticks as the fallback); 'busy' = CPU-seconds / wall seconds of the measured interval."
 [ -n "$PUSHLOOP" ] && grep -q '"label":"pushloop"' "$RESULTS" || echo "pushloop was not measured (not built, or no /echo yet): ratios are '–'."
 
 # ---- 6. Footprint -------------------------------------------------------------------
