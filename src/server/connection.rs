@@ -121,6 +121,8 @@ pub struct Connection {
     pub deadlines: Deadlines,
     /// WRITABLE interest is registered.
     pub wants_writable: bool,
+    /// Waiting in the loop's fan-out line (see [`crate::server::core`]).
+    pub in_fanout: bool,
     /// Which counters this connection's traffic goes to.
     pub transport: Transport,
 }

@@ -4,8 +4,20 @@
 //! Actions only queue bytes and change states. Sockets are written in
 //! [`Core::flush`] when the loop finishes a batch of events, and connections
 //! are removed by the loop (which can then tell the `App`).
+//!
+//! Two kinds of writes leave at two paces. Bytes built for one connection (an
+//! HTTP response, an echo, a pong) are *answers*: every answer queued in a
+//! batch is written at the end of that batch ([`Core::flush_dirty`]). Bytes
+//! shared by many (a published event, a broadcast) are *fan-out*: their
+//! recipients wait in a first-in-first-out line that the loop writes a slice
+//! at a time ([`Core::flush_fanout`]), looking for new input between slices.
+//! Events published while the line is being worked through join the queues of
+//! recipients still waiting, so under load one `writev` carries several
+//! events to a recipient instead of one `writev` per event per recipient. With
+//! nothing else to do the loop goes straight on to the next slice, so a lone
+//! event waits no longer than before.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -60,6 +72,11 @@ pub struct Core {
     pub(crate) now: Instant,
     /// Connections with bytes to write or a state to settle at the end of the batch.
     pub(crate) dirty: Vec<Token>,
+    /// Connections with shared bytes (events, broadcasts) to write, in the
+    /// order they got them; each is in the line at most once (`in_fanout`).
+    pub(crate) fanout: VecDeque<Token>,
+    /// Reused by `publish` for the recipients of one event.
+    recipients: Vec<Token>,
     /// Connections to remove (the loop tells the `App` about WebSockets).
     pub(crate) dead: Vec<Token>,
     /// Connections whose leftover input waits to be handled (requests
@@ -95,6 +112,8 @@ impl Core {
             stats: Stats::default(),
             now: Instant::now(),
             dirty: Vec::new(),
+            fanout: VecDeque::new(),
+            recipients: Vec::new(),
             dead: Vec::new(),
             resume: Vec::new(),
             handle,
@@ -174,7 +193,8 @@ impl Core {
         }
     }
 
-    /// Queues bytes shared with other connections, under the slow-reader policy.
+    /// Queues bytes shared with other connections, under the slow-reader
+    /// policy, and puts the connection in the fan-out line.
     fn enqueue_shared(&mut self, token: Token, bytes: &Rc<[u8]>) -> Result<(), SendError> {
         self.admit(token, bytes.len())?;
         if self.tracer.is_some() {
@@ -185,7 +205,10 @@ impl Core {
         };
         conn.queue.push_shared(Rc::clone(bytes));
         self.stats.of(conn.transport).bytes_written += bytes.len() as u64;
-        self.dirty.push(token);
+        if !conn.in_fanout {
+            conn.in_fanout = true;
+            self.fanout.push_back(token);
+        }
         Ok(())
     }
 
@@ -342,6 +365,28 @@ impl Core {
         }
     }
 
+    /// Writes the next `slice` connections of the fan-out line; true when
+    /// some are left (the loop then polls without sleeping and comes back).
+    pub(crate) fn flush_fanout(&mut self, slice: usize) -> bool {
+        for _ in 0..slice {
+            let Some(token) = self.fanout.pop_front() else {
+                break;
+            };
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.in_fanout = false;
+                self.flush(token);
+            }
+        }
+        if self.fanout.is_empty() {
+            // Release a line that a burst made long.
+            if self.fanout.capacity() > 4096 {
+                self.fanout = VecDeque::new();
+            }
+            return false;
+        }
+        true
+    }
+
     /// Writes one connection's queue.
     pub(crate) fn flush(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(token) else {
@@ -412,21 +457,27 @@ impl Core {
             return Err(SseError::BadLastEventId);
         };
         let entry = state.topic.publish(event, data)?;
-        let subscribers: Vec<Token> = state.subscribers.iter().copied().collect();
+        let mut recipients = std::mem::take(&mut self.recipients);
+        recipients.extend(state.subscribers.iter().copied());
         let waiters: Vec<Token> = state.waiters.drain().collect();
-        for token in subscribers {
-            let bytes = match self.conns.get(token).map(|conn| &conn.state) {
-                Some(State::EventStream(_)) => &entry.sse,
-                Some(State::WebSocket(_)) => &entry.ws_frame,
+        let (mut streams, mut sockets) = (0, 0);
+        for &token in &recipients {
+            let (bytes, count) = match self.conns.get(token).map(|conn| &conn.state) {
+                Some(State::EventStream(_)) => (&entry.sse, &mut streams),
+                // RFC 6455 §5.5.1: no data frames after our Close frame.
+                Some(State::WebSocket(ws)) if ws.close == CloseState::Open => {
+                    (&entry.ws_frame, &mut sockets)
+                }
                 _ => continue,
             };
-            let transport = self.conns.get(token).map(|conn| conn.transport);
             if self.enqueue_shared(token, bytes).is_ok() {
-                if let Some(transport) = transport {
-                    self.stats.of(transport).events_delivered += 1;
-                }
+                *count += 1;
             }
         }
+        self.stats.event_stream.events_delivered += streams;
+        self.stats.websocket.events_delivered += sockets;
+        recipients.clear();
+        self.recipients = recipients;
         // Most waiters hold the same cursor (the previous latest id): one
         // response serves them all.
         let mut answers: Vec<SharedAnswer> = Vec::new();

@@ -40,6 +40,11 @@ const MAX_HEADER_SLOTS: usize = 256;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Events taken from one `poll` call.
 const EVENTS_PER_POLL: usize = 1024;
+/// Fan-out recipients written per turn before the loop looks for input again
+/// (see [`crate::server::core`]): small enough that a publisher waiting for
+/// its answer is not kept behind a thousand writes, large enough that the
+/// extra `epoll_wait` is noise.
+const FANOUT_SLICE: usize = 64;
 
 pub(crate) struct EventLoop {
     poll: Poll,
@@ -87,8 +92,10 @@ impl EventLoop {
         self.core.now = Instant::now();
         guarded(&mut self.core, &mut app, |app, ctx| app.start(ctx));
         loop {
-            // 5 and 6 of the previous turn (and of `start`): write, then reap.
+            // 5 and 6 of the previous turn (and of `start`): write answers,
+            // then a slice of the fan-out line, then reap.
             self.core.flush_dirty();
+            let fanout_left = self.core.flush_fanout(FANOUT_SLICE);
             self.reap(&mut app);
             if let Some(deadline) = self.core.shutdown_deadline {
                 if self.core.conns.len() == 0 || Instant::now() >= deadline {
@@ -100,7 +107,12 @@ impl EventLoop {
                 (Some(timer), Some(shutdown)) => Some(timer.min(shutdown)),
                 (timer, shutdown) => timer.or(shutdown),
             };
-            let timeout = wake_at.map(|when| when.saturating_duration_since(Instant::now()));
+            let timeout = if fanout_left {
+                // More to write: only look for input, do not sleep.
+                Some(Duration::ZERO)
+            } else {
+                wake_at.map(|when| when.saturating_duration_since(Instant::now()))
+            };
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == ErrorKind::Interrupted {
                     continue;
@@ -182,6 +194,7 @@ impl EventLoop {
                 leftover: Vec::new(),
                 deadlines,
                 wants_writable: false,
+                in_fanout: false,
                 transport: Transport::Http,
             });
             let registered = match core.conns.get_mut(token) {
