@@ -294,6 +294,16 @@ impl Core {
 
     /// Flush what is queued, then a lingering close, bounded by `close_timeout`.
     pub(crate) fn start_closing(&mut self, token: Token) {
+        self.start_closing_with(token, true);
+    }
+
+    /// Flush what is queued, then close without lingering: for a peer that has
+    /// sent its last byte (its Close frame), so there is no input left to wait for.
+    pub(crate) fn close_after_flush(&mut self, token: Token) {
+        self.start_closing_with(token, false);
+    }
+
+    fn start_closing_with(&mut self, token: Token, linger: bool) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -304,7 +314,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        conn.state = State::Closing(ClosingStage::Flushing);
+        conn.state = State::Closing(ClosingStage::Flushing { linger });
         conn.leftover = Vec::new();
         for deadline in [
             Deadline::Handshake,
@@ -418,12 +428,20 @@ impl Core {
             }
             conn.wants_writable = want_writable;
         }
-        if drained && matches!(conn.state, State::Closing(ClosingStage::Flushing)) {
-            // Half-close, then read until the peer's FIN (see ClosingStage).
-            match conn.stream.shutdown(Shutdown::Write) {
-                Ok(()) => conn.state = State::Closing(ClosingStage::Lingering),
-                Err(_) => self.dead.push(token),
+        match conn.state {
+            State::Closing(ClosingStage::Flushing { linger: true }) if drained => {
+                // Half-close, then read until the peer's FIN (see ClosingStage).
+                match conn.stream.shutdown(Shutdown::Write) {
+                    Ok(()) => conn.state = State::Closing(ClosingStage::Lingering),
+                    Err(_) => self.dead.push(token),
+                }
             }
+            // The peer has nothing more to send: close now. The kernel still
+            // delivers what it holds, then its FIN (no reset: nothing is unread).
+            State::Closing(ClosingStage::Flushing { linger: false }) if drained => {
+                self.dead.push(token);
+            }
+            _ => {}
         }
     }
 

@@ -848,7 +848,10 @@ fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Messag
                 });
             }
             report_close(core, app, token);
-            core.start_closing(token);
+            // RFC 6455 §5.5.1: the peer sends nothing after its Close frame,
+            // so once our bytes are out the socket can close without lingering
+            // (and the server closes TCP first, §7.1.1).
+            core.close_after_flush(token);
             return false;
         }
     };
