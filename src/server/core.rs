@@ -28,6 +28,7 @@ use crate::app::{Message, SendError, TimerId, TopicId};
 use crate::http::write_head;
 use crate::limits::SlowReader;
 use crate::server::connection::{ClosingStage, Connection, LongPollState, State, Transport};
+use crate::server::last_write::LastWrite;
 use crate::server::timers::{Deadline, Timers, Wake};
 use crate::server::token::Slab;
 use crate::server::trace::{Outgoing, Tracer};
@@ -402,7 +403,16 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let drained = match conn.queue.flush_into(&mut conn.stream) {
+        // A socket that closes once drained sends its last bytes with the FIN.
+        let result = if matches!(
+            conn.state,
+            State::Closing(ClosingStage::Flushing { linger: false })
+        ) {
+            conn.queue.flush_into(&mut LastWrite(&mut conn.stream))
+        } else {
+            conn.queue.flush_into(&mut conn.stream)
+        };
+        let drained = match result {
             Ok(drained) => drained,
             Err(_) => {
                 // The peer is gone (reset, broken pipe): nothing more can be said.

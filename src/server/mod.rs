@@ -26,6 +26,7 @@ pub(crate) mod connection;
 pub(crate) mod core;
 mod event_loop;
 mod handle;
+mod last_write;
 pub mod signal;
 pub(crate) mod timers;
 pub(crate) mod token;
