@@ -33,9 +33,12 @@ use crate::ws::frame::{encode_frame, FrameHeader, OpCode, Role};
 use crate::ws::handshake::{self, HandshakeError};
 use crate::ws::message::{Message, MessageDecoder, MessageError, MessageLimits, Step};
 
-/// Header slots parsed per request; `Limits::max_headers` is capped here so
-/// the array can live on the stack.
+/// Header slots parsed per request at most; `Limits::max_headers` is capped here.
 const MAX_HEADER_SLOTS: usize = 256;
+/// Header slots kept on the stack (the default limit); more come from the
+/// heap. Every slot is written before parsing, and writing 256 for every
+/// request cost about as much as parsing a small head.
+const STACK_HEADER_SLOTS: usize = 64;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Events taken from one `poll` call.
@@ -490,9 +493,10 @@ fn process_http(
                         return None;
                     }
                     let pending = http.pending.take()?;
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
-                    let slots = limits.max_headers.min(MAX_HEADER_SLOTS);
-                    match parse_request(&pending.head, &mut headers[..slots]) {
+                    let (mut stack, mut heap) =
+                        ([httparse::EMPTY_HEADER; STACK_HEADER_SLOTS], Vec::new());
+                    let headers = header_slots(limits.max_headers, &mut stack, &mut heap);
+                    match parse_request(&pending.head, headers) {
                         Ok(req) => dispatch(core, app, token, &req, &pending.body),
                         Err(error) => respond_error(core, token, |out| error.write_response(out)),
                     }
@@ -527,9 +531,9 @@ fn process_http(
         conn.deadlines.set(Deadline::Handshake, None);
         let head_end = pos + head_len;
         core.trace(|tracer, now| tracer.head_in(now, token, &scratch[pos..head_end]));
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
-        let slots = limits.max_headers.min(MAX_HEADER_SLOTS);
-        let req = match parse_request(&scratch[pos..head_end], &mut headers[..slots]) {
+        let (mut stack, mut heap) = ([httparse::EMPTY_HEADER; STACK_HEADER_SLOTS], Vec::new());
+        let headers = header_slots(limits.max_headers, &mut stack, &mut heap);
+        let req = match parse_request(&scratch[pos..head_end], headers) {
             Ok(req) => req,
             Err(error) => {
                 respond_error(core, token, |out| error.write_response(out));
@@ -578,6 +582,22 @@ fn process_http(
                 pos = head_end;
             }
         }
+    }
+}
+
+/// Empty header slots, as many as `max_headers` (capped at
+/// [`MAX_HEADER_SLOTS`]): from `stack` for the usual limit, else from `heap`.
+fn header_slots<'s, 'h>(
+    max_headers: usize,
+    stack: &'s mut [httparse::Header<'h>; STACK_HEADER_SLOTS],
+    heap: &'s mut Vec<httparse::Header<'h>>,
+) -> &'s mut [httparse::Header<'h>] {
+    let slots = max_headers.min(MAX_HEADER_SLOTS);
+    if slots <= STACK_HEADER_SLOTS {
+        &mut stack[..slots]
+    } else {
+        heap.resize(slots, httparse::EMPTY_HEADER);
+        heap
     }
 }
 
