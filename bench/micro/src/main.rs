@@ -44,7 +44,11 @@ struct Row {
 impl Bench {
     /// Times `op` (one operation per call) and records a row.
     fn run(&mut self, name: &str, bytes: usize, mut op: impl FnMut()) -> Option<f64> {
-        if self.filter.as_deref().is_some_and(|f| !self.group.contains(f)) {
+        if self
+            .filter
+            .as_deref()
+            .is_some_and(|f| !self.group.contains(f))
+        {
             return None;
         }
         // Size a batch: double the count until one batch takes `batch`.
@@ -55,7 +59,8 @@ impl Bench {
                 op();
             }
             if t.elapsed() >= self.batch / 4 || n >= 1 << 30 {
-                n = ((n as f64) * (self.batch.as_secs_f64() / t.elapsed().as_secs_f64().max(1e-9))) as u64;
+                n = ((n as f64) * (self.batch.as_secs_f64() / t.elapsed().as_secs_f64().max(1e-9)))
+                    as u64;
                 break;
             }
             n *= 2;
@@ -72,14 +77,23 @@ impl Bench {
             .collect();
         per_op.sort_by(f64::total_cmp);
         let q = |f: f64| per_op[((per_op.len() - 1) as f64 * f).round() as usize];
-        self.rows.push(Row { name: name.into(), ns: q(0.5), q1: q(0.25), q3: q(0.75), bytes, versus: None });
+        self.rows.push(Row {
+            name: name.into(),
+            ns: q(0.5),
+            q1: q(0.25),
+            q3: q(0.75),
+            bytes,
+            versus: None,
+        });
         Some(q(0.5))
     }
 
     /// Marks the last row as compared with the row called `base`: the ratio of
     /// their throughputs (above 1 = the last row is faster).
     fn versus(&mut self, base: &str) {
-        let Some(b) = self.rows.iter().find(|r| r.name == base).map(|r| r.ns) else { return };
+        let Some(b) = self.rows.iter().find(|r| r.name == base).map(|r| r.ns) else {
+            return;
+        };
         if let Some(last) = self.rows.last_mut() {
             last.versus = Some((base.to_string(), b / last.ns));
         }
@@ -89,9 +103,24 @@ impl Bench {
         println!("| case | median | middle half | throughput | vs |");
         println!("|---|---:|---:|---:|---|");
         for r in &self.rows {
-            let gbs = if r.bytes > 0 { format!("{:.2} GB/s", r.bytes as f64 / r.ns) } else { "–".into() };
-            let vs = r.versus.as_ref().map_or("".into(), |(b, x)| format!("{x:.2}× of {b}"));
-            println!("| {} | {} | {}–{} | {} | {} |", r.name, time(r.ns), time(r.q1), time(r.q3), gbs, vs);
+            let gbs = if r.bytes > 0 {
+                format!("{:.2} GB/s", r.bytes as f64 / r.ns)
+            } else {
+                "–".into()
+            };
+            let vs = r
+                .versus
+                .as_ref()
+                .map_or("".into(), |(b, x)| format!("{x:.2}× of {b}"));
+            println!(
+                "| {} | {} | {}–{} | {} | {} |",
+                r.name,
+                time(r.ns),
+                time(r.q1),
+                time(r.q3),
+                gbs,
+                vs
+            );
         }
     }
 }
@@ -113,7 +142,11 @@ fn masked_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
 
 /// 64 KiB of text: ASCII, or a mix of 1- to 4-byte code points.
 fn text(mixed: bool) -> Vec<u8> {
-    let unit = if mixed { "aé€😀 Grüße, 東京! " } else { "The quick brown fox jumps over the lazy dog. " };
+    let unit = if mixed {
+        "aé€😀 Grüße, 東京! "
+    } else {
+        "The quick brown fox jumps over the lazy dog. "
+    };
     let mut s = String::new();
     while s.len() < 64 * 1024 {
         s.push_str(unit);
@@ -133,7 +166,10 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let filter = args.iter().position(|a| a == "--filter").and_then(|i| args.get(i + 1).cloned());
+    let filter = args
+        .iter()
+        .position(|a| a == "--filter")
+        .and_then(|i| args.get(i + 1).cloned());
     let mut b = Bench {
         batch: Duration::from_millis(if quick { 5 } else { 20 }),
         samples: if quick { 5 } else { 15 },
@@ -144,7 +180,11 @@ fn main() {
 
     b.group = "header";
     // 1. Frame headers (RFC 6455 §5.2): the three length forms, masked.
-    for (name, len) in [("decode_header, 7-bit length (20 B text)", 20usize), ("decode_header, 16-bit length (1 KiB)", 1024), ("decode_header, 64-bit length (1 MiB)", 1 << 20)] {
+    for (name, len) in [
+        ("decode_header, 7-bit length (20 B text)", 20usize),
+        ("decode_header, 16-bit length (1 KiB)", 1024),
+        ("decode_header, 64-bit length (1 MiB)", 1 << 20),
+    ] {
         let mut frame = Vec::new();
         masked_frame(&mut frame, OpCode::Text, &vec![b'a'; len]);
         let head = &frame[..14.min(frame.len())];
@@ -166,13 +206,21 @@ fn main() {
         apply_mask(black_box(&mut buf), KEY, 0);
     });
     b.versus("copy_from_slice 64 KiB (memcpy)");
-    b.run("apply_mask 64 KiB, unaligned start, offset 3", buf.len() - 1, || {
-        apply_mask(black_box(&mut buf[1..]), KEY, 3);
-    });
+    b.run(
+        "apply_mask 64 KiB, unaligned start, offset 3",
+        buf.len() - 1,
+        || {
+            apply_mask(black_box(&mut buf[1..]), KEY, 3);
+        },
+    );
     b.versus("copy_from_slice 64 KiB (memcpy)");
-    b.run("apply_mask_bytewise 64 KiB (the RFC's loop)", buf.len(), || {
-        apply_mask_bytewise(black_box(&mut buf), KEY, 0);
-    });
+    b.run(
+        "apply_mask_bytewise 64 KiB (the RFC's loop)",
+        buf.len(),
+        || {
+            apply_mask_bytewise(black_box(&mut buf), KEY, 0);
+        },
+    );
     b.versus("copy_from_slice 64 KiB (memcpy)");
 
     b.group = "utf8";
@@ -182,17 +230,27 @@ fn main() {
         b.run(&std_name, data.len(), || {
             black_box(std::str::from_utf8(black_box(&data)).is_ok());
         });
-        b.run(&format!("Utf8Validator::feed 64 KiB {kind}, whole"), data.len(), || {
-            let mut v = Utf8Validator::new();
-            black_box(v.feed(black_box(&data)).is_ok() && v.finish().is_ok());
-        });
+        b.run(
+            &format!("Utf8Validator::feed 64 KiB {kind}, whole"),
+            data.len(),
+            || {
+                let mut v = Utf8Validator::new();
+                black_box(v.feed(black_box(&data)).is_ok() && v.finish().is_ok());
+            },
+        );
         b.versus(&std_name);
         // 1000-byte pieces, so code points are split between feeds.
-        b.run(&format!("Utf8Validator::feed 64 KiB {kind}, 1000 B pieces"), data.len(), || {
-            let mut v = Utf8Validator::new();
-            let ok = data.chunks(1000).all(|piece| v.feed(black_box(piece)).is_ok());
-            black_box(ok && v.finish().is_ok());
-        });
+        b.run(
+            &format!("Utf8Validator::feed 64 KiB {kind}, 1000 B pieces"),
+            data.len(),
+            || {
+                let mut v = Utf8Validator::new();
+                let ok = data
+                    .chunks(1000)
+                    .all(|piece| v.feed(black_box(piece)).is_ok());
+                black_box(ok && v.finish().is_ok());
+            },
+        );
         b.versus(&std_name);
     }
 
@@ -202,47 +260,77 @@ fn main() {
     let mut out = Vec::with_capacity(4096);
     b.run("sse::encode, id + 64 B data", 0, || {
         out.clear();
-        let _ = sse::encode(&sse::Event::new(black_box(&data64)).id("1732200000000000"), &mut out);
+        let _ = sse::encode(
+            &sse::Event::new(black_box(&data64)).id("1732200000000000"),
+            &mut out,
+        );
         black_box(&out);
     });
-    let lines: String = (0..16).map(|i| format!("line {i} {}\n", "x".repeat(56))).collect();
-    b.run("sse::encode, id + event + 1 KiB in 16 lines", lines.len(), || {
-        out.clear();
-        let _ = sse::encode(&sse::Event::new(black_box(&lines)).id("1732200000000000").event("tick"), &mut out);
-        black_box(&out);
-    });
+    let lines: String = (0..16)
+        .map(|i| format!("line {i} {}\n", "x".repeat(56)))
+        .collect();
+    b.run(
+        "sse::encode, id + event + 1 KiB in 16 lines",
+        lines.len(),
+        || {
+            out.clear();
+            let _ = sse::encode(
+                &sse::Event::new(black_box(&lines))
+                    .id("1732200000000000")
+                    .event("tick"),
+                &mut out,
+            );
+            black_box(&out);
+        },
+    );
 
     b.group = "decoder";
     // 5. The whole decoder: a buffer of small masked text frames, every message taken out.
     let frames = 1000;
     let mut pristine = Vec::new();
     for i in 0..frames {
-        masked_frame(&mut pristine, OpCode::Text, format!("message {i:05} abcdef").as_bytes());
+        masked_frame(
+            &mut pristine,
+            OpCode::Text,
+            format!("message {i:05} abcdef").as_bytes(),
+        );
     }
-    let limits = MessageLimits { max_frame_bytes: 1 << 20, max_message_bytes: 1 << 20, max_fragments: 1 << 17 };
+    let limits = MessageLimits {
+        max_frame_bytes: 1 << 20,
+        max_message_bytes: 1 << 20,
+        max_fragments: 1 << 17,
+    };
     let mut work = pristine.clone();
-    let copy = b.run("refill 1000 frames' buffer (memcpy, part of the next row)", pristine.len(), || {
-        work.copy_from_slice(black_box(&pristine));
-        black_box(&mut work);
-    });
+    let copy = b.run(
+        "refill 1000 frames' buffer (memcpy, part of the next row)",
+        pristine.len(),
+        || {
+            work.copy_from_slice(black_box(&pristine));
+            black_box(&mut work);
+        },
+    );
     let mut decoder = MessageDecoder::new(Role::Server, limits);
-    let whole = b.run("MessageDecoder::step, 1000 masked 20 B text frames", pristine.len(), || {
-        work.copy_from_slice(&pristine);
-        let mut pos = 0;
-        let mut got = 0;
-        while pos < work.len() {
-            match decoder.step(&mut work[pos..]) {
-                Ok(Step::Message { message, used }) => {
-                    black_box(message);
-                    got += 1;
-                    pos += used;
+    let whole = b.run(
+        "MessageDecoder::step, 1000 masked 20 B text frames",
+        pristine.len(),
+        || {
+            work.copy_from_slice(&pristine);
+            let mut pos = 0;
+            let mut got = 0;
+            while pos < work.len() {
+                match decoder.step(&mut work[pos..]) {
+                    Ok(Step::Message { message, used }) => {
+                        black_box(message);
+                        got += 1;
+                        pos += used;
+                    }
+                    Ok(Step::Progress { used }) => pos += used,
+                    _ => break,
                 }
-                Ok(Step::Progress { used }) => pos += used,
-                _ => break,
             }
-        }
-        assert_eq!(got, frames);
-    });
+            assert_eq!(got, frames);
+        },
+    );
 
     b.print();
     if let (Some(copy), Some(whole)) = (copy, whole) {
