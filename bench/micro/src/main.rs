@@ -1,10 +1,11 @@
 //! micro: pushloop's sans-IO hot paths, timed one at a time.
 //!
 //! Plain `std::time::Instant` loops: each case runs in batches sized to take
-//! about `BATCH_MS`, `SAMPLES` batches in a row, and the table gives the median
-//! batch (with the spread of the middle half). Inputs and results pass through
-//! `black_box`, so the compiler can neither precompute nor drop the work.
-//! Everything is bounded: one run of all cases takes a few seconds.
+//! about 20 ms, and the cases of a group take turns, one batch each, for 15
+//! rounds. The table gives the median batch (with the middle half), and a
+//! ratio to a baseline case as the median of the per-round ratios. Inputs and
+//! results pass through `black_box`, so the compiler can neither precompute
+//! nor drop the work. Everything is bounded: one run takes a few seconds.
 //!
 //! Usage: `micro [--quick] [--filter GROUP]`, groups `header`, `mask`, `utf8`,
 //! `sse`, `decoder`.
@@ -24,9 +25,41 @@ struct Bench {
     batch: Duration,
     samples: usize,
     filter: Option<String>,
-    /// The group the next cases belong to; `--filter` picks groups.
-    group: &'static str,
     rows: Vec<Row>,
+}
+
+/// One case of a group: a name, the bytes one operation handles (for a GB/s
+/// column; 0 for none), the row it is compared with, and the operation.
+struct Case<'a> {
+    name: String,
+    bytes: usize,
+    versus: Option<&'static str>,
+    /// Runs the operation n times (the loop is inside, so the operation is
+    /// inlined into it: one dynamic call per batch, not per operation).
+    run: Box<dyn FnMut(u64) + 'a>,
+}
+
+fn case<'a>(name: impl Into<String>, bytes: usize, mut op: impl FnMut() + 'a) -> Case<'a> {
+    let run = move |n: u64| {
+        for _ in 0..n {
+            op();
+        }
+    };
+    Case {
+        name: name.into(),
+        bytes,
+        versus: None,
+        run: Box::new(run),
+    }
+}
+
+impl<'a> Case<'a> {
+    /// Compares this case with the case called `base` (same group): the
+    /// table gives their throughput ratio, above 1 = this one is faster.
+    fn versus(mut self, base: &'static str) -> Self {
+        self.versus = Some(base);
+        self
+    }
 }
 
 struct Row {
@@ -35,68 +68,57 @@ struct Row {
     ns: f64,
     q1: f64,
     q3: f64,
-    /// Bytes one operation handles, for a GB/s column.
     bytes: usize,
-    /// Ratio to another row, printed as "× NAME".
+    /// Median over the rounds of base time ÷ this time, with the base's name.
     versus: Option<(String, f64)>,
 }
 
 impl Bench {
-    /// Times `op` (one operation per call) and records a row.
-    fn run(&mut self, name: &str, bytes: usize, mut op: impl FnMut()) -> Option<f64> {
-        if self
-            .filter
-            .as_deref()
-            .is_some_and(|f| !self.group.contains(f))
-        {
-            return None;
+    /// Times a group of cases. Each case is calibrated to batches of about
+    /// `batch`, then the batches are interleaved (one of each case per round,
+    /// `samples` rounds), so a slow moment of a shared machine hits every
+    /// case of the round alike and a ratio is taken within each round.
+    fn group(&mut self, group: &str, mut cases: Vec<Case<'_>>) {
+        if self.filter.as_deref().is_some_and(|f| !group.contains(f)) {
+            return;
         }
-        // Size a batch: double the count until one batch takes `batch`.
-        let mut n: u64 = 1;
-        loop {
-            let t = Instant::now();
-            for _ in 0..n {
-                op();
-            }
-            if t.elapsed() >= self.batch / 4 || n >= 1 << 30 {
-                n = ((n as f64) * (self.batch.as_secs_f64() / t.elapsed().as_secs_f64().max(1e-9)))
-                    as u64;
-                break;
-            }
-            n *= 2;
-        }
-        let n = n.max(1);
-        let mut per_op: Vec<f64> = (0..self.samples)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..n {
-                    op();
-                }
-                t.elapsed().as_nanos() as f64 / n as f64
-            })
+        let counts: Vec<u64> = cases
+            .iter_mut()
+            .map(|c| calibrate(&mut c.run, self.batch))
             .collect();
-        per_op.sort_by(f64::total_cmp);
-        let q = |f: f64| per_op[((per_op.len() - 1) as f64 * f).round() as usize];
-        self.rows.push(Row {
-            name: name.into(),
-            ns: q(0.5),
-            q1: q(0.25),
-            q3: q(0.75),
-            bytes,
-            versus: None,
-        });
-        Some(q(0.5))
+        let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+        for _ in 0..self.samples {
+            for (i, c) in cases.iter_mut().enumerate() {
+                let t = Instant::now();
+                (c.run)(counts[i]);
+                per_op[i].push(t.elapsed().as_nanos() as f64 / counts[i] as f64);
+            }
+        }
+        for (i, c) in cases.iter().enumerate() {
+            let versus = c.versus.and_then(|base| {
+                let j = cases.iter().position(|b| b.name == base)?;
+                let ratios: Vec<f64> = per_op[j]
+                    .iter()
+                    .zip(&per_op[i])
+                    .map(|(b, a)| b / a)
+                    .collect();
+                Some((base.to_string(), quantiles(ratios).1))
+            });
+            let (q1, ns, q3) = quantiles(per_op[i].clone());
+            self.rows.push(Row {
+                name: c.name.clone(),
+                ns,
+                q1,
+                q3,
+                bytes: c.bytes,
+                versus,
+            });
+        }
     }
 
-    /// Marks the last row as compared with the row called `base`: the ratio of
-    /// their throughputs (above 1 = the last row is faster).
-    fn versus(&mut self, base: &str) {
-        let Some(b) = self.rows.iter().find(|r| r.name == base).map(|r| r.ns) else {
-            return;
-        };
-        if let Some(last) = self.rows.last_mut() {
-            last.versus = Some((base.to_string(), b / last.ns));
-        }
+    /// Median ns per operation of a case, once timed.
+    fn ns(&self, name: &str) -> Option<f64> {
+        self.rows.iter().find(|r| r.name == name).map(|r| r.ns)
     }
 
     fn print(&self) {
@@ -123,6 +145,28 @@ impl Bench {
             );
         }
     }
+}
+
+/// Operations per batch so that one batch takes about `batch` (after a warm-up).
+fn calibrate(run: &mut dyn FnMut(u64), batch: Duration) -> u64 {
+    let mut n: u64 = 1;
+    loop {
+        let t = Instant::now();
+        run(n);
+        let took = t.elapsed();
+        if took >= batch / 4 || n >= 1 << 30 {
+            return ((n as f64) * batch.as_secs_f64() / took.as_secs_f64().max(1e-9)).max(1.0)
+                as u64;
+        }
+        n *= 2;
+    }
+}
+
+/// First quartile, median and third quartile.
+fn quantiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+    (q(0.25), q(0.5), q(0.75))
 }
 
 fn time(ns: f64) -> String {
@@ -174,118 +218,145 @@ fn main() {
         batch: Duration::from_millis(if quick { 5 } else { 20 }),
         samples: if quick { 5 } else { 15 },
         filter,
-        group: "",
         rows: Vec::new(),
     };
 
-    b.group = "header";
     // 1. Frame headers (RFC 6455 §5.2): the three length forms, masked.
-    for (name, len) in [
+    let heads: Vec<(&str, Vec<u8>)> = [
         ("decode_header, 7-bit length (20 B text)", 20usize),
         ("decode_header, 16-bit length (1 KiB)", 1024),
         ("decode_header, 64-bit length (1 MiB)", 1 << 20),
-    ] {
+    ]
+    .into_iter()
+    .map(|(name, len)| {
         let mut frame = Vec::new();
         masked_frame(&mut frame, OpCode::Text, &vec![b'a'; len]);
-        let head = &frame[..14.min(frame.len())];
-        b.run(name, 0, || {
-            black_box(decode_header(black_box(head), Role::Server, 16 << 20).ok());
-        });
-    }
+        frame.truncate(14);
+        (name, frame)
+    })
+    .collect();
+    b.group(
+        "header",
+        heads
+            .iter()
+            .map(|(name, head)| {
+                case(*name, 0, move || {
+                    black_box(
+                        decode_header(
+                            black_box(head),
+                            black_box(Role::Server),
+                            black_box(16 << 20),
+                        )
+                        .ok(),
+                    );
+                })
+            })
+            .collect(),
+    );
 
-    b.group = "mask";
     // 2. Unmasking 64 KiB (§5.3) against a plain copy of the same size.
+    const MEMCPY: &str = "copy_from_slice 64 KiB (memcpy)";
     let src = vec![0x5au8; 64 * 1024];
-    let mut dst = vec![0u8; 64 * 1024];
-    b.run("copy_from_slice 64 KiB (memcpy)", src.len(), || {
-        dst.copy_from_slice(black_box(&src));
-        black_box(&mut dst);
-    });
-    let mut buf = src.clone();
-    b.run("apply_mask 64 KiB", buf.len(), || {
-        apply_mask(black_box(&mut buf), KEY, 0);
-    });
-    b.versus("copy_from_slice 64 KiB (memcpy)");
-    b.run(
-        "apply_mask 64 KiB, unaligned start, offset 3",
-        buf.len() - 1,
-        || {
-            apply_mask(black_box(&mut buf[1..]), KEY, 3);
-        },
+    let (mut dst, mut a, mut u, mut r) =
+        (vec![0u8; 64 * 1024], src.clone(), src.clone(), src.clone());
+    b.group(
+        "mask",
+        vec![
+            case(MEMCPY, src.len(), || {
+                dst.copy_from_slice(black_box(&src));
+                black_box(&mut dst);
+            }),
+            case("apply_mask 64 KiB", src.len(), || {
+                apply_mask(black_box(&mut a), KEY, 0)
+            })
+            .versus(MEMCPY),
+            case(
+                "apply_mask 64 KiB, unaligned start, offset 3",
+                src.len() - 1,
+                || apply_mask(black_box(&mut u[1..]), KEY, 3),
+            )
+            .versus(MEMCPY),
+            case(
+                "apply_mask_bytewise 64 KiB (the RFC's loop)",
+                src.len(),
+                || apply_mask_bytewise(black_box(&mut r), KEY, 0),
+            )
+            .versus(MEMCPY),
+        ],
     );
-    b.versus("copy_from_slice 64 KiB (memcpy)");
-    b.run(
-        "apply_mask_bytewise 64 KiB (the RFC's loop)",
-        buf.len(),
-        || {
-            apply_mask_bytewise(black_box(&mut buf), KEY, 0);
-        },
-    );
-    b.versus("copy_from_slice 64 KiB (memcpy)");
 
-    b.group = "utf8";
     // 3. UTF-8 (§8.1): the incremental validator against std, whole and in pieces.
     for (kind, data) in [("ASCII", text(false)), ("mixed 1-4 byte", text(true))] {
-        let std_name = format!("std::str::from_utf8 64 KiB {kind}");
-        b.run(&std_name, data.len(), || {
-            black_box(std::str::from_utf8(black_box(&data)).is_ok());
-        });
-        b.run(
-            &format!("Utf8Validator::feed 64 KiB {kind}, whole"),
-            data.len(),
-            || {
-                let mut v = Utf8Validator::new();
-                black_box(v.feed(black_box(&data)).is_ok() && v.finish().is_ok());
-            },
+        let std_name: &'static str =
+            Box::leak(format!("std::str::from_utf8 64 KiB {kind}").into_boxed_str());
+        let data = &data;
+        b.group(
+            "utf8",
+            vec![
+                case(std_name, data.len(), move || {
+                    black_box(std::str::from_utf8(black_box(data)).is_ok());
+                }),
+                case(
+                    format!("Utf8Validator::feed 64 KiB {kind}, whole"),
+                    data.len(),
+                    move || {
+                        let mut v = Utf8Validator::new();
+                        black_box(v.feed(black_box(data)).is_ok() && v.finish().is_ok());
+                    },
+                )
+                .versus(std_name),
+                // 1000-byte pieces, so code points are split between feeds.
+                case(
+                    format!("Utf8Validator::feed 64 KiB {kind}, 1000 B pieces"),
+                    data.len(),
+                    move || {
+                        let mut v = Utf8Validator::new();
+                        let ok = data
+                            .chunks(1000)
+                            .all(|piece| v.feed(black_box(piece)).is_ok());
+                        black_box(ok && v.finish().is_ok());
+                    },
+                )
+                .versus(std_name),
+            ],
         );
-        b.versus(&std_name);
-        // 1000-byte pieces, so code points are split between feeds.
-        b.run(
-            &format!("Utf8Validator::feed 64 KiB {kind}, 1000 B pieces"),
-            data.len(),
-            || {
-                let mut v = Utf8Validator::new();
-                let ok = data
-                    .chunks(1000)
-                    .all(|piece| v.feed(black_box(piece)).is_ok());
-                black_box(ok && v.finish().is_ok());
-            },
-        );
-        b.versus(&std_name);
     }
 
-    b.group = "sse";
-    // 4. SSE encoding (WHATWG HTML §9.2.6): what one publish costs per transport encoding.
+    // 4. SSE encoding (WHATWG HTML §9.2.6): what one publish costs for event streams.
     let data64: String = "0123456789abcdef".repeat(4);
-    let mut out = Vec::with_capacity(4096);
-    b.run("sse::encode, id + 64 B data", 0, || {
-        out.clear();
-        let _ = sse::encode(
-            &sse::Event::new(black_box(&data64)).id("1732200000000000"),
-            &mut out,
-        );
-        black_box(&out);
-    });
     let lines: String = (0..16)
         .map(|i| format!("line {i} {}\n", "x".repeat(56)))
         .collect();
-    b.run(
-        "sse::encode, id + event + 1 KiB in 16 lines",
-        lines.len(),
-        || {
-            out.clear();
-            let _ = sse::encode(
-                &sse::Event::new(black_box(&lines))
-                    .id("1732200000000000")
-                    .event("tick"),
-                &mut out,
-            );
-            black_box(&out);
-        },
+    let (mut out1, mut out2) = (Vec::with_capacity(4096), Vec::with_capacity(4096));
+    b.group(
+        "sse",
+        vec![
+            case("sse::encode, id + 64 B data", 0, || {
+                out1.clear();
+                let _ = sse::encode(
+                    &sse::Event::new(black_box(&data64)).id("1732200000000000"),
+                    &mut out1,
+                );
+                black_box(&out1);
+            }),
+            case(
+                "sse::encode, id + event + 1 KiB in 16 lines",
+                lines.len(),
+                || {
+                    out2.clear();
+                    let event = sse::Event::new(black_box(&lines))
+                        .id("1732200000000000")
+                        .event("tick");
+                    let _ = sse::encode(&event, &mut out2);
+                    black_box(&out2);
+                },
+            ),
+        ],
     );
 
-    b.group = "decoder";
     // 5. The whole decoder: a buffer of small masked text frames, every message taken out.
+    const REFILL: &str = "refill 1000 frames' buffer (memcpy, part of the next row)";
+    const DECODE: &str = "MessageDecoder::step, 1000 masked 20 B text frames";
     let frames = 1000;
     let mut pristine = Vec::new();
     for i in 0..frames {
@@ -300,40 +371,37 @@ fn main() {
         max_message_bytes: 1 << 20,
         max_fragments: 1 << 17,
     };
-    let mut work = pristine.clone();
-    let copy = b.run(
-        "refill 1000 frames' buffer (memcpy, part of the next row)",
-        pristine.len(),
-        || {
-            work.copy_from_slice(black_box(&pristine));
-            black_box(&mut work);
-        },
-    );
+    let (mut refill, mut work) = (pristine.clone(), pristine.clone());
     let mut decoder = MessageDecoder::new(Role::Server, limits);
-    let whole = b.run(
-        "MessageDecoder::step, 1000 masked 20 B text frames",
-        pristine.len(),
-        || {
-            work.copy_from_slice(&pristine);
-            let mut pos = 0;
-            let mut got = 0;
-            while pos < work.len() {
-                match decoder.step(&mut work[pos..]) {
-                    Ok(Step::Message { message, used }) => {
-                        black_box(message);
-                        got += 1;
-                        pos += used;
+    b.group(
+        "decoder",
+        vec![
+            case(REFILL, pristine.len(), || {
+                refill.copy_from_slice(black_box(&pristine));
+                black_box(&mut refill);
+            }),
+            case(DECODE, pristine.len(), || {
+                work.copy_from_slice(&pristine);
+                let mut pos = 0;
+                let mut got = 0;
+                while pos < work.len() {
+                    match decoder.step(&mut work[pos..]) {
+                        Ok(Step::Message { message, used }) => {
+                            black_box(message);
+                            got += 1;
+                            pos += used;
+                        }
+                        Ok(Step::Progress { used }) => pos += used,
+                        _ => break,
                     }
-                    Ok(Step::Progress { used }) => pos += used,
-                    _ => break,
                 }
-            }
-            assert_eq!(got, frames);
-        },
+                assert_eq!(got, frames);
+            }),
+        ],
     );
 
     b.print();
-    if let (Some(copy), Some(whole)) = (copy, whole) {
+    if let (Some(copy), Some(whole)) = (b.ns(REFILL), b.ns(DECODE)) {
         println!();
         println!(
             "MessageDecoder::step per 20 B frame (refill subtracted): {}",
