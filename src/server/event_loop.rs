@@ -955,3 +955,98 @@ fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream as StdStream;
+
+    /// A bound loop and `n` clients it has accepted (the tokens in order).
+    fn loop_with_clients(n: usize) -> (EventLoop, Vec<StdStream>, Vec<Token>) {
+        let mut event_loop =
+            EventLoop::bind("127.0.0.1:0".parse().unwrap(), Config::default(), 1).unwrap();
+        let addr = event_loop.local_addr().unwrap();
+        let clients: Vec<StdStream> = (0..n).map(|_| StdStream::connect(addr).unwrap()).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while event_loop.core.conns.len() < n && Instant::now() < deadline {
+            event_loop.accept();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let tokens = event_loop.core.conns.tokens();
+        assert_eq!(tokens.len(), n);
+        (event_loop, clients, tokens)
+    }
+
+    /// Reads from `client` until `want` has been seen (or a second passes).
+    fn read_until(client: &mut StdStream, want: &str) -> String {
+        client
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        while !String::from_utf8_lossy(&got).contains(want) {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[test]
+    fn publishes_join_the_fanout_line_once_per_subscriber_and_leave_in_slices() {
+        let (mut event_loop, mut clients, tokens) = loop_with_clients(3);
+        let core = &mut event_loop.core;
+        let topic = core.topic("feed");
+        for &token in &tokens {
+            core.start_event_stream(token, topic, None);
+        }
+        core.flush_dirty();
+        core.publish(topic, None, "one").unwrap();
+        core.publish(topic, None, "two").unwrap();
+        assert_eq!(core.fanout.len(), 3, "each subscriber is in the line once");
+        assert!(core.flush_fanout(2), "a slice of 2 leaves one waiting");
+        assert!(!core.flush_fanout(2));
+        assert!(core.fanout.is_empty());
+        for client in &mut clients {
+            let text = read_until(client, "data: two");
+            let (one, two) = (text.find("data: one"), text.find("data: two"));
+            assert!(
+                one.is_some() && one < two,
+                "both events, in order: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_publish_skips_a_websocket_that_has_sent_its_close_frame() {
+        let (mut event_loop, _clients, tokens) = loop_with_clients(1);
+        let core = &mut event_loop.core;
+        let token = tokens[0];
+        let topic = core.topic("feed");
+        let limits = MessageLimits {
+            max_frame_bytes: 1 << 20,
+            max_message_bytes: 1 << 20,
+            max_fragments: 16,
+        };
+        let conn = core.conns.get_mut(token).unwrap();
+        conn.state = State::WebSocket(Box::new(WsState {
+            decoder: MessageDecoder::new(Role::Server, limits),
+            close: CloseState::Open,
+            awaiting_pong: false,
+            topic: None,
+            close_code: None,
+            close_reason: Box::from(""),
+            reported: false,
+        }));
+        core.subscribe_socket(token, topic, None).unwrap();
+        core.publish(topic, None, "before").unwrap();
+        let before = core.buffered_amount(token).unwrap();
+        assert!(before > 0);
+        assert!(core.close(token, CloseCode::GOING_AWAY, "bye"));
+        let with_close = core.buffered_amount(token).unwrap();
+        core.publish(topic, None, "after").unwrap();
+        // RFC 6455 §5.5.1: no data frame after our Close frame.
+        assert_eq!(core.buffered_amount(token), Some(with_close));
+    }
+}
