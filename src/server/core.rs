@@ -15,7 +15,11 @@
 //! recipients still waiting, so under load one `writev` carries several
 //! events to a recipient instead of one `writev` per event per recipient. With
 //! nothing else to do the loop goes straight on to the next slice, so a lone
-//! event waits no longer than before.
+//! event waits no longer than before. Input must not outrun the line, though:
+//! once some queue in it is deeper than [`FANOUT_DEEP_QUEUE`] (or a quarter
+//! of `max_queued_bytes`), the whole line is written before the loop reads
+//! again, as if there were no line. A publisher that floods then waits on TCP
+//! instead of pushing every subscriber towards the slow-reader limit.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::Shutdown;
@@ -37,6 +41,10 @@ use crate::sse::{self, SseError};
 use crate::topic::Topic;
 use crate::ws::close::{encode_close_payload, CloseCode, CloseState};
 use crate::ws::frame::{encode_frame, OpCode};
+
+/// Queued bytes on a connection in the fan-out line past which the whole
+/// line is written at once (see the module doc).
+pub(crate) const FANOUT_DEEP_QUEUE: usize = 64 * 1024;
 
 /// A topic and who follows it.
 pub struct TopicState {
@@ -76,6 +84,9 @@ pub struct Core {
     /// Connections with shared bytes (events, broadcasts) to write, in the
     /// order they got them; each is in the line at most once (`in_fanout`).
     pub(crate) fanout: VecDeque<Token>,
+    /// The deepest queue seen on a connection joining the line since it was
+    /// last empty (an upper bound of what is queued in it now).
+    fanout_deepest: usize,
     /// Reused by `publish` for the recipients of one event.
     recipients: Vec<Token>,
     /// Connections to remove (the loop tells the `App` about WebSockets).
@@ -114,6 +125,7 @@ impl Core {
             now: Instant::now(),
             dirty: Vec::new(),
             fanout: VecDeque::new(),
+            fanout_deepest: 0,
             recipients: Vec::new(),
             dead: Vec::new(),
             resume: Vec::new(),
@@ -206,6 +218,7 @@ impl Core {
         };
         conn.queue.push_shared(Rc::clone(bytes));
         self.stats.of(conn.transport).bytes_written += bytes.len() as u64;
+        self.fanout_deepest = self.fanout_deepest.max(conn.queue.len());
         if !conn.in_fanout {
             conn.in_fanout = true;
             self.fanout.push_back(token);
@@ -376,9 +389,16 @@ impl Core {
         }
     }
 
-    /// Writes the next `slice` connections of the fan-out line; true when
-    /// some are left (the loop then polls without sleeping and comes back).
+    /// Writes the next `slice` connections of the fan-out line (all of it
+    /// when a queue in it is deep); true when some are left (the loop then
+    /// polls without sleeping and comes back).
     pub(crate) fn flush_fanout(&mut self, slice: usize) -> bool {
+        let deep = FANOUT_DEEP_QUEUE.min(self.config.limits.max_queued_bytes / 4);
+        let slice = if self.fanout_deepest > deep {
+            usize::MAX
+        } else {
+            slice
+        };
         for _ in 0..slice {
             let Some(token) = self.fanout.pop_front() else {
                 break;
@@ -389,6 +409,7 @@ impl Core {
             }
         }
         if self.fanout.is_empty() {
+            self.fanout_deepest = 0;
             // Release a line that a burst made long.
             if self.fanout.capacity() > 4096 {
                 self.fanout = VecDeque::new();

@@ -1019,6 +1019,32 @@ mod tests {
     }
 
     #[test]
+    fn a_deep_queue_in_the_fanout_line_gets_the_whole_line_written_at_once() {
+        let (mut event_loop, _clients, tokens) = loop_with_clients(3);
+        let core = &mut event_loop.core;
+        let topic = core.topic("feed");
+        for &token in &tokens {
+            core.start_event_stream(token, topic, None);
+        }
+        core.flush_dirty();
+        let small = "x".repeat(1000);
+        core.publish(topic, None, &small).unwrap();
+        assert!(
+            core.flush_fanout(1),
+            "shallow queues: one slice, the rest waits"
+        );
+        let big = "x".repeat(crate::server::core::FANOUT_DEEP_QUEUE / 2);
+        for _ in 0..3 {
+            core.publish(topic, None, &big).unwrap();
+        }
+        assert!(
+            !core.flush_fanout(1),
+            "a deep queue: the whole line at once"
+        );
+        assert!(core.fanout.is_empty());
+    }
+
+    #[test]
     fn a_publish_skips_a_websocket_that_has_sent_its_close_frame() {
         let (mut event_loop, _clients, tokens) = loop_with_clients(1);
         let core = &mut event_loop.core;
