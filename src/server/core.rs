@@ -36,6 +36,7 @@ use crate::server::last_write::LastWrite;
 use crate::server::timers::{Deadline, Timers, Wake};
 use crate::server::token::Slab;
 use crate::server::trace::{Outgoing, Tracer};
+use crate::server::write_queue::Spare;
 use crate::server::{Config, Handle, Stats};
 use crate::sse::{self, SseError};
 use crate::topic::Topic;
@@ -89,6 +90,8 @@ pub struct Core {
     fanout_deepest: usize,
     /// Reused by `publish` for the recipients of one event.
     recipients: Vec<Token>,
+    /// Written queue buffers kept for the next writes (see `write_queue`).
+    spare: Spare,
     /// Connections to remove (the loop tells the `App` about WebSockets).
     pub(crate) dead: Vec<Token>,
     /// Connections whose leftover input waits to be handled (requests
@@ -127,6 +130,7 @@ impl Core {
             fanout: VecDeque::new(),
             fanout_deepest: 0,
             recipients: Vec::new(),
+            spare: Spare::default(),
             dead: Vec::new(),
             resume: Vec::new(),
             handle,
@@ -172,7 +176,7 @@ impl Core {
     fn append_untraced(&mut self, token: Token, encode: impl FnOnce(&mut Vec<u8>)) {
         if let Some(conn) = self.conns.get_mut(token) {
             let before = conn.queue.len();
-            conn.queue.append_with(encode);
+            conn.queue.append_with(&mut self.spare, encode);
             self.stats.of(conn.transport).bytes_written += (conn.queue.len() - before) as u64;
             self.dirty.push(token);
         }
@@ -429,9 +433,10 @@ impl Core {
             conn.state,
             State::Closing(ClosingStage::Flushing { linger: false })
         ) {
-            conn.queue.flush_into(&mut LastWrite(&mut conn.stream))
+            conn.queue
+                .flush_into(&mut LastWrite(&mut conn.stream), &mut self.spare)
         } else {
-            conn.queue.flush_into(&mut conn.stream)
+            conn.queue.flush_into(&mut conn.stream, &mut self.spare)
         };
         let drained = match result {
             Ok(drained) => drained,
