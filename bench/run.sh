@@ -4,13 +4,15 @@
 #   bench/run.sh                 full run: every scenario, R=3 interleaved rounds
 #   bench/run.sh --quick         a small version of each scenario, one round (< 1 min)
 #   bench/run.sh --rounds 5      more rounds (or ROUNDS=5)
-#   bench/run.sh --only churn    scenarios whose name contains a word (repeatable)
+#   bench/run.sh --only churn    scenarios whose name contains a word (repeatable);
+#                                --only micro runs just the microbenchmarks (bench/micro.sh)
 #
 # Builds pushloop (repo root), the peers and the load generator (bench/), installs the
 # Node peer (npm ci), then for each scenario runs every server R times in turn
 # (A B C, A B C, ...), a fresh server process per run, the server pinned to core 0 and
 # the load generator to core 1. Prints one markdown table of medians with each server's
-# ratio to pushloop, then the footprint table. Raw JSON lines go to bench/results/.
+# ratio to pushloop, then the footprint table, then the microbenchmarks (bench/micro.sh).
+# Raw JSON lines go to bench/results/.
 # Everything talks to 127.0.0.1 only, and every run stops by itself.
 set -euo pipefail
 
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --rounds) ROUNDS=$2; ROUNDS_GIVEN=1; shift ;;
     --only) ONLY+=("$2"); shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -112,7 +114,8 @@ SCENARIOS=(
   "echo 20 B text, 64 conns x 16 in flight|echo --conns 64 --depth 16 --size 20 --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|ws"
   "echo 16 KiB binary, 16 conns x 4 in flight|echo --conns 16 --depth 4 --size 16384 --binary --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|ws"
   "hold ${HOLD[1]} idle WebSockets|hold --timeout 120 ${HOLD[*]}|ws"
-  "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events|fanout --timeout 120 ${FANOUT[*]}|sse"
+  "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, back to back|fanout --timeout 120 --window 1 ${FANOUT[*]}|sse"
+  "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, 16 pipelined|fanout --timeout 120 --window 16 ${FANOUT[*]}|sse"
   "churn: open, echo 1, close; 16 slots|churn --max-msgs 10000000 --timeout 60 ${CHURN[*]}|ws"
 )
 
@@ -184,12 +187,14 @@ done
 log "measured in $((SECONDS - STARTED)) s"
 echo
 echo "## pushloop benchmarks ($(date -u +%Y-%m-%d), $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ', --quick'), medians)"
-echo
-"$LOADGEN" report "$RESULTS" --baseline pushloop
-echo
-echo "server pinned to core 0, load generator to core 1; CPU from /proc/PID/stat (utime+stime,"
-echo "CLK_TCK=$(getconf CLK_TCK)); 'busy' = CPU-seconds / wall seconds of the measured interval."
-[ -n "$PUSHLOOP" ] && grep -q '"label":"pushloop"' "$RESULTS" || echo "pushloop was not measured (not built, or no /echo yet): ratios are '–'."
+if [ -s "$RESULTS" ]; then
+  echo
+  "$LOADGEN" report "$RESULTS" --baseline pushloop
+  echo
+  echo "server pinned to core 0, load generator to core 1; CPU from /proc/PID/task/*/schedstat (ns;"
+  echo "/proc/PID/stat ticks as the fallback); 'busy' = CPU-seconds / wall seconds of the measured interval."
+  [ -n "$PUSHLOOP" ] && grep -q '"label":"pushloop"' "$RESULTS" || echo "pushloop was not measured (not built, or no /echo yet): ratios are '–'."
+fi
 
 # ---- 6. Footprint -------------------------------------------------------------------
 size_of() { # stripped size of a binary, in KiB
@@ -225,3 +230,14 @@ if [ "$NODE_OK" = 1 ]; then
 fi
 echo
 echo "raw results: ${RESULTS#"$ROOT"/}"
+
+# ---- 7. Microbenchmarks ---------------------------------------------------------------
+MICRO=1
+if [ ${#ONLY[@]} -gt 0 ]; then
+  MICRO=0
+  for w in "${ONLY[@]}"; do case micro in *"$w"*) MICRO=1 ;; esac; done
+fi
+if [ "$MICRO" = 1 ]; then
+  echo
+  if [ "$QUICK" = 1 ]; then "$HERE/micro.sh" --quick; else "$HERE/micro.sh"; fi
+fi

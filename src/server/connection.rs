@@ -96,11 +96,18 @@ pub struct LongPollState {
     pub keep_alive: bool,
 }
 
-/// The two steps of closing.
+/// The steps of closing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClosingStage {
-    /// Writing what is queued.
-    Flushing,
+    /// Writing what is queued. Then, with `linger`, a half-close and
+    /// [`ClosingStage::Lingering`]; without it, the socket is closed at once.
+    /// Lingering is skipped only when the peer has said its last word (its
+    /// WebSocket Close frame, RFC 6455 §5.5.1: nothing may follow it), so no
+    /// input of its can still arrive and reset our last bytes.
+    Flushing {
+        /// Wait for the peer's FIN before closing.
+        linger: bool,
+    },
     /// Our side is shut (FIN sent); reading and discarding until the peer's FIN,
     /// so unread input cannot turn our last bytes into a reset (RFC 9112 §9.6).
     Lingering,
@@ -121,6 +128,8 @@ pub struct Connection {
     pub deadlines: Deadlines,
     /// WRITABLE interest is registered.
     pub wants_writable: bool,
+    /// Waiting in the loop's fan-out line (see [`crate::server::core`]).
+    pub in_fanout: bool,
     /// Which counters this connection's traffic goes to.
     pub transport: Transport,
 }

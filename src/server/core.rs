@@ -4,8 +4,24 @@
 //! Actions only queue bytes and change states. Sockets are written in
 //! [`Core::flush`] when the loop finishes a batch of events, and connections
 //! are removed by the loop (which can then tell the `App`).
+//!
+//! Two kinds of writes leave at two paces. Bytes built for one connection (an
+//! HTTP response, an echo, a pong) are *answers*: every answer queued in a
+//! batch is written at the end of that batch ([`Core::flush_dirty`]). Bytes
+//! shared by many (a published event, a broadcast) are *fan-out*: their
+//! recipients wait in a first-in-first-out line that the loop writes a slice
+//! at a time ([`Core::flush_fanout`]), looking for new input between slices.
+//! Events published while the line is being worked through join the queues of
+//! recipients still waiting, so under load one `writev` carries several
+//! events to a recipient instead of one `writev` per event per recipient. With
+//! nothing else to do the loop goes straight on to the next slice, so a lone
+//! event waits no longer than before. Input must not outrun the line, though:
+//! once some queue in it is deeper than [`FANOUT_DEEP_QUEUE`] (or a quarter
+//! of `max_queued_bytes`), the whole line is written before the loop reads
+//! again, as if there were no line. A publisher that floods then waits on TCP
+//! instead of pushing every subscriber towards the slow-reader limit.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -16,14 +32,20 @@ use crate::app::{Message, SendError, TimerId, TopicId};
 use crate::http::write_head;
 use crate::limits::SlowReader;
 use crate::server::connection::{ClosingStage, Connection, LongPollState, State, Transport};
+use crate::server::last_write::LastWrite;
 use crate::server::timers::{Deadline, Timers, Wake};
 use crate::server::token::Slab;
 use crate::server::trace::{Outgoing, Tracer};
+use crate::server::write_queue::Spare;
 use crate::server::{Config, Handle, Stats};
 use crate::sse::{self, SseError};
 use crate::topic::Topic;
 use crate::ws::close::{encode_close_payload, CloseCode, CloseState};
 use crate::ws::frame::{encode_frame, OpCode};
+
+/// Queued bytes on a connection in the fan-out line past which the whole
+/// line is written at once (see the module doc).
+pub(crate) const FANOUT_DEEP_QUEUE: usize = 64 * 1024;
 
 /// A topic and who follows it.
 pub struct TopicState {
@@ -60,6 +82,16 @@ pub struct Core {
     pub(crate) now: Instant,
     /// Connections with bytes to write or a state to settle at the end of the batch.
     pub(crate) dirty: Vec<Token>,
+    /// Connections with shared bytes (events, broadcasts) to write, in the
+    /// order they got them; each is in the line at most once (`in_fanout`).
+    pub(crate) fanout: VecDeque<Token>,
+    /// The deepest queue seen on a connection joining the line since it was
+    /// last empty (an upper bound of what is queued in it now).
+    fanout_deepest: usize,
+    /// Reused by `publish` for the recipients of one event.
+    recipients: Vec<Token>,
+    /// Written queue buffers kept for the next writes (see `write_queue`).
+    spare: Spare,
     /// Connections to remove (the loop tells the `App` about WebSockets).
     pub(crate) dead: Vec<Token>,
     /// Connections whose leftover input waits to be handled (requests
@@ -95,6 +127,10 @@ impl Core {
             stats: Stats::default(),
             now: Instant::now(),
             dirty: Vec::new(),
+            fanout: VecDeque::new(),
+            fanout_deepest: 0,
+            recipients: Vec::new(),
+            spare: Spare::default(),
             dead: Vec::new(),
             resume: Vec::new(),
             handle,
@@ -140,7 +176,7 @@ impl Core {
     fn append_untraced(&mut self, token: Token, encode: impl FnOnce(&mut Vec<u8>)) {
         if let Some(conn) = self.conns.get_mut(token) {
             let before = conn.queue.len();
-            conn.queue.append_with(encode);
+            conn.queue.append_with(&mut self.spare, encode);
             self.stats.of(conn.transport).bytes_written += (conn.queue.len() - before) as u64;
             self.dirty.push(token);
         }
@@ -174,7 +210,8 @@ impl Core {
         }
     }
 
-    /// Queues bytes shared with other connections, under the slow-reader policy.
+    /// Queues bytes shared with other connections, under the slow-reader
+    /// policy, and puts the connection in the fan-out line.
     fn enqueue_shared(&mut self, token: Token, bytes: &Rc<[u8]>) -> Result<(), SendError> {
         self.admit(token, bytes.len())?;
         if self.tracer.is_some() {
@@ -185,7 +222,11 @@ impl Core {
         };
         conn.queue.push_shared(Rc::clone(bytes));
         self.stats.of(conn.transport).bytes_written += bytes.len() as u64;
-        self.dirty.push(token);
+        self.fanout_deepest = self.fanout_deepest.max(conn.queue.len());
+        if !conn.in_fanout {
+            conn.in_fanout = true;
+            self.fanout.push_back(token);
+        }
         Ok(())
     }
 
@@ -270,6 +311,16 @@ impl Core {
 
     /// Flush what is queued, then a lingering close, bounded by `close_timeout`.
     pub(crate) fn start_closing(&mut self, token: Token) {
+        self.start_closing_with(token, true);
+    }
+
+    /// Flush what is queued, then close without lingering: for a peer that has
+    /// sent its last byte (its Close frame), so there is no input left to wait for.
+    pub(crate) fn close_after_flush(&mut self, token: Token) {
+        self.start_closing_with(token, false);
+    }
+
+    fn start_closing_with(&mut self, token: Token, linger: bool) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -280,7 +331,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        conn.state = State::Closing(ClosingStage::Flushing);
+        conn.state = State::Closing(ClosingStage::Flushing { linger });
         conn.leftover = Vec::new();
         for deadline in [
             Deadline::Handshake,
@@ -341,12 +392,52 @@ impl Core {
         }
     }
 
+    /// Writes the next `slice` connections of the fan-out line (all of it
+    /// when a queue in it is deep); true when some are left (the loop then
+    /// polls without sleeping and comes back).
+    pub(crate) fn flush_fanout(&mut self, slice: usize) -> bool {
+        let deep = FANOUT_DEEP_QUEUE.min(self.config.limits.max_queued_bytes / 4);
+        let slice = if self.fanout_deepest > deep {
+            usize::MAX
+        } else {
+            slice
+        };
+        for _ in 0..slice {
+            let Some(token) = self.fanout.pop_front() else {
+                break;
+            };
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.in_fanout = false;
+                self.flush(token);
+            }
+        }
+        if self.fanout.is_empty() {
+            self.fanout_deepest = 0;
+            // Release a line that a burst made long.
+            if self.fanout.capacity() > 4096 {
+                self.fanout = VecDeque::new();
+            }
+            return false;
+        }
+        true
+    }
+
     /// Writes one connection's queue.
     pub(crate) fn flush(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let drained = match conn.queue.flush_into(&mut conn.stream) {
+        // A socket that closes once drained sends its last bytes with the FIN.
+        let result = if matches!(
+            conn.state,
+            State::Closing(ClosingStage::Flushing { linger: false })
+        ) {
+            conn.queue
+                .flush_into(&mut LastWrite(&mut conn.stream), &mut self.spare)
+        } else {
+            conn.queue.flush_into(&mut conn.stream, &mut self.spare)
+        };
+        let drained = match result {
             Ok(drained) => drained,
             Err(_) => {
                 // The peer is gone (reset, broken pipe): nothing more can be said.
@@ -372,12 +463,20 @@ impl Core {
             }
             conn.wants_writable = want_writable;
         }
-        if drained && matches!(conn.state, State::Closing(ClosingStage::Flushing)) {
-            // Half-close, then read until the peer's FIN (see ClosingStage).
-            match conn.stream.shutdown(Shutdown::Write) {
-                Ok(()) => conn.state = State::Closing(ClosingStage::Lingering),
-                Err(_) => self.dead.push(token),
+        match conn.state {
+            State::Closing(ClosingStage::Flushing { linger: true }) if drained => {
+                // Half-close, then read until the peer's FIN (see ClosingStage).
+                match conn.stream.shutdown(Shutdown::Write) {
+                    Ok(()) => conn.state = State::Closing(ClosingStage::Lingering),
+                    Err(_) => self.dead.push(token),
+                }
             }
+            // The peer has nothing more to send: close now. The kernel still
+            // delivers what it holds, then its FIN (no reset: nothing is unread).
+            State::Closing(ClosingStage::Flushing { linger: false }) if drained => {
+                self.dead.push(token);
+            }
+            _ => {}
         }
     }
 
@@ -411,21 +510,27 @@ impl Core {
             return Err(SseError::BadLastEventId);
         };
         let entry = state.topic.publish(event, data)?;
-        let subscribers: Vec<Token> = state.subscribers.iter().copied().collect();
+        let mut recipients = std::mem::take(&mut self.recipients);
+        recipients.extend(state.subscribers.iter().copied());
         let waiters: Vec<Token> = state.waiters.drain().collect();
-        for token in subscribers {
-            let bytes = match self.conns.get(token).map(|conn| &conn.state) {
-                Some(State::EventStream(_)) => &entry.sse,
-                Some(State::WebSocket(_)) => &entry.ws_frame,
+        let (mut streams, mut sockets) = (0, 0);
+        for &token in &recipients {
+            let (bytes, count) = match self.conns.get(token).map(|conn| &conn.state) {
+                Some(State::EventStream(_)) => (&entry.sse, &mut streams),
+                // RFC 6455 §5.5.1: no data frames after our Close frame.
+                Some(State::WebSocket(ws)) if ws.close == CloseState::Open => {
+                    (&entry.ws_frame, &mut sockets)
+                }
                 _ => continue,
             };
-            let transport = self.conns.get(token).map(|conn| conn.transport);
             if self.enqueue_shared(token, bytes).is_ok() {
-                if let Some(transport) = transport {
-                    self.stats.of(transport).events_delivered += 1;
-                }
+                *count += 1;
             }
         }
+        self.stats.event_stream.events_delivered += streams;
+        self.stats.websocket.events_delivered += sockets;
+        recipients.clear();
+        self.recipients = recipients;
         // Most waiters hold the same cursor (the previous latest id): one
         // response serves them all.
         let mut answers: Vec<SharedAnswer> = Vec::new();

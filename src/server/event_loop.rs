@@ -35,13 +35,21 @@ use crate::ws::frame::{encode_frame, FrameHeader, OpCode, Role};
 use crate::ws::handshake::{self, HandshakeError};
 use crate::ws::message::{Message, MessageDecoder, MessageError, MessageLimits, Step};
 
-/// Header slots parsed per request; `Limits::max_headers` is capped here so
-/// the array can live on the stack.
+/// Header slots parsed per request at most; `Limits::max_headers` is capped here.
 const MAX_HEADER_SLOTS: usize = 256;
+/// Header slots kept on the stack (the default limit); more come from the
+/// heap. Every slot is written before parsing, and writing 256 for every
+/// request cost about as much as parsing a small head.
+const STACK_HEADER_SLOTS: usize = 64;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Events taken from one `poll` call.
 const EVENTS_PER_POLL: usize = 1024;
+/// Fan-out recipients written per turn before the loop looks for input again
+/// (see [`crate::server::core`]): small enough that a publisher waiting for
+/// its answer is not kept behind a thousand writes, large enough that the
+/// extra `epoll_wait` is noise.
+const FANOUT_SLICE: usize = 64;
 
 pub(crate) struct EventLoop {
     poll: Poll,
@@ -89,8 +97,10 @@ impl EventLoop {
         self.core.now = Instant::now();
         guarded(&mut self.core, &mut app, |app, ctx| app.start(ctx));
         loop {
-            // 5 and 6 of the previous turn (and of `start`): write, then reap.
+            // 5 and 6 of the previous turn (and of `start`): write answers,
+            // then a slice of the fan-out line, then reap.
             self.core.flush_dirty();
+            let fanout_left = self.core.flush_fanout(FANOUT_SLICE);
             self.reap(&mut app);
             if let Some(deadline) = self.core.shutdown_deadline {
                 if self.core.conns.len() == 0 || Instant::now() >= deadline {
@@ -102,7 +112,12 @@ impl EventLoop {
                 (Some(timer), Some(shutdown)) => Some(timer.min(shutdown)),
                 (timer, shutdown) => timer.or(shutdown),
             };
-            let timeout = wake_at.map(|when| when.saturating_duration_since(Instant::now()));
+            let timeout = if fanout_left {
+                // More to write: only look for input, do not sleep.
+                Some(Duration::ZERO)
+            } else {
+                wake_at.map(|when| when.saturating_duration_since(Instant::now()))
+            };
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == ErrorKind::Interrupted {
                     continue;
@@ -185,6 +200,7 @@ impl EventLoop {
                 leftover: Vec::new(),
                 deadlines,
                 wants_writable: false,
+                in_fanout: false,
                 transport: Transport::Http,
             });
             let registered = match core.conns.get_mut(token) {
@@ -485,9 +501,10 @@ fn process_http(
                         return None;
                     }
                     let pending = http.pending.take()?;
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
-                    let slots = limits.max_headers.min(MAX_HEADER_SLOTS);
-                    match parse_request(&pending.head, &mut headers[..slots]) {
+                    let (mut stack, mut heap) =
+                        ([httparse::EMPTY_HEADER; STACK_HEADER_SLOTS], Vec::new());
+                    let headers = header_slots(limits.max_headers, &mut stack, &mut heap);
+                    match parse_request(&pending.head, headers) {
                         Ok(req) => dispatch(core, app, token, &req, &pending.body),
                         Err(error) => respond_error(core, token, |out| error.write_response(out)),
                     }
@@ -522,9 +539,9 @@ fn process_http(
         conn.deadlines.set(Deadline::Handshake, None);
         let head_end = pos + head_len;
         core.trace(|tracer, now| tracer.head_in(now, token, &scratch[pos..head_end]));
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_SLOTS];
-        let slots = limits.max_headers.min(MAX_HEADER_SLOTS);
-        let req = match parse_request(&scratch[pos..head_end], &mut headers[..slots]) {
+        let (mut stack, mut heap) = ([httparse::EMPTY_HEADER; STACK_HEADER_SLOTS], Vec::new());
+        let headers = header_slots(limits.max_headers, &mut stack, &mut heap);
+        let req = match parse_request(&scratch[pos..head_end], headers) {
             Ok(req) => req,
             Err(error) => {
                 respond_error(core, token, |out| error.write_response(out));
@@ -573,6 +590,22 @@ fn process_http(
                 pos = head_end;
             }
         }
+    }
+}
+
+/// Empty header slots, as many as `max_headers` (capped at
+/// [`MAX_HEADER_SLOTS`]): from `stack` for the usual limit, else from `heap`.
+fn header_slots<'s, 'h>(
+    max_headers: usize,
+    stack: &'s mut [httparse::Header<'h>; STACK_HEADER_SLOTS],
+    heap: &'s mut Vec<httparse::Header<'h>>,
+) -> &'s mut [httparse::Header<'h>] {
+    let slots = max_headers.min(MAX_HEADER_SLOTS);
+    if slots <= STACK_HEADER_SLOTS {
+        &mut stack[..slots]
+    } else {
+        heap.resize(slots, httparse::EMPTY_HEADER);
+        heap
     }
 }
 
@@ -843,7 +876,10 @@ fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Messag
                 });
             }
             report_close(core, app, token);
-            core.start_closing(token);
+            // RFC 6455 §5.5.1: the peer sends nothing after its Close frame,
+            // so once our bytes are out the socket can close without lingering
+            // (and the server closes TCP first, §7.1.1).
+            core.close_after_flush(token);
             return false;
         }
     };
@@ -925,5 +961,126 @@ fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
         }
         // A deadline of a state the connection has left.
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream as StdStream;
+
+    /// A bound loop and `n` clients it has accepted (the tokens in order).
+    fn loop_with_clients(n: usize) -> (EventLoop, Vec<StdStream>, Vec<Token>) {
+        let mut event_loop =
+            EventLoop::bind("127.0.0.1:0".parse().unwrap(), Config::default(), 1).unwrap();
+        let addr = event_loop.local_addr().unwrap();
+        let clients: Vec<StdStream> = (0..n).map(|_| StdStream::connect(addr).unwrap()).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while event_loop.core.conns.len() < n && Instant::now() < deadline {
+            event_loop.accept();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let tokens = event_loop.core.conns.tokens();
+        assert_eq!(tokens.len(), n);
+        (event_loop, clients, tokens)
+    }
+
+    /// Reads from `client` until `want` has been seen (or a second passes).
+    fn read_until(client: &mut StdStream, want: &str) -> String {
+        client
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        while !String::from_utf8_lossy(&got).contains(want) {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[test]
+    fn publishes_join_the_fanout_line_once_per_subscriber_and_leave_in_slices() {
+        let (mut event_loop, mut clients, tokens) = loop_with_clients(3);
+        let core = &mut event_loop.core;
+        let topic = core.topic("feed");
+        for &token in &tokens {
+            core.start_event_stream(token, topic, None);
+        }
+        core.flush_dirty();
+        core.publish(topic, None, "one").unwrap();
+        core.publish(topic, None, "two").unwrap();
+        assert_eq!(core.fanout.len(), 3, "each subscriber is in the line once");
+        assert!(core.flush_fanout(2), "a slice of 2 leaves one waiting");
+        assert!(!core.flush_fanout(2));
+        assert!(core.fanout.is_empty());
+        for client in &mut clients {
+            let text = read_until(client, "data: two");
+            let (one, two) = (text.find("data: one"), text.find("data: two"));
+            assert!(
+                one.is_some() && one < two,
+                "both events, in order: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_deep_queue_in_the_fanout_line_gets_the_whole_line_written_at_once() {
+        let (mut event_loop, _clients, tokens) = loop_with_clients(3);
+        let core = &mut event_loop.core;
+        let topic = core.topic("feed");
+        for &token in &tokens {
+            core.start_event_stream(token, topic, None);
+        }
+        core.flush_dirty();
+        let small = "x".repeat(1000);
+        core.publish(topic, None, &small).unwrap();
+        assert!(
+            core.flush_fanout(1),
+            "shallow queues: one slice, the rest waits"
+        );
+        let big = "x".repeat(crate::server::core::FANOUT_DEEP_QUEUE / 2);
+        for _ in 0..3 {
+            core.publish(topic, None, &big).unwrap();
+        }
+        assert!(
+            !core.flush_fanout(1),
+            "a deep queue: the whole line at once"
+        );
+        assert!(core.fanout.is_empty());
+    }
+
+    #[test]
+    fn a_publish_skips_a_websocket_that_has_sent_its_close_frame() {
+        let (mut event_loop, _clients, tokens) = loop_with_clients(1);
+        let core = &mut event_loop.core;
+        let token = tokens[0];
+        let topic = core.topic("feed");
+        let limits = MessageLimits {
+            max_frame_bytes: 1 << 20,
+            max_message_bytes: 1 << 20,
+            max_fragments: 16,
+        };
+        let conn = core.conns.get_mut(token).unwrap();
+        conn.state = State::WebSocket(Box::new(WsState {
+            decoder: MessageDecoder::new(Role::Server, limits),
+            close: CloseState::Open,
+            awaiting_pong: false,
+            topic: None,
+            close_code: None,
+            close_reason: Box::from(""),
+            reported: false,
+        }));
+        core.subscribe_socket(token, topic, None).unwrap();
+        core.publish(topic, None, "before").unwrap();
+        let before = core.buffered_amount(token).unwrap();
+        assert!(before > 0);
+        assert!(core.close(token, CloseCode::GOING_AWAY, "bye"));
+        let with_close = core.buffered_amount(token).unwrap();
+        core.publish(topic, None, "after").unwrap();
+        // RFC 6455 §5.5.1: no data frame after our Close frame.
+        assert_eq!(core.buffered_amount(token), Some(with_close));
     }
 }

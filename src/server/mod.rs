@@ -7,8 +7,10 @@
 //!     3. socket ready   → read until WouldBlock into the loop's one scratch
 //!                         buffer, parse in place, call the App
 //!     4. timers due     → deadlines of connections, user timers
-//!     5. flush          → write every connection that has queued bytes;
-//!                         WRITABLE interest only where bytes remain
+//!     5. flush          → write every connection with an answer queued, then
+//!                         the next slice of the fan-out line (events and
+//!                         broadcasts; poll again without sleeping while it is
+//!                         not empty); WRITABLE interest only where bytes remain
 //!     6. reap           → remove finished connections (App::close for sockets)
 //! ```
 //!
@@ -24,6 +26,7 @@ pub(crate) mod connection;
 pub(crate) mod core;
 mod event_loop;
 mod handle;
+mod last_write;
 pub mod signal;
 pub(crate) mod timers;
 pub(crate) mod token;

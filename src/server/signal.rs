@@ -6,8 +6,9 @@
 //! nothing here has to be async-signal-safe. A second signal exits at once
 //! (status 130), for when a shutdown hangs on a peer that will not read.
 //!
-//! This is the one place pushloop uses `unsafe`: the C calls that manage the
-//! signal mask. `libc` is already in the tree as a dependency of `mio`.
+//! This is one of the two places pushloop uses `unsafe` (the other is
+//! `last_write.rs`): the C calls that manage the signal mask. `libc` is
+//! already in the tree as a dependency of `mio`.
 
 #![allow(unsafe_code)]
 

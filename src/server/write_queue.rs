@@ -6,7 +6,10 @@
 //! owned tail buffer (no allocation per message); bytes shared by many
 //! recipients (a broadcast, a published event) are queued as `Rc<[u8]>`, so one
 //! encoding serves every queue. An emptied queue releases its memory: an idle
-//! connection owns no buffer.
+//! connection owns no buffer. Its written owned buffers go to the loop's
+//! [`Spare`] buffers instead of the allocator, so the next connection that
+//! writes takes one that is already grown and already mapped: a busy loop
+//! neither regrows a buffer by copying nor has freed pages faulted back in.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -14,6 +17,36 @@ use std::rc::Rc;
 
 /// Shared slices gathered into one `writev` call at most.
 const MAX_IOVECS: usize = 64;
+
+/// Owned buffers kept for reuse across connections (most recent first).
+/// Bounded in count and size, so what it keeps is the loop's, not a
+/// connection's: at most `MAX_SPARE_BUFFERS × MAX_SPARE_CAPACITY` bytes.
+#[derive(Default)]
+pub struct Spare {
+    buffers: Vec<Vec<u8>>,
+}
+
+/// Buffers a [`Spare`] keeps at most.
+const MAX_SPARE_BUFFERS: usize = 16;
+/// The largest buffer a [`Spare`] keeps (a larger one goes back to the allocator).
+const MAX_SPARE_CAPACITY: usize = 128 * 1024;
+
+impl Spare {
+    /// An empty buffer, grown by an earlier use if one is kept.
+    fn take(&mut self) -> Vec<u8> {
+        self.buffers.pop().unwrap_or_default()
+    }
+
+    /// Keeps a written buffer for the next use, if there is room and it is not too big.
+    fn give(&mut self, mut buffer: Vec<u8>) {
+        let capacity = buffer.capacity();
+        if capacity > 0 && capacity <= MAX_SPARE_CAPACITY && self.buffers.len() < MAX_SPARE_BUFFERS
+        {
+            buffer.clear();
+            self.buffers.push(buffer);
+        }
+    }
+}
 
 enum Chunk {
     Owned(Vec<u8>),
@@ -44,10 +77,11 @@ impl WriteQueue {
         self.queued
     }
 
-    /// Appends through `encode`, which writes into the owned tail buffer.
-    pub fn append_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+    /// Appends through `encode`, which writes into the owned tail buffer (a
+    /// spare one when the queue has none).
+    pub fn append_with(&mut self, spare: &mut Spare, encode: impl FnOnce(&mut Vec<u8>)) {
         if !matches!(self.chunks.back(), Some(Chunk::Owned(_))) {
-            self.chunks.push_back(Chunk::Owned(Vec::new()));
+            self.chunks.push_back(Chunk::Owned(spare.take()));
         }
         if let Some(Chunk::Owned(tail)) = self.chunks.back_mut() {
             let before = tail.len();
@@ -66,8 +100,9 @@ impl WriteQueue {
     }
 
     /// Writes as much as `sink` takes. `Ok(true)` when the queue is now empty;
-    /// `Ok(false)` when the sink would block with bytes left.
-    pub fn flush_into(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+    /// `Ok(false)` when the sink would block with bytes left. Written owned
+    /// buffers go to `spare`.
+    pub fn flush_into(&mut self, sink: &mut impl Write, spare: &mut Spare) -> io::Result<bool> {
         while !self.chunks.is_empty() {
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -89,12 +124,12 @@ impl WriteQueue {
                     Err(e) => return Err(e),
                 }
             };
-            self.consume(written);
+            self.consume(written, spare);
         }
         Ok(true)
     }
 
-    fn consume(&mut self, mut written: usize) {
+    fn consume(&mut self, mut written: usize, spare: &mut Spare) {
         self.queued -= written;
         while written > 0 {
             let Some(front) = self.chunks.front() else {
@@ -107,7 +142,9 @@ impl WriteQueue {
             }
             written -= left;
             self.front_written = 0;
-            self.chunks.pop_front();
+            if let Some(Chunk::Owned(buffer)) = self.chunks.pop_front() {
+                spare.give(buffer);
+            }
         }
         if self.chunks.is_empty() {
             // Release the deque's buffer too: an idle connection owns no memory.
@@ -160,20 +197,21 @@ mod tests {
     #[test]
     fn keeps_order_across_owned_and_shared_chunks_and_partial_writes() {
         let mut queue = WriteQueue::default();
-        queue.append_with(|out| out.extend_from_slice(b"ab"));
-        queue.append_with(|out| out.extend_from_slice(b"cd"));
+        let mut spare = Spare::default();
+        queue.append_with(&mut spare, |out| out.extend_from_slice(b"ab"));
+        queue.append_with(&mut spare, |out| out.extend_from_slice(b"cd"));
         queue.push_shared(Rc::from(&b"efg"[..]));
-        queue.append_with(|out| out.extend_from_slice(b"h"));
+        queue.append_with(&mut spare, |out| out.extend_from_slice(b"h"));
         assert_eq!(queue.len(), 8);
         let mut sink = Trickle {
             taken: Vec::new(),
             per_call: 3,
             calls_left: 1,
         };
-        assert!(!queue.flush_into(&mut sink).unwrap());
+        assert!(!queue.flush_into(&mut sink, &mut spare).unwrap());
         assert_eq!(queue.len(), 5);
         sink.calls_left = 10;
-        assert!(queue.flush_into(&mut sink).unwrap());
+        assert!(queue.flush_into(&mut sink, &mut spare).unwrap());
         assert_eq!(sink.taken, b"abcdefgh");
         assert_eq!(queue.len(), 0);
     }
@@ -181,32 +219,53 @@ mod tests {
     #[test]
     fn drop_unstarted_keeps_the_chunk_being_written() {
         let mut queue = WriteQueue::default();
-        queue.append_with(|out| out.extend_from_slice(b"frame-one"));
+        let mut spare = Spare::default();
+        queue.append_with(&mut spare, |out| out.extend_from_slice(b"frame-one"));
         queue.push_shared(Rc::from(&b"frame-two"[..]));
         let mut sink = Trickle {
             taken: Vec::new(),
             per_call: 4,
             calls_left: 1,
         };
-        assert!(!queue.flush_into(&mut sink).unwrap());
+        assert!(!queue.flush_into(&mut sink, &mut spare).unwrap());
         queue.drop_unstarted();
         assert_eq!(queue.len(), 5, "the rest of frame-one stays");
-        queue.append_with(|out| out.extend_from_slice(b"close"));
+        queue.append_with(&mut spare, |out| out.extend_from_slice(b"close"));
         sink.calls_left = 10;
-        assert!(queue.flush_into(&mut sink).unwrap());
+        assert!(queue.flush_into(&mut sink, &mut spare).unwrap());
         assert_eq!(sink.taken, b"frame-oneclose");
     }
 
     #[test]
     fn an_emptied_queue_holds_no_buffer() {
         let mut queue = WriteQueue::default();
-        queue.append_with(|out| out.extend_from_slice(&[7; 4096]));
+        let mut spare = Spare::default();
+        queue.append_with(&mut spare, |out| out.extend_from_slice(&[7; 4096]));
         let mut sink = Trickle {
             taken: Vec::new(),
             per_call: usize::MAX,
             calls_left: 1,
         };
-        assert!(queue.flush_into(&mut sink).unwrap());
+        assert!(queue.flush_into(&mut sink, &mut spare).unwrap());
         assert!(queue.chunks.capacity() == 0);
+        assert_eq!(
+            spare.buffers.len(),
+            1,
+            "the written buffer is kept for reuse"
+        );
+        queue.append_with(&mut spare, |out| out.push(1));
+        assert!(spare.buffers.is_empty());
+        assert!(matches!(queue.chunks.front(), Some(Chunk::Owned(b)) if b.capacity() >= 4096));
+    }
+
+    #[test]
+    fn spare_buffers_are_bounded_in_count_and_size() {
+        let mut spare = Spare::default();
+        spare.give(Vec::with_capacity(MAX_SPARE_CAPACITY + 1));
+        assert!(spare.buffers.is_empty());
+        for _ in 0..MAX_SPARE_BUFFERS + 5 {
+            spare.give(Vec::with_capacity(64));
+        }
+        assert_eq!(spare.buffers.len(), MAX_SPARE_BUFFERS);
     }
 }

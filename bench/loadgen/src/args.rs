@@ -10,7 +10,8 @@ usage: loadgen MODE --addr 127.0.0.1:PORT [options]
 modes:
   echo    N WebSocket connections, D messages in flight each, S-byte messages
   hold    N idle WebSocket connections; server RSS per connection (needs --pid)
-  fanout  N SSE subscribers to /events, E events POSTed to /publish at a steady pace
+  fanout  N SSE subscribers to /events, E events POSTed to /publish back to back
+          on one keep-alive connection (or at a steady pace: --interval-us)
   churn   open, upgrade, echo one message, close; over K parallel slots
 
 options (default):
@@ -26,7 +27,10 @@ options (default):
   --settle-ms MS       hold: wait after the last connection opened (1000);
                        fanout: wait after the last subscriber before publishing (300)
   --events E           fanout: events to publish (200)
-  --interval-us US     fanout: pause between publishes (5000)
+  --interval-us US     fanout: 0 = back to back on one keep-alive connection, the next
+                       publish as soon as one is answered (0); US > 0 = one publish
+                       every US microseconds, each on a fresh connection
+  --window W           fanout, back to back: publishes in flight, pipelined (1)
   --drain-ms MS        fanout: after the last publish, stop once nothing arrived for MS (2000)
   --slots K            churn: parallel open-close loops (16)
   --connect-batch C    most connections being opened at once (256)
@@ -50,6 +54,7 @@ pub struct Args {
     pub settle_ms: Option<u64>,
     pub events: usize,
     pub interval: Duration,
+    pub window: usize,
     pub drain: Duration,
     pub slots: usize,
     pub connect_batch: usize,
@@ -75,7 +80,8 @@ impl Args {
             warmup: 1.0,
             settle_ms: None,
             events: 200,
-            interval: Duration::from_micros(5000),
+            interval: Duration::ZERO,
+            window: 1,
             drain: Duration::from_millis(2000),
             slots: 16,
             connect_batch: 256,
@@ -105,6 +111,7 @@ impl Args {
                 "--settle-ms" => a.settle_ms = Some(num()?),
                 "--events" => a.events = num()? as usize,
                 "--interval-us" => a.interval = Duration::from_micros(num()?),
+                "--window" => a.window = num()?.max(1) as usize,
                 "--drain-ms" => a.drain = Duration::from_millis(num()?),
                 "--slots" => a.slots = num()?.max(1) as usize,
                 "--connect-batch" => a.connect_batch = num()?.max(1) as usize,

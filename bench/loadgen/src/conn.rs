@@ -24,7 +24,8 @@ pub enum Kind {
     Ws,
     /// `GET /events`, a text/event-stream response.
     Sse,
-    /// `POST /publish`; done when the response head arrives.
+    /// `POST /publish`: every complete response (head and `Content-Length`
+    /// body) is counted, so one keep-alive connection can carry many.
     Publish,
 }
 
@@ -53,6 +54,8 @@ pub struct Got {
     pub close: bool,
     /// The server closed its side of TCP.
     pub eof: bool,
+    /// Publish: complete responses received (each one a 2xx).
+    pub responses: u64,
 }
 
 /// Where SSE deliveries are counted: every `data:` line is `SEQ SENT_US ...`,
@@ -232,6 +235,9 @@ impl Conn {
     }
 
     fn consume(&mut self, data: &[u8], sink: &mut SseSink, got: &mut Got) -> Result<(), &'static str> {
+        if self.kind == Kind::Publish {
+            return self.responses(data, got);
+        }
         if self.phase != Phase::Head {
             return self.body(data, sink, got);
         }
@@ -265,11 +271,7 @@ impl Conn {
                     self.dechunk = Some(Dechunk::default());
                 }
             }
-            Kind::Publish => {
-                if !matches!(status, Some(200..=299)) {
-                    return Err("/publish refused");
-                }
-            }
+            Kind::Publish => unreachable!("publish responses are read by `responses`"),
         }
         self.phase = Phase::Open;
         self.since = Instant::now();
@@ -303,6 +305,43 @@ impl Conn {
             Kind::Publish => {}
         }
         Ok(())
+    }
+
+    /// Publish: count every complete response in the bytes so far. A response
+    /// is a head and `Content-Length` bytes of body (none for 204 or when the
+    /// header is absent: every server here sends one or answers 204).
+    fn responses(&mut self, data: &[u8], got: &mut Got) -> Result<(), &'static str> {
+        self.head.extend_from_slice(data);
+        let mut at = 0;
+        while let Some(end) = http::head_end(&self.head[at..]) {
+            let head = &self.head[at..at + end];
+            if !matches!(http::status(head), Some(200..=299)) {
+                return Err("/publish refused");
+            }
+            let body = match http::header(head, "content-length") {
+                Some(v) => v.parse::<usize>().map_err(|_| "bad Content-Length")?,
+                None => 0,
+            };
+            if self.head.len() < at + end + body {
+                break;
+            }
+            at += end + body;
+            got.responses += 1;
+            if self.phase == Phase::Head {
+                self.phase = Phase::Open;
+                got.opened = true;
+            }
+        }
+        self.head.drain(..at);
+        if self.head.len() > 16 * 1024 {
+            return Err("response head too large");
+        }
+        Ok(())
+    }
+
+    /// Queue raw bytes (a further request on a keep-alive connection).
+    pub fn queue_bytes(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
     }
 
     /// Write what is queued: one-off bytes first when at a frame boundary, then

@@ -396,15 +396,22 @@ fn hold(args: &Args) -> Result<Json, String> {
     Ok(j)
 }
 
-/// `fanout`: N SSE subscribers; then E events POSTed to /publish, one every
-/// `--interval-us`, each carrying its send time, on a fresh connection each.
+/// `fanout`: N SSE subscribers, then E events POSTed to /publish, each
+/// carrying its send time. By default (`--interval-us 0`) the events go back
+/// to back on one keep-alive connection, the next as soon as the server has
+/// answered one (`--window` publishes in flight), so the run measures how
+/// fast the server can fan out, not the publisher's pace. With an interval,
+/// one event is sent every interval on a fresh connection each (a steady pace).
 fn fanout(args: &Args) -> Result<Json, String> {
     let n = args.conns.unwrap_or(100);
     let e = args.events;
     let size = args.size.unwrap_or(64);
     let settle = Duration::from_millis(args.settle_ms.unwrap_or(300));
+    let paced = !args.interval.is_zero();
+    let window = args.window.max(1);
     let meter = CpuMeter::new(args.pid.clone());
-    let mut net = Net::new(args, n + e)?;
+    // Paced: one slot per publish. Back to back: one keep-alive publisher in slot n.
+    let mut net = Net::new(args, if paced { n + e } else { n + 1 })?;
     let host = net.host();
     let subscribe = format!("GET /events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n").into_bytes();
     let base = Instant::now();
@@ -412,12 +419,29 @@ fn fanout(args: &Args) -> Result<Json, String> {
     sink.latency_us.reserve(n * e);
     let mut happened = Vec::new();
     let deadline = base + args.timeout;
+    // One POST whose data is `SEQ SENT_US xxx…`, padded to `size` bytes.
+    let publish_request = |seq: usize, now: Instant, close: bool| {
+        let sent_us = now.duration_since(base).as_micros();
+        let mut body = format!("{seq} {sent_us} ");
+        while body.len() < size {
+            body.push('x');
+        }
+        format!(
+            "POST /publish HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        )
+        .into_bytes()
+    };
 
     let (mut next, mut opening, mut open, mut failed) = (0usize, 0usize, 0usize, 0usize);
-    let (mut errors, mut publish_errors, mut published) = (0u64, 0u64, 0usize);
+    let (mut errors, mut publish_errors, mut published, mut answered) = (0u64, 0u64, 0usize, 0usize);
     let mut publish_from: Option<Instant> = None;
     let mut start: Option<procfs::Sample> = None;
+    let mut first_publish: Option<Instant> = None;
     let mut last_publish: Option<Instant> = None;
+    let publisher = n;
     let stop_reason = loop {
         while next < n && opening < args.connect_batch {
             match net.open(next, Kind::Sse, subscribe.clone(), [0; 4]) {
@@ -433,28 +457,37 @@ fn fanout(args: &Args) -> Result<Json, String> {
             }
             publish_from = Some(now + settle);
         }
-        // Publish on schedule: event k is due at publish_from + k × interval.
         if let Some(t0) = publish_from {
-            while published < e && now >= t0 + args.interval * published as u32 {
-                if start.is_none() {
-                    start = Some(meter.sample());
+            if paced {
+                // Event k is due at publish_from + k × interval, on a connection of its own.
+                while published < e && now >= t0 + args.interval * published as u32 {
+                    if start.is_none() {
+                        start = Some(meter.sample());
+                        first_publish = Some(now);
+                    }
+                    if net.open(n + published, Kind::Publish, publish_request(published, now, true), [0; 4]).is_err() {
+                        publish_errors += 1;
+                    }
+                    published += 1;
+                    last_publish = Some(now);
+                    now = Instant::now();
                 }
-                let sent_us = now.duration_since(base).as_micros();
-                let mut body = format!("{published} {sent_us} ");
-                while body.len() < size {
-                    body.push('x');
-                }
-                let req = format!(
-                    "POST /publish HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if net.open(n + published, Kind::Publish, req.into_bytes(), [0; 4]).is_err() {
-                    publish_errors += 1;
-                }
-                published += 1;
-                last_publish = Some(now);
+            } else if now >= t0 && published == 0 {
+                // The first request opens the keep-alive connection; the rest of
+                // the window follows it at once (pipelined, RFC 9112 §9.3.2).
+                start = Some(meter.sample());
                 now = Instant::now();
+                first_publish = Some(now);
+                let mut burst = publish_request(0, now, false);
+                published = 1;
+                while published < e.min(window) {
+                    burst.extend_from_slice(&publish_request(published, now, false));
+                    published += 1;
+                }
+                if net.open(publisher, Kind::Publish, burst, [0; 4]).is_err() {
+                    return Err("publisher could not connect".into());
+                }
+                last_publish = Some(now);
             }
         }
         if sink.received >= (open * e) as u64 && published == e {
@@ -466,22 +499,35 @@ fn fanout(args: &Args) -> Result<Json, String> {
         if published == e && last_activity.is_some_and(|t| now >= t + args.drain) {
             break "drain timeout";
         }
+        if published > 0 && published < e && !paced && last_activity.is_some_and(|t| now >= t + args.drain) {
+            break "publisher stalled";
+        }
         if now >= deadline {
             break "timeout";
         }
         let wait = match publish_from {
-            Some(t0) if published < e => (t0 + args.interval * published as u32).saturating_duration_since(now),
+            Some(t0) if paced && published < e => (t0 + args.interval * published as u32).saturating_duration_since(now),
+            Some(t0) if published == 0 => t0.saturating_duration_since(now),
             _ => Duration::from_millis(50),
         };
         net.turn(wait.min(Duration::from_millis(50)), &mut sink, &mut happened);
+        let mut more = 0;
         for h in &happened {
-            let publisher = h.slot >= n;
             match &h.result {
-                Ok(got) if publisher => {
-                    if got.opened {
-                        net.close(h.slot); // the response head is all we wait for
+                Ok(got) if h.slot >= n && paced => {
+                    if got.responses > 0 {
+                        answered += 1;
+                        net.close(h.slot); // the response is all we wait for
                     } else if got.eof {
                         publish_errors += 1;
+                        net.close(h.slot);
+                    }
+                }
+                Ok(got) if h.slot >= n => {
+                    answered += got.responses as usize;
+                    more += got.responses as usize;
+                    if got.eof {
+                        publish_errors += (published - answered) as u64;
                         net.close(h.slot);
                     }
                 }
@@ -496,7 +542,7 @@ fn fanout(args: &Args) -> Result<Json, String> {
                         net.close(h.slot);
                     }
                 }
-                Err(_) if publisher => publish_errors += 1,
+                Err(_) if h.slot >= n => publish_errors += 1,
                 Err(_) => {
                     errors += 1;
                     if h.was_open {
@@ -505,6 +551,21 @@ fn fanout(args: &Args) -> Result<Json, String> {
                         opening -= 1;
                         failed += 1;
                     }
+                }
+            }
+        }
+        // Back to back: each answer lets the next publish go (window kept full).
+        if more > 0 && published < e {
+            let now = Instant::now();
+            if let Some(c) = net.conn(publisher) {
+                while more > 0 && published < e {
+                    c.queue_bytes(&publish_request(published, now, false));
+                    published += 1;
+                    more -= 1;
+                }
+                last_publish = Some(now);
+                if net.flush(publisher).is_err() {
+                    publish_errors += 1;
                 }
             }
         }
@@ -518,21 +579,25 @@ fn fanout(args: &Args) -> Result<Json, String> {
         .int("events", e as u64)
         .int("size", size as u64)
         .int("interval_us", args.interval.as_micros() as u64)
+        .int("window", if paced { 0 } else { window as u64 })
         .int("expected", expected)
         .int("received", sink.received)
         .int("lost", expected.saturating_sub(sink.received))
         .int("errors", errors)
         .int("publish_errors", publish_errors)
+        .int("answered", answered as u64)
         .str("stop", stop_reason);
-    if let (Some(s), Some(t0)) = (start, publish_from) {
+    if let (Some(s), Some(t0)) = (start, first_publish) {
         let iv = meter.between(s, end);
         let last = sink.last_rx.unwrap_or(t0);
         let span = last.saturating_duration_since(t0).as_secs_f64();
         let mut lat = std::mem::take(&mut sink.latency_us);
         lat.sort_unstable();
         let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|&v| v as f64);
+        let publish_span = last_publish.unwrap_or(t0).saturating_duration_since(t0).as_secs_f64();
         j.num("secs", span)
             .num("deliveries_per_s", if span > 0.0 { sink.received as f64 / span } else { 0.0 })
+            .num("publishes_per_s", if publish_span > 0.0 { published as f64 / publish_span } else { 0.0 })
             .opt("latency_p50_us", pct(0.50))
             .opt("latency_p99_us", pct(0.99))
             .opt("latency_max_us", lat.last().map(|&v| v as f64))

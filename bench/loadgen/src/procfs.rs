@@ -29,6 +29,20 @@ pub fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time of a whole process in nanoseconds: the sum over its threads of
+/// the first field of `/proc/PID/task/TID/schedstat` (time on a CPU, user and
+/// system together, kept by the scheduler in ns; it lags at most one scheduler
+/// tick for a thread that is running). `None` when unavailable.
+pub fn cpu_ns(pid: &str) -> Option<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let text = fs::read_to_string(path).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// Resident set size in KiB: the `VmRSS:` line of `/proc/PID/status`.
 pub fn rss_kib(pid: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -48,7 +62,9 @@ pub struct CpuMeter {
 pub struct Sample {
     pub at: Instant,
     server: Option<u64>,
+    server_ns: Option<u64>,
     me: u64,
+    me_ns: Option<u64>,
 }
 
 /// What happened between two samples.
@@ -69,18 +85,37 @@ impl CpuMeter {
         Sample {
             at: Instant::now(),
             server: self.server.as_deref().and_then(cpu_ticks),
+            server_ns: self.server.as_deref().and_then(cpu_ns),
             me: cpu_ticks("self").unwrap_or(0),
+            me_ns: cpu_ns("self"),
+        }
+    }
+
+    /// CPU-seconds between two samples: from the scheduler's nanoseconds when
+    /// both samples have them, else from clock ticks. Ticks also win when they
+    /// show clearly more (> 2 ticks): a thread that exited in between took its
+    /// nanoseconds with it, while `/proc/PID/stat` keeps a dead thread's time.
+    fn cpu(&self, ticks: (Option<u64>, Option<u64>), ns: (Option<u64>, Option<u64>)) -> Option<f64> {
+        let by_ticks = match ticks {
+            (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / self.tck),
+            _ => None,
+        };
+        let by_ns = match ns {
+            (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / 1e9),
+            _ => None,
+        };
+        match (by_ns, by_ticks) {
+            (Some(n), Some(t)) if t > n + 2.0 / self.tck => Some(t),
+            (Some(n), _) => Some(n),
+            (None, t) => t,
         }
     }
 
     pub fn between(&self, a: Sample, b: Sample) -> Interval {
         Interval {
             secs: b.at.duration_since(a.at).as_secs_f64(),
-            server_cpu: match (a.server, b.server) {
-                (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / self.tck),
-                _ => None,
-            },
-            loadgen_cpu: b.me.saturating_sub(a.me) as f64 / self.tck,
+            server_cpu: self.cpu((a.server, b.server), (a.server_ns, b.server_ns)),
+            loadgen_cpu: self.cpu((Some(a.me), Some(b.me)), (a.me_ns, b.me_ns)).unwrap_or(0.0),
         }
     }
 
