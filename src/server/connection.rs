@@ -130,6 +130,8 @@ pub struct Connection {
     pub wants_writable: bool,
     /// Waiting in the loop's fan-out line (see [`crate::server::core`]).
     pub in_fanout: bool,
+    /// Listed for the end-of-batch flush (so it is listed once).
+    pub in_dirty: bool,
     /// Which counters this connection's traffic goes to.
     pub transport: Transport,
 }

@@ -163,22 +163,36 @@ impl Core {
     // ---- Queuing bytes ---------------------------------------------------------
 
     /// Queues bytes built for this connection alone.
-    pub(crate) fn append(&mut self, token: Token, encode: impl FnOnce(&mut Vec<u8>)) {
+    /// (One instance for every call site: `encode` is called through a pointer.)
+    pub(crate) fn append(&mut self, token: Token, encode: &dyn Fn(&mut Vec<u8>)) {
         if self.tracer.is_some() {
             let mut bytes = Vec::new();
             encode(&mut bytes);
             self.trace_out(token, &bytes);
-            return self.append_untraced(token, |out| out.extend_from_slice(&bytes));
+            return self.append_untraced(token, &|out| out.extend_from_slice(&bytes));
         }
         self.append_untraced(token, encode);
     }
 
-    fn append_untraced(&mut self, token: Token, encode: impl FnOnce(&mut Vec<u8>)) {
+    fn append_untraced(&mut self, token: Token, encode: &dyn Fn(&mut Vec<u8>)) {
         if let Some(conn) = self.conns.get_mut(token) {
             let before = conn.queue.len();
             conn.queue.append_with(&mut self.spare, encode);
             self.stats.of(conn.transport).bytes_written += (conn.queue.len() - before) as u64;
-            self.dirty.push(token);
+            if !conn.in_dirty {
+                conn.in_dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    /// Lists a connection for the end-of-batch flush, once.
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            if !conn.in_dirty {
+                conn.in_dirty = true;
+                self.dirty.push(token);
+            }
         }
     }
 
@@ -244,7 +258,7 @@ impl Core {
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
         self.admit(token, payload.len())?;
-        self.append(token, |out| encode_frame(out, true, opcode, None, payload));
+        self.append(token, &|out| encode_frame(out, true, opcode, None, payload));
         Ok(())
     }
 
@@ -296,7 +310,7 @@ impl Core {
                 );
                 conn.deadlines.set(Deadline::Heartbeat, None);
                 conn.deadlines.set(Deadline::Idle, None);
-                self.append(token, |out| write_close_frame(out, code, reason));
+                self.append(token, &|out| write_close_frame(out, code, reason));
                 self.trace(|tracer, now| tracer.close_state(now, token, from, to));
                 self.rearm(token);
                 true
@@ -346,7 +360,7 @@ impl Core {
             Some(self.now + self.config.limits.close_timeout),
         );
         self.rearm(token);
-        self.dirty.push(token);
+        self.mark_dirty(token);
     }
 
     /// Removes a connection from its topic's subscribers and waiters.
@@ -381,10 +395,11 @@ impl Core {
     /// closing connections along.
     pub(crate) fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
         for token in dirty.drain(..) {
-            self.flush(token);
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.in_dirty = false;
+                self.flush(token);
+            }
         }
         // Keep the allocation for the next batch.
         if self.dirty.is_empty() {
@@ -617,7 +632,7 @@ impl Core {
             self.stats.switch(conn, Transport::Http);
             self.rearm(token);
             // Requests pipelined behind the long-poll are handled next.
-            self.dirty.push(token);
+            self.mark_dirty(token);
             self.resume.push(token);
         } else {
             self.start_closing(token);
@@ -688,7 +703,7 @@ impl Core {
         headers.push(("Connection", "close"));
         write_head(&mut head, 200, &headers, None);
         sse::encode_retry(self.config.sse_retry_ms, &mut head);
-        self.append(token, |out| out.extend_from_slice(&head));
+        self.append(token, &|out| out.extend_from_slice(&head));
         let replay = after
             .map(|after| self.replay(topic, after, |entry| Rc::clone(&entry.sse)))
             .unwrap_or_default();
@@ -727,7 +742,7 @@ impl Core {
         });
         if pending || self.shutdown_deadline.is_some() {
             let response = self.poll_response(topic, after, keep_alive);
-            self.append(token, |out| out.extend_from_slice(&response));
+            self.append(token, &|out| out.extend_from_slice(&response));
             if !keep_alive {
                 self.start_closing(token);
             }

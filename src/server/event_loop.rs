@@ -201,6 +201,7 @@ impl EventLoop {
                 deadlines,
                 wants_writable: false,
                 in_fanout: false,
+                in_dirty: false,
                 transport: Transport::Http,
             });
             let registered = match core.conns.get_mut(token) {
@@ -277,7 +278,7 @@ impl EventLoop {
             State::Http(_) if conn.queue.len() > 0 => self.core.start_closing(token),
             // Still writing our last bytes: the lingering close ends it later
             // (EOF is reported again on every later event).
-            State::Closing(ClosingStage::Flushing) => {}
+            State::Closing(ClosingStage::Flushing { .. }) => {}
             // RFC 6455 §7.1.5: no Close frame was received, so the code is 1006.
             State::WebSocket(ws) => {
                 ws.close_code.get_or_insert(CloseCode::ABNORMAL);
@@ -506,12 +507,12 @@ fn process_http(
                     let headers = header_slots(limits.max_headers, &mut stack, &mut heap);
                     match parse_request(&pending.head, headers) {
                         Ok(req) => dispatch(core, app, token, &req, &pending.body),
-                        Err(error) => respond_error(core, token, |out| error.write_response(out)),
+                        Err(error) => respond_error(core, token, &|out| error.write_response(out)),
                     }
                     continue;
                 }
                 Err(error) => {
-                    respond_error(core, token, |out| error.write_response(out));
+                    respond_error(core, token, &|out| error.write_response(out));
                     return None;
                 }
             }
@@ -531,7 +532,7 @@ fn process_http(
                 return None;
             }
             Err(error) => {
-                respond_error(core, token, |out| error.write_response(out));
+                respond_error(core, token, &|out| error.write_response(out));
                 return None;
             }
         };
@@ -544,7 +545,7 @@ fn process_http(
         let req = match parse_request(&scratch[pos..head_end], headers) {
             Ok(req) => req,
             Err(error) => {
-                respond_error(core, token, |out| error.write_response(out));
+                respond_error(core, token, &|out| error.write_response(out));
                 return None;
             }
         };
@@ -555,7 +556,7 @@ fn process_http(
         let framing = match req.body_framing(limits.max_body_bytes) {
             Ok(framing) => framing,
             Err(error) => {
-                respond_error(core, token, |out| error.write_response(out));
+                respond_error(core, token, &|out| error.write_response(out));
                 return None;
             }
         };
@@ -610,7 +611,7 @@ fn header_slots<'s, 'h>(
 }
 
 /// Writes an error response and closes after it.
-fn respond_error(core: &mut Core, token: Token, write: impl FnOnce(&mut Vec<u8>)) {
+fn respond_error(core: &mut Core, token: Token, write: &dyn Fn(&mut Vec<u8>)) {
     core.append(token, write);
     core.start_closing(token);
 }
@@ -619,21 +620,21 @@ fn respond_error(core: &mut Core, token: Token, write: impl FnOnce(&mut Vec<u8>)
 fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, body: &[u8]) {
     let keep_alive = req.keep_alive() && core.shutdown_deadline.is_none();
     let Some(reply) = guarded(core, app, |app, ctx| app.request(ctx, req, body)) else {
-        return respond_error(core, token, |out| {
+        return respond_error(core, token, &|out| {
             Response::text(500, "internal error").write(out, false)
         });
     };
     match reply {
         Reply::Response(response) => {
             core.stats.http.requests += 1;
-            core.append(token, |out| response.write(out, keep_alive));
+            core.append(token, &|out| response.write(out, keep_alive));
         }
         Reply::Poll { topic, after } => {
             let response = core.poll_response(topic, after, keep_alive);
             core.stats.poll.requests += 1;
             core.stats.poll.bytes_written += response.len() as u64;
             core.stats.poll.events_delivered += core.events_after(topic, after);
-            core.append(token, |out| out.extend_from_slice(&response));
+            core.append(token, &|out| out.extend_from_slice(&response));
             // Counted under `poll` above, not again under the connection's `http`.
             core.stats.http.bytes_written -= response.len() as u64;
         }
@@ -647,7 +648,7 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
             let cursor = match req.header("last-event-id").map(sse::parse_last_event_id) {
                 Some(Ok(id)) => Some(id),
                 Some(Err(_)) => {
-                    return respond_error(core, token, |out| {
+                    return respond_error(core, token, &|out| {
                         Response::text(400, "Last-Event-ID must be a decimal event id")
                             .write(out, false)
                     })
@@ -667,10 +668,10 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
 fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) {
     let offer = match handshake::check(req) {
         Ok(offer) => offer,
-        Err(error) => return respond_error(core, token, |out| error.write_response(out)),
+        Err(error) => return respond_error(core, token, &|out| error.write_response(out)),
     };
     if !core.config.origin_policy.allows(offer.origin()) {
-        return respond_error(core, token, |out| {
+        return respond_error(core, token, &|out| {
             HandshakeError::ForbiddenOrigin.write_response(out)
         });
     }
@@ -678,10 +679,10 @@ fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) {
     let accept = match guarded(core, app, |app, ctx| app.upgrade(ctx, id, req, &offer)) {
         Some(Upgrading::Accept(accept)) => accept,
         Some(Upgrading::Reject(response)) => {
-            return respond_error(core, token, |out| response.write(out, false))
+            return respond_error(core, token, &|out| response.write(out, false))
         }
         None => {
-            return respond_error(core, token, |out| {
+            return respond_error(core, token, &|out| {
                 Response::text(500, "internal error").write(out, false)
             })
         }
@@ -692,11 +693,11 @@ fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) {
         .is_err()
     {
         // The app chose a subprotocol the client did not offer: our bug.
-        return respond_error(core, token, |out| {
+        return respond_error(core, token, &|out| {
             Response::text(500, "internal error").write(out, false)
         });
     }
-    core.append(token, |out| out.extend_from_slice(&switching));
+    core.append(token, &|out| out.extend_from_slice(&switching));
     let limits = &core.config.limits;
     let message_limits = MessageLimits {
         max_frame_bytes: limits.max_frame_bytes,
@@ -798,7 +799,7 @@ fn process_websocket(
                     let to = ws.close;
                     ws.close_code.get_or_insert(code);
                     core.trace(|tracer, now| tracer.close_state(now, token, from, to));
-                    core.append(token, |out| write_close_frame(out, code, ""));
+                    core.append(token, &|out| write_close_frame(out, code, ""));
                 }
             }
             report_close(core, app, token);
@@ -846,7 +847,7 @@ fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Messag
             // RFC 6455 §5.5.2–5.5.3: answer a ping with a pong carrying the same
             // payload — unless our Close frame has gone out (§5.5.1).
             if open {
-                core.append(token, |out| {
+                core.append(token, &|out| {
                     encode_frame(out, true, OpCode::Pong, None, payload)
                 });
             }
@@ -870,7 +871,7 @@ fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Messag
             core.trace(|tracer, now| tracer.close_state(now, token, from, to));
             if open {
                 let echo = payload.map(|(code, _)| code);
-                core.append(token, |out| match echo {
+                core.append(token, &|out| match echo {
                     Some(code) => write_close_frame(out, code, ""),
                     None => encode_frame(out, true, OpCode::Close, None, &[]),
                 });
@@ -922,7 +923,7 @@ fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
     match (deadline, &mut conn.state) {
         // A head started but did not finish in time (slowloris): RFC 9110 §15.5.9.
         (Deadline::Handshake, State::Http(_)) if !conn.leftover.is_empty() => {
-            respond_error(core, token, |out| {
+            respond_error(core, token, &|out| {
                 Response::text(408, "request head took too long").write(out, false)
             });
         }
@@ -941,7 +942,7 @@ fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
                 ws.awaiting_pong = true;
                 conn.deadlines
                     .set(Deadline::Heartbeat, Some(now + limits.pong_timeout));
-                core.append(token, |out| {
+                core.append(token, &|out| {
                     encode_frame(out, true, OpCode::Ping, None, b"")
                 });
             }
@@ -952,7 +953,7 @@ fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
             // from closing an idle stream.
             conn.deadlines
                 .set(Deadline::Stream, Some(now + limits.sse_keepalive));
-            core.append(token, |out| sse::encode_comment("", out));
+            core.append(token, &|out| sse::encode_comment("", out));
         }
         (Deadline::Stream, State::LongPoll(poll)) => {
             let (topic, after, keep_alive) = (poll.topic, poll.after, poll.keep_alive);

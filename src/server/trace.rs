@@ -70,9 +70,13 @@ impl Tracer {
         fields: &str,
         cite: &str,
     ) {
+        // Seconds with milliseconds, in integers: float formatting would add
+        // kilobytes of code to the binary for this one column.
+        let ms = now.saturating_duration_since(self.start).as_millis();
         let mut line = format!(
-            "{:>8.3} {:<6} {arrow} {what:<7} {fields}",
-            now.saturating_duration_since(self.start).as_secs_f64(),
+            "{:>4}.{:03} {:<6} {arrow} {what:<7} {fields}",
+            ms / 1000,
+            ms % 1000,
             display_token(conn)
         );
         if !cite.is_empty() {
