@@ -79,8 +79,10 @@
 //!
 //! [`server::Server`] is one `mio::Poll` loop: it reads every socket into one
 //! loop-wide buffer and parses in place, so an idle connection owns no buffer;
-//! it writes at the end of each batch of events and asks for WRITABLE only
-//! while bytes wait; one timer heap drives every timeout. You implement
+//! it writes answers at the end of each batch of events and asks for WRITABLE
+//! only while bytes wait; one timer heap drives every timeout. Published events
+//! and broadcasts go out through a *fan-out line* written a slice at a time, so
+//! events published meanwhile share one `writev` per subscriber. You implement
 //! [`app::App`] — HTTP routes, WebSocket upgrade / open / message / close,
 //! timers — and act through [`app::Context`]: send, broadcast, publish,
 //! close, set timers. Other threads use a [`server::Handle`]. Every limit has
@@ -115,7 +117,10 @@
 //!
 //! Every parser is fuzzed (`fuzz/`, replayed by `cargo test`), every limit
 //! has a test that crosses it, and a panic inside your callback closes only
-//! the connection it concerned.
+//! the connection it concerned. The crate denies `unsafe` code except in two
+//! small, documented places of the server: the signal mask
+//! (`server::signal`) and the last write of a closing socket sent with
+//! `MSG_MORE`, so its bytes and the FIN leave in one packet.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
