@@ -278,3 +278,30 @@ fn a_half_closed_client_still_gets_every_byte_of_its_answer() {
         "a 24 MiB answer outlives the client's FIN"
     );
 }
+
+#[test]
+fn expect_100_continue_gets_the_interim_answer_before_the_body_is_sent() {
+    let server = start(quick_config());
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"POST /echo-body HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let mut buffered = Vec::new();
+    // RFC 9110 §15.2.1: the interim response, then (after the body) the final one.
+    assert_eq!(read_response(&mut stream, &mut buffered).status, 100);
+    stream.write_all(b"hello").unwrap();
+    let response = read_response(&mut stream, &mut buffered);
+    assert_eq!((response.status, response.text().as_str()), (200, "hello"));
+}
+
+#[test]
+fn expect_100_continue_with_a_body_over_the_limit_gets_413_at_once() {
+    let mut config = quick_config();
+    config.limits.max_body_bytes = 10;
+    let server = start(config);
+    let response = request(
+        server.addr,
+        "POST /echo-body HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(response.status, 413);
+}

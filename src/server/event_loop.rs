@@ -588,6 +588,17 @@ fn process_http(
                 {
                     http.pending = Some(Box::new(pending));
                 }
+                // RFC 9110 §10.1.1: a client that asked `Expect: 100-continue`
+                // waits for this interim answer before sending the body (a
+                // body over the limit was already refused with 413 above).
+                if head_end == len
+                    && req.minor_version() == 1
+                    && req.has_token("expect", "100-continue")
+                {
+                    core.append(token, &|out| {
+                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    });
+                }
                 pos = head_end;
             }
         }

@@ -147,7 +147,8 @@ pub fn read_response(stream: &mut TcpStream, buffered: &mut Vec<u8>) -> HttpResp
                     buffered.drain(..head_len + length);
                     body
                 }
-                None if status == 101 => {
+                // RFC 9110 §15.2: 1xx responses (100 Continue, 101) have no body.
+                None if (100..200).contains(&status) => {
                     buffered.drain(..head_len);
                     Vec::new()
                 }
