@@ -305,3 +305,25 @@ fn expect_100_continue_with_a_body_over_the_limit_gets_413_at_once() {
     );
     assert_eq!(response.status, 413);
 }
+
+#[test]
+fn a_header_limit_above_the_stack_slots_is_honoured_exactly() {
+    let mut config = quick_config();
+    config.limits.max_headers = 300;
+    let server = start(config);
+    let headers = |n: usize| -> String { (0..n).map(|i| format!("X-{i}: v\r\n")).collect() };
+    // 298 fields + Host + Connection = 300: allowed; 302 is a 431.
+    let fits = request(
+        server.addr,
+        &format!(
+            "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{}\r\n",
+            headers(298)
+        ),
+    );
+    assert_eq!(fits.status, 200);
+    let over = request(
+        server.addr,
+        &format!("GET /hello HTTP/1.1\r\nHost: t\r\n{}\r\n", headers(300)),
+    );
+    assert_eq!(over.status, 431);
+}

@@ -88,7 +88,7 @@ pub struct Core {
     /// The deepest queue seen on a connection joining the line since it was
     /// last empty (an upper bound of what is queued in it now).
     fanout_deepest: usize,
-    /// Reused by `publish` for the recipients of one event.
+    /// Reused by `publish` and `broadcast` for the recipients of one message.
     recipients: Vec<Token>,
     /// Written queue buffers kept for the next writes (see `write_queue`).
     spare: Spare,
@@ -271,16 +271,20 @@ impl Core {
         let mut frame = Vec::with_capacity(payload.len() + 14);
         encode_frame(&mut frame, true, opcode, None, payload);
         let frame: Rc<[u8]> = frame.into();
-        let recipients: Vec<Token> = self
-            .conns
-            .iter_mut()
-            .filter(|(token, conn)| Some(*token) != except && conn.is_open_websocket())
-            .map(|(token, _)| token)
-            .collect();
-        recipients
-            .into_iter()
-            .filter(|token| self.enqueue_shared(*token, &frame).is_ok())
-            .count()
+        let mut recipients = std::mem::take(&mut self.recipients);
+        recipients.extend(
+            self.conns
+                .iter_mut()
+                .filter(|(token, conn)| Some(*token) != except && conn.is_open_websocket())
+                .map(|(token, _)| token),
+        );
+        let sent = recipients
+            .iter()
+            .filter(|token| self.enqueue_shared(**token, &frame).is_ok())
+            .count();
+        recipients.clear();
+        self.recipients = recipients;
+        sent
     }
 
     /// Bytes queued for a connection.

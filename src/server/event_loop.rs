@@ -35,8 +35,6 @@ use crate::ws::frame::{encode_frame, FrameHeader, OpCode, Role};
 use crate::ws::handshake::{self, HandshakeError};
 use crate::ws::message::{Message, MessageDecoder, MessageError, MessageLimits, Step};
 
-/// Header slots parsed per request at most; `Limits::max_headers` is capped here.
-const MAX_HEADER_SLOTS: usize = 256;
 /// Header slots kept on the stack (the default limit); more come from the
 /// heap. Every slot is written before parsing, and writing 256 for every
 /// request cost about as much as parsing a small head.
@@ -605,18 +603,17 @@ fn process_http(
     }
 }
 
-/// Empty header slots, as many as `max_headers` (capped at
-/// [`MAX_HEADER_SLOTS`]): from `stack` for the usual limit, else from `heap`.
+/// Empty header slots, as many as `max_headers`: from `stack` for the usual
+/// limit, else from `heap`.
 fn header_slots<'s, 'h>(
     max_headers: usize,
     stack: &'s mut [httparse::Header<'h>; STACK_HEADER_SLOTS],
     heap: &'s mut Vec<httparse::Header<'h>>,
 ) -> &'s mut [httparse::Header<'h>] {
-    let slots = max_headers.min(MAX_HEADER_SLOTS);
-    if slots <= STACK_HEADER_SLOTS {
-        &mut stack[..slots]
+    if max_headers <= STACK_HEADER_SLOTS {
+        &mut stack[..max_headers]
     } else {
-        heap.resize(slots, httparse::EMPTY_HEADER);
+        heap.resize(max_headers, httparse::EMPTY_HEADER);
         heap
     }
 }
