@@ -126,11 +126,8 @@
 
 pub mod limits;
 
-pub mod http;
-pub mod sse;
-pub mod ws;
+pub use pushloop_proto::{http, json, sse, time, ws};
 
-pub mod json;
 pub mod topic;
 
 pub mod app;

@@ -127,8 +127,8 @@ impl EventStream {
                 break end + 4;
             }
         };
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
+        let mut headers = [pushloop::http::httparse::EMPTY_HEADER; 32];
+        let mut response = pushloop::http::httparse::Response::new(&mut headers);
         response.parse(&buffered).expect("head parses");
         let head = HttpResponse {
             status: response.code.unwrap_or(0),

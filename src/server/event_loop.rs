@@ -19,7 +19,9 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::app::{App, ConnId, Context, Message as AppMessage, Reply, Upgrading};
-use crate::http::{parse_request, BodyDecoder, BodyFraming, HeadScanner, Request, Response};
+use crate::http::{
+    httparse, parse_request, BodyDecoder, BodyFraming, HeadScanner, Request, Response,
+};
 use crate::server::connection::{
     ClosingStage, Connection, HttpState, PendingBody, State, Transport, WsState,
 };

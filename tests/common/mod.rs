@@ -118,9 +118,9 @@ impl HttpResponse {
 pub fn read_response(stream: &mut TcpStream, buffered: &mut Vec<u8>) -> HttpResponse {
     let mut buf = [0; 65536];
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head_len)) = response.parse(buffered) {
+        let mut headers = [pushloop::http::httparse::EMPTY_HEADER; 64];
+        let mut response = pushloop::http::httparse::Response::new(&mut headers);
+        if let Ok(pushloop::http::httparse::Status::Complete(head_len)) = response.parse(buffered) {
             let status = response.code.expect("status");
             let headers: Vec<(String, String)> = response
                 .headers

@@ -19,7 +19,7 @@
 /// without `unsafe`. Never panics.
 ///
 /// ```
-/// use pushloop::ws::mask::apply_mask;
+/// use pushloop_proto::ws::mask::apply_mask;
 /// // RFC 6455 §5.7: "Hello" masked with the key 37 fa 21 3d.
 /// let mut payload = *b"Hello";
 /// apply_mask(&mut payload, [0x37, 0xfa, 0x21, 0x3d], 0);

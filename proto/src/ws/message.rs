@@ -15,7 +15,8 @@
 //! them to [`MessageDecoder::step`] and gets back messages that borrow either those
 //! bytes (the fast path, no copy) or the decoder's own message buffer.
 
-use std::fmt;
+use alloc::vec::Vec;
+use core::fmt;
 
 use super::close::{parse_close_payload, CloseCode, CloseError};
 use super::frame::{decode_header, FrameError, FrameHeader, OpCode, Role};
@@ -161,8 +162,8 @@ enum Found<'i> {
 /// [`Step::Message`] is also what lets the decoder free its message buffer.
 ///
 /// ```
-/// use pushloop::ws::frame::{encode_frame, OpCode, Role};
-/// use pushloop::ws::message::{Message, MessageDecoder, MessageLimits, Step};
+/// use pushloop_proto::ws::frame::{encode_frame, OpCode, Role};
+/// use pushloop_proto::ws::message::{Message, MessageDecoder, MessageLimits, Step};
 ///
 /// let limits = MessageLimits { max_frame_bytes: 1 << 16, max_message_bytes: 1 << 16, max_fragments: 64 };
 /// let mut decoder = MessageDecoder::new(Role::Server, limits);
@@ -220,7 +221,7 @@ impl MessageDecoder {
     ///
     /// * A complete unfragmented data frame wholly inside `input` is delivered
     ///   zero-copy, borrowing `input` (unmasked in place; text validated with
-    ///   `std::str::from_utf8`).
+    ///   `core::str::from_utf8`).
     /// * A data frame whose payload has only partly arrived is consumed as far as
     ///   it goes: the available bytes are unmasked (resuming the key offset),
     ///   UTF-8-checked for text (failing at once on an invalid sequence), and
@@ -274,7 +275,7 @@ impl MessageDecoder {
             DataKind::Binary => Message::Binary(&self.buffer),
             // The text was checked as it arrived (§8.1); checking again is what
             // lends it out as `&str` without unsafe.
-            DataKind::Text => match std::str::from_utf8(&self.buffer) {
+            DataKind::Text => match core::str::from_utf8(&self.buffer) {
                 Ok(text) => Message::Text(text),
                 Err(_) => {
                     self.phase = Phase::Failed(MessageError::InvalidUtf8);
@@ -381,7 +382,7 @@ impl MessageDecoder {
                         DataKind::Binary => Message::Binary(payload),
                         // §8.1: text must be UTF-8.
                         DataKind::Text => Message::Text(
-                            std::str::from_utf8(payload).map_err(|_| MessageError::InvalidUtf8)?,
+                            core::str::from_utf8(payload).map_err(|_| MessageError::InvalidUtf8)?,
                         ),
                     };
                     return Ok(Found::InInput {
@@ -564,7 +565,7 @@ impl fmt::Display for MessageError {
     }
 }
 
-impl std::error::Error for MessageError {}
+impl core::error::Error for MessageError {}
 
 #[cfg(test)]
 mod tests {

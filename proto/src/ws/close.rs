@@ -10,7 +10,7 @@
 //!   status code in a Close control frame", and the reserved ranges.
 //! - IANA "WebSocket Close Code Number Registry": 1012–1014 registered since the RFC.
 
-use std::fmt;
+use core::fmt;
 
 /// A close status code (RFC 6455 §7.4). Any `u16` can be held; only some may
 /// appear in a Close frame ([`CloseCode::is_allowed_on_wire`]).
@@ -102,7 +102,7 @@ impl fmt::Display for CloseCode {
 /// reason is at most 123 bytes. Never panics.
 ///
 /// ```
-/// use pushloop::ws::close::{parse_close_payload, CloseCode};
+/// use pushloop_proto::ws::close::{parse_close_payload, CloseCode};
 /// assert_eq!(parse_close_payload(b"\x03\xe8bye"), Ok(Some((CloseCode::NORMAL, "bye"))));
 /// assert_eq!(parse_close_payload(b""), Ok(None));
 /// ```
@@ -122,7 +122,7 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<Option<(CloseCode, &str)>, 
             }
             // §5.5.1: the reason "is not guaranteed to be human readable" but
             // is UTF-8; §8.1 makes invalid UTF-8 a 1007 failure.
-            let reason = std::str::from_utf8(reason).map_err(|_| CloseError::ReasonNotUtf8)?;
+            let reason = core::str::from_utf8(reason).map_err(|_| CloseError::ReasonNotUtf8)?;
             Ok(Some((code, reason)))
         }
     }
@@ -140,7 +140,7 @@ pub const MAX_REASON_LEN: usize = 123;
 /// sending 1005, 1006 or 1015 would be our bug (§7.4.1), checked in debug builds.
 ///
 /// ```
-/// use pushloop::ws::close::{encode_close_payload, parse_close_payload, CloseCode};
+/// use pushloop_proto::ws::close::{encode_close_payload, parse_close_payload, CloseCode};
 /// let mut out = [0u8; 125];
 /// let len = encode_close_payload(CloseCode::GOING_AWAY, "restarting", &mut out);
 /// assert_eq!(parse_close_payload(&out[..len]), Ok(Some((CloseCode::GOING_AWAY, "restarting"))));
@@ -193,7 +193,7 @@ impl fmt::Display for CloseError {
     }
 }
 
-impl std::error::Error for CloseError {}
+impl core::error::Error for CloseError {}
 
 /// The closing handshake (§7.1.2–§7.1.4), from one endpoint's side.
 ///

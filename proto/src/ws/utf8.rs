@@ -35,10 +35,10 @@
 /// Between calls it carries only where it is inside an unfinished code point (at
 /// most 3 bytes of it): how many continuation bytes are still due and the range the
 /// next one must fall in. It is `Copy` and never allocates. The bulk of each piece
-/// goes through `std::str::from_utf8`, which is fast on ASCII.
+/// goes through `core::str::from_utf8`, which is fast on ASCII.
 ///
 /// ```
-/// use pushloop::ws::utf8::Utf8Validator;
+/// use pushloop_proto::ws::utf8::Utf8Validator;
 /// let mut v = Utf8Validator::new();
 /// assert!(v.feed(b"caf\xc3").is_ok());   // "é" is split between two fragments
 /// assert!(v.feed(b"\xa9!").is_ok());
@@ -74,7 +74,7 @@ impl Utf8Validator {
             self.step(byte)?;
             rest = tail;
         }
-        match std::str::from_utf8(rest) {
+        match core::str::from_utf8(rest) {
             Ok(_) => Ok(()),
             // std found a byte that cannot be valid whatever follows.
             Err(e) if e.error_len().is_some() => Err(Utf8Error),
@@ -148,13 +148,13 @@ impl Utf8Validator {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Utf8Error;
 
-impl std::fmt::Display for Utf8Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Utf8Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("the peer sent text that is not valid UTF-8")
     }
 }
 
-impl std::error::Error for Utf8Error {}
+impl core::error::Error for Utf8Error {}
 
 #[cfg(test)]
 mod tests {
@@ -218,7 +218,7 @@ mod tests {
     ];
 
     /// Feeds `input` split at every index, byte by byte and whole; every way must
-    /// agree with `std::str::from_utf8`, failing in the piece that holds `fail_at`.
+    /// agree with `core::str::from_utf8`, failing in the piece that holds `fail_at`.
     fn check_every_split(input: &[u8], fail_at: Option<usize>) {
         let mut splits: Vec<Vec<usize>> = (0..=input.len()).map(|i| vec![i]).collect();
         splits.push((0..=input.len()).collect());
@@ -244,7 +244,7 @@ mod tests {
                 None => {
                     assert_eq!(failed_in, None, "{input:x?}");
                     let complete = v.finish().is_ok();
-                    assert_eq!(complete, std::str::from_utf8(input).is_ok(), "{input:x?}");
+                    assert_eq!(complete, core::str::from_utf8(input).is_ok(), "{input:x?}");
                 }
             }
         }
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn accepts_valid_text_at_every_split() {
         for input in VALID {
-            assert!(std::str::from_utf8(input).is_ok());
+            assert!(core::str::from_utf8(input).is_ok());
             check_every_split(input, None);
         }
     }
@@ -292,7 +292,7 @@ mod tests {
         // leads: byte by byte, the validator must fail exactly when std first
         // says a prefix is invalid (not merely incomplete).
         let std_invalid = |b: &[u8]| {
-            std::str::from_utf8(b)
+            core::str::from_utf8(b)
                 .err()
                 .is_some_and(|e| e.error_len().is_some())
         };
@@ -341,9 +341,9 @@ mod tests {
                     ][(r % 12) as usize]
                 })
                 .collect();
-            let fail_at = match std::str::from_utf8(&input) {
+            let fail_at = match core::str::from_utf8(&input) {
                 Err(e) if e.error_len().is_some() => (e.valid_up_to()..input.len()).find(|&i| {
-                    std::str::from_utf8(&input[e.valid_up_to()..=i])
+                    core::str::from_utf8(&input[e.valid_up_to()..=i])
                         .err()
                         .is_some_and(|e| e.error_len().is_some())
                 }),

@@ -12,13 +12,16 @@
 //!   Upgrade).
 //! - RFC 6454 §7 (the Origin field).
 
-use std::fmt;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
-use crate::http::request::list_elements;
+use crate::http::syntax::list_elements;
 use crate::http::{write_head, Request};
 
 /// The GUID appended to the client's key before hashing (RFC 6455 §1.3,
@@ -42,8 +45,8 @@ pub fn is_upgrade_request(req: &Request) -> bool {
 /// server declines every extension (RFC 6455 §9.1): pushloop implements none.
 ///
 /// ```
-/// use pushloop::http::{httparse, parse_request};
-/// use pushloop::ws::handshake;
+/// use pushloop_proto::http::{httparse, parse_request};
+/// use pushloop_proto::ws::handshake;
 /// let head = b"GET /echo HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
 ///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 ///     Sec-WebSocket-Version: 13\r\n\r\n";
@@ -92,7 +95,7 @@ pub fn check<'a>(req: &Request<'a>) -> Result<Upgrade<'a>, HandshakeError> {
         (Some(key), None) => key,
         _ => return Err(HandshakeError::BadKey),
     };
-    let key = std::str::from_utf8(key).map_err(|_| HandshakeError::BadKey)?;
+    let key = core::str::from_utf8(key).map_err(|_| HandshakeError::BadKey)?;
     if !is_valid_key(key) {
         return Err(HandshakeError::BadKey);
     }
@@ -114,7 +117,7 @@ fn is_valid_key(key: &str) -> bool {
 ///
 /// ```
 /// // RFC 6455 §1.3
-/// let accept = pushloop::ws::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ==");
+/// let accept = pushloop_proto::ws::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ==");
 /// assert_eq!(&accept, b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 /// ```
 pub fn accept_key(key: &[u8]) -> [u8; 28] {
@@ -156,7 +159,7 @@ impl<'a> Upgrade<'a> {
         self.req
             .header_all("sec-websocket-protocol")
             .flat_map(list_elements)
-            .filter_map(|protocol| std::str::from_utf8(protocol).ok())
+            .filter_map(|protocol| core::str::from_utf8(protocol).ok())
     }
 
     /// Did the client offer subprotocol `protocol`? Case-sensitive: RFC 6455
@@ -195,7 +198,7 @@ impl<'a> Upgrade<'a> {
         }
         let accept = accept_key(self.key.as_bytes());
         // base64 output is ASCII, so this is never the fallback.
-        let accept = std::str::from_utf8(&accept).unwrap_or_default();
+        let accept = core::str::from_utf8(&accept).unwrap_or_default();
         let fields = [
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
@@ -373,7 +376,7 @@ impl fmt::Display for HandshakeError {
     }
 }
 
-impl std::error::Error for HandshakeError {}
+impl core::error::Error for HandshakeError {}
 
 #[cfg(test)]
 mod tests {

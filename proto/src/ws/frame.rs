@@ -29,7 +29,8 @@
 //! +-------------------------------- - - - - - - - - - - - - - - - +
 //! ```
 
-use std::fmt;
+use alloc::vec::Vec;
+use core::fmt;
 
 use super::close::CloseCode;
 use super::mask::apply_mask;
@@ -134,7 +135,7 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 /// has arrived; the last two once the header is whole. Never panics.
 ///
 /// ```
-/// use pushloop::ws::frame::{decode_header, OpCode, Role};
+/// use pushloop_proto::ws::frame::{decode_header, OpCode, Role};
 /// // RFC 6455 §5.7: a masked text frame "Hello" from a client.
 /// let frame = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
 /// let (header, header_len) = decode_header(&frame, Role::Server, 1 << 20).unwrap().unwrap();
@@ -241,7 +242,7 @@ fn big_endian(bytes: &[u8]) -> u64 {
 /// at most `isize::MAX` and its top bit is clear. Both are checked in debug builds.
 ///
 /// ```
-/// use pushloop::ws::frame::{encode_header, OpCode, MAX_HEADER_LEN};
+/// use pushloop_proto::ws::frame::{encode_header, OpCode, MAX_HEADER_LEN};
 /// let mut out = [0u8; MAX_HEADER_LEN];
 /// let len = encode_header(&mut out, true, OpCode::Binary, None, 256);
 /// assert_eq!(&out[..len], [0x82, 0x7E, 0x01, 0x00]); // RFC 6455 §5.7
@@ -289,7 +290,7 @@ pub fn encode_header(
 /// payload, masked with `mask` if it is `Some` (§5.3; a client must mask).
 ///
 /// ```
-/// use pushloop::ws::frame::{encode_frame, OpCode};
+/// use pushloop_proto::ws::frame::{encode_frame, OpCode};
 /// let mut out = Vec::new();
 /// encode_frame(&mut out, true, OpCode::Text, None, b"Hello");
 /// assert_eq!(out, [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]); // RFC 6455 §5.7
@@ -368,7 +369,7 @@ impl fmt::Display for FrameError {
     }
 }
 
-impl std::error::Error for FrameError {}
+impl core::error::Error for FrameError {}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,8 @@
 //! Only writing strings lives here: a number needs no escaping, and pushloop never
 //! parses JSON.
 
+use alloc::vec::Vec;
+
 /// Appends `s` to `out` as a JSON string literal, quotes included.
 ///
 /// RFC 8259 §7: `"` and `\` are escaped, and so is every control character
@@ -24,7 +26,7 @@
 ///
 /// ```
 /// let mut out = Vec::new();
-/// pushloop::json::write_str(&mut out, "say \"hi\"\n");
+/// pushloop_proto::json::write_str(&mut out, "say \"hi\"\n");
 /// assert_eq!(out, br#""say \"hi\"\n""#);
 /// ```
 pub fn write_str(out: &mut Vec<u8>, s: &str) {

@@ -6,7 +6,10 @@
 //!   §5.6.2 (tokens), §8.6 (Content-Length), §15 (status codes and reason phrases).
 //! - RFC 6585 §4, §5 (429, 431).
 
-use crate::http::request::is_token;
+use crate::http::syntax::{is_token, write_decimal};
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 /// The reason phrase RFC 9110 §15 gives a status code (plus 429 and 431 from
 /// RFC 6585 §4–5), or `""` for a code it does not name. Clients ignore the phrase
@@ -78,7 +81,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 ///
 /// ```
 /// let mut out = Vec::new();
-/// pushloop::http::write_head(&mut out, 200, &[("Content-Type", "text/plain")], Some(2));
+/// pushloop_proto::http::write_head(&mut out, 200, &[("Content-Type", "text/plain")], Some(2));
 /// assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n");
 /// ```
 pub fn write_head(
@@ -106,7 +109,7 @@ fn write_head_fields<'h>(
     };
     // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
+    write_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason_phrase(status).as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -119,7 +122,9 @@ fn write_head_fields<'h>(
         write_field(out, name, value);
     }
     if let Some(length) = content_length {
-        write_field(out, "Content-Length", &length.to_string());
+        out.extend_from_slice(b"Content-Length: ");
+        write_decimal(out, length as u64);
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -148,7 +153,7 @@ fn has_no_content(status: u16) -> bool {
 /// A complete response, as a user route returns it.
 ///
 /// ```
-/// use pushloop::http::Response;
+/// use pushloop_proto::http::Response;
 /// let mut out = Vec::new();
 /// Response::text(404, "no such feed").write(&mut out, true);
 /// assert_eq!(

@@ -9,7 +9,9 @@
 //!   server reading without ever sending body bytes; Node now caps them at
 //!   16 KiB per body, as [`MAX_CHUNK_EXTENSION_BYTES`] does here.
 
-use crate::http::request::{is_token, HttpError};
+use crate::http::error::HttpError;
+use crate::http::syntax::is_token;
+use alloc::vec::Vec;
 
 /// Chunk-extension bytes allowed in one body (RFC 9112 §7.1.1): everything on
 /// the chunk-size lines after the size digits, summed over the body. pushloop
@@ -80,12 +82,12 @@ enum State {
 /// Drive it with whatever bytes follow the head:
 ///
 /// ```
-/// use pushloop::http::{BodyDecoder, BodyFraming};
+/// use pushloop_proto::http::{BodyDecoder, BodyFraming};
 /// let mut decoder = BodyDecoder::new(BodyFraming::Chunked, 1 << 20);
 /// let mut body = Vec::new();
 /// let progress = decoder.decode(b"5\r\nhello\r\n0\r\n\r\nGET /next", &mut body)?;
 /// assert_eq!((progress.used, progress.done, &body[..]), (15, true, &b"hello"[..]));
-/// # Ok::<(), pushloop::http::HttpError>(())
+/// # Ok::<(), pushloop_proto::http::HttpError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct BodyDecoder {
@@ -99,7 +101,7 @@ pub struct BodyDecoder {
 
 impl BodyDecoder {
     /// A decoder for a body with this framing and limit
-    /// ([`crate::limits::Limits::max_body_bytes`]). A `Length` over the limit
+    /// (`max_body_bytes` limit). A `Length` over the limit
     /// fails on the first [`BodyDecoder::decode`] with `BodyTooLarge`.
     pub fn new(framing: BodyFraming, max_body: usize) -> Self {
         let state = match framing {

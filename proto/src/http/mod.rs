@@ -20,17 +20,28 @@
 //! - knowing the wire answer to every violation ([`HttpError::status`],
 //!   [`HttpError::write_response`]).
 //!
+//! The modules, bottom-up (each imports only the ones above it):
+//! [`syntax`] (tokens, OWS, lists) → [`response`] (status lines, heads) →
+//! [`error`] (every refusal and its status) → [`body`] (length and chunked
+//! bodies) → [`request`] (heads).
+//!
 //! What it never does: touch a socket, read a clock, or pick limits. It is a set
-//! of pure functions and state machines over byte slices; the event loop hands
-//! in the bytes it read and the limits from [`crate::limits::Limits`], and
-//! writes out what comes back.
+//! of pure functions and state machines over byte slices; the caller hands in
+//! the bytes it read and the limits it enforces, and writes out what comes back.
 
-pub mod body;
-pub mod request;
+pub mod syntax;
+
 pub mod response;
 
+pub mod error;
+
+pub mod body;
+
+pub mod request;
+
 pub use body::{BodyDecoder, BodyFraming, BodyProgress};
-pub use request::{parse_request, HeadScanner, HttpError, Request};
+pub use error::HttpError;
+pub use request::{parse_request, HeadScanner, Request};
 pub use response::{reason_phrase, write_head, Response};
 
 /// The parser this layer is built on. Its [`httparse::Header`] type appears in
