@@ -79,6 +79,11 @@ pub enum HttpError {
     /// Sent a trailer section longer than
     /// [`crate::http::body::MAX_TRAILER_BYTES`]. 431 (RFC 6585 §5).
     TrailerTooLarge,
+    /// Asked to switch protocols (`Upgrade`) in a request that also has a
+    /// body. Where the body ends and the new protocol starts would depend on
+    /// whether a reader honours the length: the framing mismatch behind
+    /// WebSocket smuggling through proxies. 400.
+    UpgradeWithBody,
 }
 
 impl HttpError {
@@ -105,7 +110,8 @@ impl HttpError {
             | HttpError::ConflictingContentLength
             | HttpError::BadChunkSize
             | HttpError::BadChunkEnd
-            | HttpError::BadTrailer => 400,
+            | HttpError::BadTrailer
+            | HttpError::UpgradeWithBody => 400,
         }
     }
 
@@ -151,6 +157,7 @@ impl HttpError {
             HttpError::ChunkExtensionsTooLong => "chunk extensions too long",
             HttpError::BadTrailer => "malformed trailer field",
             HttpError::TrailerTooLarge => "trailer section too large",
+            HttpError::UpgradeWithBody => "a protocol upgrade request must not have a body",
         }
     }
 
@@ -218,7 +225,7 @@ mod tests {
     use super::*;
     use crate::http::httparse;
 
-    const ALL_ERRORS: [HttpError; 23] = [
+    const ALL_ERRORS: [HttpError; 24] = [
         HttpError::BadRequestLine,
         HttpError::BadLineEnding,
         HttpError::BadHeaderName,
@@ -242,6 +249,7 @@ mod tests {
         HttpError::ChunkExtensionsTooLong,
         HttpError::BadTrailer,
         HttpError::TrailerTooLarge,
+        HttpError::UpgradeWithBody,
     ];
 
     #[test]

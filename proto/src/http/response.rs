@@ -150,6 +150,18 @@ fn has_no_content(status: u16) -> bool {
     matches!(status, 100..=199 | 204 | 304)
 }
 
+/// How the answer to one request must be framed: decided by the connection
+/// ([`crate::http::session::HttpSession::answer`]) from the request and the
+/// server's state, applied when the response is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    /// The connection stays open for another request (RFC 9112 §9.3); if
+    /// false, the response says `Connection: close` (§9.6).
+    pub keep_alive: bool,
+    /// The request was `HEAD`: the head only, no body (RFC 9110 §9.3.2).
+    pub head_only: bool,
+}
+
 /// A complete response, as a user route returns it.
 ///
 /// ```
@@ -224,6 +236,20 @@ impl Response {
     /// 304 response gets neither `Content-Length` nor body bytes (RFC 9110
     /// §8.6, §15.3.5, §15.4.5), whatever `body` holds.
     pub fn write(&self, out: &mut Vec<u8>, keep_alive: bool) {
+        self.write_framed(
+            out,
+            Framing {
+                keep_alive,
+                head_only: false,
+            },
+        );
+    }
+
+    /// [`Response::write`] for the request it answers: with `head_only` (the
+    /// request was `HEAD`) the head says what a `GET` would have got,
+    /// `Content-Length` included, and no body follows (RFC 9110 §9.3.2).
+    pub fn write_framed(&self, out: &mut Vec<u8>, framing: Framing) {
+        let keep_alive = framing.keep_alive;
         let own = self
             .headers
             .iter()
@@ -235,7 +261,9 @@ impl Response {
         } else {
             let length = Some(self.body.len());
             write_head_fields(out, self.status, own.chain(close), length);
-            out.extend_from_slice(&self.body);
+            if !framing.head_only {
+                out.extend_from_slice(&self.body);
+            }
         }
     }
 }
@@ -243,6 +271,22 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_answer_has_the_get_length_and_no_body() {
+        let mut out = Vec::new();
+        let framing = Framing {
+            keep_alive: true,
+            head_only: true,
+        };
+        Response::text(200, "hello").write_framed(&mut out, framing);
+        // RFC 9110 §9.3.2: the same fields as GET, Content-Length included.
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+              Content-Length: 5\r\n\r\n"
+        );
+    }
 
     fn head(status: u16, headers: &[(&str, &str)], length: Option<usize>) -> String {
         let mut out = Vec::new();

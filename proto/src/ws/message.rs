@@ -286,6 +286,11 @@ impl MessageDecoder {
         Ok(Step::Message { message, used })
     }
 
+    /// The role we play: which masking the peer's frames must have (§5.1).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     /// Heap bytes the decoder holds now (the message buffer's capacity).
     pub fn buffered_bytes(&self) -> usize {
         self.buffer.capacity()

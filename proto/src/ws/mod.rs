@@ -19,4 +19,5 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod session;
 pub mod utf8;
