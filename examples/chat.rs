@@ -48,7 +48,7 @@ struct Chat {
 }
 
 impl App for Chat {
-    fn request(&mut self, _: &mut Context, req: &Request, _body: &[u8]) -> Reply {
+    fn request(&mut self, _: &mut Context, _: ConnId, req: &Request, _body: &[u8]) -> Reply {
         match req.path() {
             "/" => Reply::Response(Response::html(200, PAGE)),
             _ => Reply::Response(Response::text(404, "not found\n")),

@@ -35,7 +35,7 @@ struct Echo;
 
 impl App for Echo {
     /// Plain HTTP: only a hint, since the interesting part needs a WebSocket.
-    fn request(&mut self, _: &mut Context, req: &Request, _body: &[u8]) -> Reply {
+    fn request(&mut self, _: &mut Context, _: ConnId, req: &Request, _body: &[u8]) -> Reply {
         let host = req.header_str("host").unwrap_or("this-host");
         let response = match req.path() {
             "/" => Response::text(200, &format!("WebSocket echo: connect to ws://{host}/\n")),

@@ -27,7 +27,7 @@
 use std::thread;
 use std::time::Duration;
 
-use pushloop::app::{App, Context, Reply, TopicId};
+use pushloop::app::{App, ConnId, Context, Reply, TopicId};
 use pushloop::http::{Request, Response};
 use pushloop::server::{signal, Config, Handle, HandleError, Server};
 
@@ -54,7 +54,7 @@ struct Readings {
 }
 
 impl App for Readings {
-    fn request(&mut self, _: &mut Context, req: &Request, _body: &[u8]) -> Reply {
+    fn request(&mut self, _: &mut Context, _: ConnId, req: &Request, _body: &[u8]) -> Reply {
         let after = match req.query_param("after").map(str::parse) {
             None => None,
             Some(Ok(after)) => Some(after),
@@ -63,9 +63,12 @@ impl App for Readings {
         let topic = self.topic;
         match req.path() {
             // SSE: `after` replays history first; without it, only new readings.
-            "/events" => Reply::EventStream { topic, after },
+            "/events" => Reply::EventStream {
+                topics: vec![topic],
+                after,
+            },
             "/poll" => Reply::Poll {
-                topic,
+                topics: vec![topic],
                 after: after.unwrap_or(0),
             },
             _ => Reply::Response(Response::text(404, "try /events or /poll?after=0\n")),
@@ -84,7 +87,7 @@ fn main() -> std::io::Result<()> {
     // First, before any other thread starts: they inherit the blocked signals,
     // so SIGINT/SIGTERM reach only the thread that turns them into a shutdown.
     signal::shutdown_on_signals(server.handle())?;
-    let topic = server.topic("sensor");
+    let topic = server.topic("sensor").expect("a valid topic name");
     let handle = server.handle();
     let sensor = thread::spawn(move || sensor(handle, topic));
 

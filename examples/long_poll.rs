@@ -22,7 +22,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pushloop::app::{App, Context, Reply, TimerId, TopicId};
+use pushloop::app::{App, ConnId, Context, Reply, TimerId, TopicId};
 use pushloop::http::{Request, Response};
 use pushloop::server::{Config, Server};
 
@@ -59,14 +59,14 @@ impl App for Feed {
         ctx.set_interval(Duration::from_secs(3));
     }
 
-    fn request(&mut self, _: &mut Context, req: &Request, _body: &[u8]) -> Reply {
+    fn request(&mut self, _: &mut Context, _: ConnId, req: &Request, _body: &[u8]) -> Reply {
         match req.path() {
             "/" => Reply::Response(Response::html(200, PAGE)),
             "/poll" => match req.query_param("after").unwrap_or("0").parse() {
                 // Answered at once if the feed has anything after `after`,
                 // else held until a publish or the long-poll timeout.
                 Ok(after) => Reply::LongPoll {
-                    topic: self.feed,
+                    topics: vec![self.feed],
                     after,
                 },
                 Err(_) => Reply::Response(Response::text(400, "after must be an event id\n")),
@@ -94,7 +94,7 @@ fn addr_from_args(default: &str) -> String {
 
 fn main() -> std::io::Result<()> {
     let mut server = Server::bind(addr_from_args("127.0.0.1:8083"), Config::default())?;
-    let feed = server.topic("feed");
+    let feed = server.topic("feed").expect("a valid topic name");
     let addr = server.local_addr()?;
     println!("listening on http://{addr}");
     println!("open http://{addr}/ or run: curl 'http://{addr}/poll?after=0'");

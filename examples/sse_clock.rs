@@ -37,7 +37,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pushloop::app::{App, Context, Reply, TimerId, TopicId};
+use pushloop::app::{App, ConnId, Context, Reply, TimerId, TopicId};
 use pushloop::http::{Request, Response};
 use pushloop::server::{Config, Server};
 
@@ -64,7 +64,7 @@ impl App for Clock {
         ctx.set_interval(Duration::from_secs(2));
     }
 
-    fn request(&mut self, ctx: &mut Context, req: &Request, _body: &[u8]) -> Reply {
+    fn request(&mut self, ctx: &mut Context, _: ConnId, req: &Request, _body: &[u8]) -> Reply {
         match req.path() {
             "/" => Reply::Response(Response::html(200, PAGE)),
             "/events" => {
@@ -82,7 +82,7 @@ impl App for Clock {
                 // `Last-Event-ID` header (WHATWG HTML §9.2.4), and pushloop
                 // resumes from it instead of `after`.
                 Reply::EventStream {
-                    topic: self.clock,
+                    topics: vec![self.clock],
                     after: Some(first - 1),
                 }
             }
@@ -114,7 +114,7 @@ fn main() -> std::io::Result<()> {
         ..Config::default()
     };
     let mut server = Server::bind(addr_from_args("127.0.0.1:8081"), config)?;
-    let clock = server.topic("clock");
+    let clock = server.topic("clock").expect("a valid topic name");
     let addr = server.local_addr()?;
     println!("listening on http://{addr}");
     println!("open http://{addr}/ or run: curl -N http://{addr}/events");

@@ -2,9 +2,9 @@
 //!
 //! The event loop calls your `App` from its one thread. Every callback gets a
 //! `Context` for acting on any connection, topic or timer *now*: bytes you send
-//! are queued at once and written when the loop finishes the current batch of
-//! events (so several sends to one socket leave in one system call). Callbacks
-//! must not block: everything else on the server waits while one runs. Other
+//! are queued at once and written when the loop finishes the current turn
+//! (so several sends to one socket leave in one system call). Callbacks must
+//! not block: everything else on the server waits while one runs. Other
 //! threads act through a [`crate::server::Handle`] instead.
 //!
 //! A panic in a callback is caught: the connection it concerned is closed
@@ -18,7 +18,7 @@
 //! struct Echo;
 //!
 //! impl App for Echo {
-//!     fn request(&mut self, _: &mut Context, req: &Request, _body: &[u8]) -> Reply {
+//!     fn request(&mut self, _: &mut Context, _: ConnId, req: &Request, _body: &[u8]) -> Reply {
 //!         Reply::Response(Response::text(404, &format!("no route for {}", req.path())))
 //!     }
 //!     fn upgrade(&mut self, _: &mut Context, _: ConnId, req: &Request, _: &Upgrade) -> Upgrading {
@@ -37,79 +37,55 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::engine::handle::Handle;
+use crate::engine::stats::Stats;
+use crate::engine::Core;
+use crate::feeds::{Payload, PublishError, TopicError};
 use crate::http::{Request, Response};
-use crate::server::core::Core;
-use crate::server::Handle;
-use crate::server::Stats;
-use crate::sse::SseError;
 use crate::ws::close::CloseCode;
 use crate::ws::handshake::Upgrade;
 
-/// A connection, as the loop knows it. Ids are not reused while a stale copy
-/// could matter: a slot's generation changes when its connection goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub(crate) mio::Token);
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::server::token::display_token(self.0))
-    }
-}
-
-/// A timer set with [`Context::set_timeout`] or [`Context::set_interval`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TimerId {
-    pub(crate) slot: usize,
-    pub(crate) generation: u32,
-}
-
-/// A topic created with [`crate::server::Server::topic`] or [`Context::topic`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TopicId(pub(crate) usize);
-
-/// A WebSocket data message (RFC 6455 §5.6), borrowed for the callback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Message<'a> {
-    /// A text message: always valid UTF-8 (RFC 6455 §8.1 is checked first).
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-}
+pub use crate::engine::outbox::{Message, SendError};
+pub use crate::ids::{ConnId, TimerId, TopicId};
 
 /// What to do with a plain HTTP request.
 #[derive(Debug)]
 pub enum Reply {
     /// Answer with this response.
     Response(Response),
-    /// Short poll: answer at once with the JSON array of the topic's events after
-    /// `after` (`0` = all history), see [`crate::topic::Topic::poll_json`].
+    /// Short poll: answer at once with the JSON array of the topics' events
+    /// after `after` (`0` = all history), see [`crate::feeds`].
     Poll {
-        /// The feed.
-        topic: TopicId,
+        /// The topics polled.
+        topics: Vec<TopicId>,
         /// The client's cursor.
         after: u64,
     },
     /// Long poll: like `Poll`, but when nothing is newer than `after`, hold the
-    /// request until something is published or `long_poll_timeout` passes
-    /// (then answer `[]`).
+    /// request until something is published on one of the topics or
+    /// `long_poll_timeout` passes (then answer `[]`).
     LongPoll {
-        /// The feed.
-        topic: TopicId,
+        /// The topics polled.
+        topics: Vec<TopicId>,
         /// The client's cursor.
         after: u64,
     },
-    /// Serve the topic as `text/event-stream` (WHATWG HTML §9.2). The cursor is
-    /// the `Last-Event-ID` header when the browser sends one (a reconnect), else
-    /// `after`; `None` streams only new events.
+    /// Serve the topics as `text/event-stream` (WHATWG HTML §9.2). The cursor
+    /// is the `Last-Event-ID` header when the browser sends one (a reconnect),
+    /// else `after`; `None` streams only new events.
     EventStream {
-        /// The feed.
-        topic: TopicId,
+        /// The topics followed.
+        topics: Vec<TopicId>,
         /// The cursor for a first connect (e.g. from a query parameter).
         after: Option<u64>,
     },
+    /// Answer later, with [`Context::respond`] (from this thread) or
+    /// [`crate::server::Handle::respond`] (from any), before
+    /// `Limits::later_timeout` (else `504`). Requests pipelined behind this
+    /// one wait.
+    Later,
 }
 
 /// How to answer a WebSocket upgrade request that passed RFC 6455 §4.2.1 checks.
@@ -125,7 +101,8 @@ pub enum Upgrading {
 #[derive(Debug, Default)]
 pub struct Accept {
     pub(crate) protocol: Option<String>,
-    pub(crate) subscribe: Option<(TopicId, Option<u64>)>,
+    pub(crate) topics: Vec<TopicId>,
+    pub(crate) after: Option<u64>,
 }
 
 impl Accept {
@@ -142,38 +119,19 @@ impl Accept {
         self
     }
 
-    /// Subscribe the new socket to a topic: every event is sent as a text
-    /// message holding its JSON object. `after` replays history first, like
-    /// `Reply::Poll`; `None` sends only new events.
+    /// Subscribe the new socket to a topic (call again for more): every event
+    /// is sent as a text message holding its JSON object (a binary event as a
+    /// binary message). With `after`, history after that cursor — across all
+    /// the topics subscribed here — is replayed first, like `Reply::Poll`;
+    /// `None` sends only new events.
     pub fn subscribe(mut self, topic: TopicId, after: Option<u64>) -> Self {
-        self.subscribe = Some((topic, after));
+        self.topics.push(topic);
+        if after.is_some() {
+            self.after = after;
+        }
         self
     }
 }
-
-/// Why a send did not queue anything.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendError {
-    /// No open WebSocket has this id (never was, or already closing: RFC 6455
-    /// §5.5.1 forbids data after a Close frame).
-    NotOpen,
-    /// The connection's queue is full and the policy is `SlowReader::Drop`.
-    Dropped,
-    /// The queue was full and the connection is being closed (`SlowReader::Close`).
-    Closing,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SendError::NotOpen => "no open WebSocket with this id",
-            SendError::Dropped => "the connection's write queue is full; message dropped",
-            SendError::Closing => "the connection's write queue is full; closing it (1008)",
-        })
-    }
-}
-
-impl std::error::Error for SendError {}
 
 /// Your application. Every method has a default, so implement only what you use.
 pub trait App {
@@ -182,9 +140,10 @@ pub trait App {
         let _ = ctx;
     }
 
-    /// A plain HTTP request with its whole body. Default: `404`.
-    fn request(&mut self, ctx: &mut Context, req: &Request, body: &[u8]) -> Reply {
-        let _ = (ctx, req, body);
+    /// A plain HTTP request with its whole body, from connection `id`.
+    /// Default: `404`.
+    fn request(&mut self, ctx: &mut Context, id: ConnId, req: &Request, body: &[u8]) -> Reply {
+        let _ = (ctx, id, req, body);
         Reply::Response(Response::text(404, "not found"))
     }
 
@@ -232,7 +191,7 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Sends a message to one WebSocket.
+    /// Sends a message to one open WebSocket.
     pub fn send(&mut self, id: ConnId, message: Message) -> Result<(), SendError> {
         self.core.send(id.0, message)
     }
@@ -256,37 +215,73 @@ impl Context<'_> {
         self.core.close(id.0, code, reason)
     }
 
+    /// Answers a request the app deferred with [`Reply::Later`]. False if the
+    /// connection is not waiting for one (already answered, timed out, gone).
+    pub fn respond(&mut self, id: ConnId, response: Response) -> bool {
+        self.core.respond(id.0, &response)
+    }
+
     /// Bytes queued for a connection and not yet taken by its socket (the
     /// browser's `bufferedAmount`); `None` for an unknown id.
     pub fn buffered_amount(&self, id: ConnId) -> Option<usize> {
         self.core.buffered_amount(id.0)
     }
 
-    /// The topic of that name, created on first use with the configured history limits.
-    pub fn topic(&mut self, name: &str) -> TopicId {
-        self.core.topic(name)
+    /// The topic of that name, created on first use.
+    pub fn topic(&mut self, name: &str) -> Result<TopicId, TopicError> {
+        self.core.feeds.topic(name)
     }
 
-    /// Publishes an event (`event` `None` = the default `message` type) to a
-    /// topic's WebSockets, event streams and waiting long-polls, and returns
-    /// its id. Fails only for an event name with CR, LF or NUL.
+    /// The topic of that name, if it exists.
+    pub fn find_topic(&self, name: &str) -> Option<TopicId> {
+        self.core.feeds.find(name)
+    }
+
+    /// Removes a topic: its followers get a last `removed` event and follow
+    /// it no more. False if there is no such topic.
+    pub fn remove_topic(&mut self, topic: TopicId) -> bool {
+        self.core.remove_topic(topic)
+    }
+
+    /// Publishes a text event (`event` `None` = the default `message` type)
+    /// to a topic's followers of every transport and its waiting long-polls,
+    /// and returns its id.
     pub fn publish(
         &mut self,
         topic: TopicId,
         event: Option<&str>,
         data: &str,
-    ) -> Result<u64, SseError> {
-        self.core.publish(topic, event, data)
+    ) -> Result<u64, PublishError> {
+        self.core.publish(topic, event, Payload::Text(data), None)
     }
 
-    /// Subscribes an open WebSocket to a topic (see [`Accept::subscribe`]).
+    /// Publishes any payload (text, raw JSON, binary) to every follower but
+    /// `except` (the sender, say), and returns its id.
+    pub fn publish_payload(
+        &mut self,
+        topic: TopicId,
+        event: Option<&str>,
+        payload: Payload,
+        except: Option<ConnId>,
+    ) -> Result<u64, PublishError> {
+        self.core
+            .publish(topic, event, payload, except.map(|id| id.0))
+    }
+
+    /// Subscribes an open WebSocket or an event stream to a topic, replaying
+    /// history after `after` first when it is given (see [`Accept::subscribe`]).
     pub fn subscribe(
         &mut self,
         id: ConnId,
         topic: TopicId,
         after: Option<u64>,
     ) -> Result<(), SendError> {
-        self.core.subscribe_socket(id.0, topic, after)
+        self.core.subscribe(id.0, topic, after)
+    }
+
+    /// A connection stops following a topic. False if it did not.
+    pub fn unsubscribe(&mut self, id: ConnId, topic: TopicId) -> bool {
+        self.core.unsubscribe(id.0, topic)
     }
 
     /// Calls [`App::timer`] once, after `delay`.
@@ -303,12 +298,12 @@ impl Context<'_> {
 
     /// Cancels a timer; false if it already fired (a timeout) or was cleared.
     pub fn clear_timer(&mut self, timer: TimerId) -> bool {
-        self.core.clear_timer(timer)
+        self.core.timers.clear_user(timer)
     }
 
-    /// The loop's clock for this batch of events.
+    /// The loop's clock for this turn.
     pub fn now(&self) -> Instant {
-        self.core.now
+        self.core.std_instant(self.core.now)
     }
 
     /// Per-transport counters.

@@ -128,9 +128,14 @@ pub mod limits;
 
 pub use pushloop_proto::{http, json, sse, time, ws};
 
-pub mod topic;
+pub mod ids;
+
+pub mod feeds;
+
+pub mod engine;
 
 pub mod app;
+
 pub mod server;
 
 /// The README's code is compiled as a doctest, so it cannot drift from the API.

@@ -7,6 +7,10 @@
 
 use std::time::Duration;
 
+use crate::http::HttpConfig;
+use crate::ws::message::MessageLimits;
+use crate::ws::session::SessionConfig;
+
 /// The named limits of a server. Start from [`Limits::default`] and change
 /// what your deployment needs:
 ///
@@ -46,19 +50,28 @@ pub struct Limits {
     /// browser's `bufferedAmount`). A connection whose queue already holds more
     /// than this when a new message is queued is a slow reader and gets the
     /// [`crate::limits::Limits::slow_reader`] policy. A single message larger
-    /// than the limit is still accepted into an empty queue, so memory per
-    /// connection stays under `max(max_queued_bytes, largest message)`.
-    /// Default 1 MiB.
+    /// than the limit is still accepted into an empty queue. Past the limit
+    /// the server also stops *reading* the connection until its queue drains
+    /// below half of it, so a peer that floods requests or pings without
+    /// reading the answers is paced by its own TCP window (see
+    /// [`crate::engine::outbox`] and the README's memory bound). Default 1 MiB.
     pub max_queued_bytes: usize,
     /// What happens to a slow reader (see [`SlowReader`]). Default: close it.
     pub slow_reader: SlowReader,
     /// Open connections (all transports). Default 10 000; past it new sockets
     /// are accepted and closed at once, so the backlog cannot pile up.
     pub max_connections: usize,
-    /// Time from accept to a complete request head. Default 10 s: bounds
+    /// Time from accept to a complete request head (for later requests on a
+    /// kept connection: from the head's first byte). Default 10 s: bounds
     /// slowloris-style trickling. Past it the socket is closed (a `408` is
     /// written first when part of a head has arrived).
     pub handshake_timeout: Duration,
+    /// Time from a complete head to its complete body. Default 60 s
+    /// (nginx's `client_body_timeout` is 60 s between two reads; here it is
+    /// the whole body): at the default `max_body_bytes` a client needs about
+    /// 17 KB/s. Every byte does *not* reset it, so a body trickled a byte at a
+    /// time is bounded too. Past it: `408`, then close.
+    pub body_timeout: Duration,
     /// Time a connection may send nothing at all. Default 120 s (longer than
     /// `ping_interval + pong_timeout`, so a live WebSocket never hits it; an
     /// idle keep-alive HTTP connection does). Past it: the connection is closed
@@ -80,8 +93,18 @@ pub struct Limits {
     /// How long a long-poll is held before it is answered with `[]`.
     /// Default 25 s, under the 30 s that many proxies allow an idle response.
     pub long_poll_timeout: Duration,
+    /// How long a request the app defers (`Reply::Later`) may wait for
+    /// `Context::respond`. Default 30 s (browsers and proxies commonly give up
+    /// on a silent response after 30-60 s). Past it: `504`.
+    pub later_timeout: Duration,
     /// How long a graceful shutdown waits for queued bytes to drain. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// Topics (rooms) that may exist at once. Default 10 000: a topic with an
+    /// empty history costs a few hundred bytes, so the bound is about memory
+    /// a client could make the server spend through an app that creates
+    /// topics from requests. Past it, creating one fails
+    /// ([`crate::feeds::TopicError::TooMany`]).
+    pub max_topics: usize,
 }
 
 /// The policy for a connection whose write queue is past
@@ -117,6 +140,38 @@ impl Default for Limits {
             sse_keepalive: Duration::from_secs(15),
             long_poll_timeout: Duration::from_secs(25),
             shutdown_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(60),
+            later_timeout: Duration::from_secs(30),
+            max_topics: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits an HTTP session enforces.
+    pub fn http(&self) -> HttpConfig {
+        HttpConfig {
+            max_head_bytes: self.max_head_bytes,
+            max_headers: self.max_headers,
+            max_body_bytes: self.max_body_bytes,
+            head_timeout: self.handshake_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+
+    /// The rules a WebSocket session plays by.
+    pub fn websocket(&self) -> SessionConfig {
+        SessionConfig {
+            limits: MessageLimits {
+                max_frame_bytes: self.max_frame_bytes,
+                max_message_bytes: self.max_message_bytes,
+                max_fragments: self.max_fragments,
+            },
+            idle_timeout: Some(self.idle_timeout),
+            ping_interval: Some(self.ping_interval),
+            pong_timeout: self.pong_timeout,
+            close_timeout: self.close_timeout,
         }
     }
 }

@@ -26,18 +26,18 @@ fn after(req: &Request) -> Option<u64> {
 }
 
 impl App for Feed {
-    fn request(&mut self, ctx: &mut Context, req: &Request, body: &[u8]) -> Reply {
+    fn request(&mut self, ctx: &mut Context, _: ConnId, req: &Request, body: &[u8]) -> Reply {
         match req.path() {
             "/events" => Reply::EventStream {
-                topic: self.topic,
+                topics: vec![self.topic],
                 after: after(req),
             },
             "/poll" => Reply::Poll {
-                topic: self.topic,
+                topics: vec![self.topic],
                 after: after(req).unwrap_or(0),
             },
             "/longpoll" => Reply::LongPoll {
-                topic: self.topic,
+                topics: vec![self.topic],
                 after: after(req).unwrap_or(0),
             },
             "/publish" => {
@@ -65,7 +65,7 @@ impl App for Feed {
 
 fn start(config: Config) -> TestServer {
     serve(config, |server| Feed {
-        topic: server.topic("feed"),
+        topic: server.topic("feed").expect("a valid topic name"),
     })
 }
 
@@ -424,7 +424,7 @@ fn poll_answers_at_once_with_the_events_after_the_cursor() {
     let second = publish(server.addr, None, "b");
     assert_eq!(
         get(server.addr, &format!("/poll?after={first}")).text(),
-        format!("[{{\"id\":{second},\"event\":\"message\",\"data\":\"b\"}}]")
+        format!("[{{\"id\":{second},\"topic\":\"feed\",\"event\":\"message\",\"data\":\"b\"}}]")
     );
     assert_eq!(
         get(server.addr, &format!("/poll?after={second}")).text(),
@@ -446,7 +446,7 @@ fn json_strings_are_escaped() {
     assert_eq!(
         get(server.addr, &format!("/poll?after={}", id - 1)).text(),
         format!(
-            "[{{\"id\":{id},\"event\":\"message\",\"data\":\"quote \\\" backslash \\\\ newline \\n tab \\t bell \\u0007 line sep \\u2028\"}}]"
+            "[{{\"id\":{id},\"topic\":\"feed\",\"event\":\"message\",\"data\":\"quote \\\" backslash \\\\ newline \\n tab \\t bell \\u0007 line sep \\u2028\"}}]"
         )
     );
 }
@@ -474,7 +474,7 @@ fn long_poll_is_held_until_a_publish_wakes_it() {
     let response = read_response(&mut held, &mut Vec::new());
     assert_eq!(
         response.text(),
-        format!("[{{\"id\":{id},\"event\":\"message\",\"data\":\"wake up\"}}]")
+        format!("[{{\"id\":{id},\"topic\":\"feed\",\"event\":\"message\",\"data\":\"wake up\"}}]")
     );
     // Keep-alive: the same connection serves the next request.
     held.write_all(b"GET /poll?after=0 HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -549,7 +549,7 @@ fn requests_pipelined_behind_a_long_poll_wait_their_turn() {
     let first = read_response(&mut stream, &mut buffered);
     assert_eq!(
         first.text(),
-        format!("[{{\"id\":{id},\"event\":\"message\",\"data\":\"next\"}}]")
+        format!("[{{\"id\":{id},\"topic\":\"feed\",\"event\":\"message\",\"data\":\"next\"}}]")
     );
     let second = read_response(&mut stream, &mut buffered);
     assert!(
@@ -569,7 +569,7 @@ fn websocket_subscribers_get_json_events_and_replay_after_a_cursor() {
     assert_eq!(
         socket.recv_data(),
         Received::Text(format!(
-            "{{\"id\":{first},\"event\":\"message\",\"data\":\"old\"}}"
+            "{{\"id\":{first},\"topic\":\"feed\",\"event\":\"message\",\"data\":\"old\"}}"
         ))
     );
     socket.send_text("hi all");
@@ -586,7 +586,7 @@ fn websocket_subscribers_get_json_events_and_replay_after_a_cursor() {
 fn other_threads_publish_through_the_handle() {
     let (ready, topic_id) = std::sync::mpsc::channel();
     let server = serve(quick_config(), move |server| {
-        let topic = server.topic("feed");
+        let topic = server.topic("feed").expect("a valid topic name");
         ready.send(topic).unwrap();
         Feed { topic }
     });

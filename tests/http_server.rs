@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::*;
-use pushloop::app::{App, Context, Reply};
+use pushloop::app::{App, ConnId, Context, Reply};
 use pushloop::http::{Request, Response};
 use pushloop::server::Config;
 
@@ -15,7 +15,7 @@ use pushloop::server::Config;
 struct Routes;
 
 impl App for Routes {
-    fn request(&mut self, _: &mut Context, req: &Request, body: &[u8]) -> Reply {
+    fn request(&mut self, _: &mut Context, _: ConnId, req: &Request, body: &[u8]) -> Reply {
         match req.path() {
             "/hello" => Reply::Response(Response::text(200, "hello")),
             "/echo-body" => Reply::Response(Response::new(200).body(body.to_vec())),

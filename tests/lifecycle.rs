@@ -39,7 +39,7 @@ impl App for Clock {
         let _ = self.ticks.send(ctx.now());
     }
 
-    fn request(&mut self, ctx: &mut Context, req: &Request, _: &[u8]) -> Reply {
+    fn request(&mut self, ctx: &mut Context, _: ConnId, req: &Request, _: &[u8]) -> Reply {
         match req.path() {
             "/stop-ticking" => {
                 if let Some(timer) = self.interval.take() {
@@ -48,11 +48,11 @@ impl App for Clock {
                 Reply::Response(Response::text(200, "stopped"))
             }
             "/events" => Reply::EventStream {
-                topic: self.topic,
+                topics: vec![self.topic],
                 after: None,
             },
             "/longpoll" => Reply::LongPoll {
-                topic: self.topic,
+                topics: vec![self.topic],
                 after: 0,
             },
             "/shutdown" => {
@@ -86,7 +86,7 @@ fn start() -> Started {
         ticks,
         opened,
         interval: None,
-        topic: server.topic("t"),
+        topic: server.topic("t").expect("a valid topic name"),
     });
     Started {
         server,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use pushloop::app::{Accept, App, ConnId, Context, Message, Reply, TopicId, Upgrading};
 use pushloop::http::{Request, Response};
-use pushloop::server::trace::TraceOutput;
+use pushloop::server::TraceOutput;
 use pushloop::ws::handshake::Upgrade;
 
 /// A writer the test can read back.
@@ -38,14 +38,14 @@ struct Traced {
 }
 
 impl App for Traced {
-    fn request(&mut self, ctx: &mut Context, req: &Request, _: &[u8]) -> Reply {
+    fn request(&mut self, ctx: &mut Context, _: ConnId, req: &Request, _: &[u8]) -> Reply {
         match req.path() {
             "/events" => Reply::EventStream {
-                topic: self.topic,
+                topics: vec![self.topic],
                 after: None,
             },
             "/longpoll" => Reply::LongPoll {
-                topic: self.topic,
+                topics: vec![self.topic],
                 after: req
                     .query_param("after")
                     .and_then(|a| a.parse().ok())
@@ -74,7 +74,7 @@ fn trace_annotates_heads_frames_closes_events_and_long_polls() {
     let mut config = quick_config();
     config.trace = Some(TraceOutput(Box::new(captured.clone())));
     let server = serve(config, |server| Traced {
-        topic: server.topic("t"),
+        topic: server.topic("t").expect("a valid topic name"),
     });
 
     let mut socket = WsClient::connect(server.addr, "/echo");
@@ -113,7 +113,7 @@ fn trace_annotates_heads_frames_closes_events_and_long_polls() {
         "← text    5 bytes \"Hello\"",
         "→ frame   FIN=1 RSV=000 op=0x1 text   MASK=0 len=5 (7-bit) \"Hello\"",
         "← close   1000 normal closure \"bye\"",
-        "close handshake Open → Closed",
+        "websocket open → closed",
         "code=1000 normal closure",
         "· hold    long-poll held after=",
         "· wake    long-poll answered",
@@ -136,7 +136,7 @@ fn length_encodings_are_named() {
     let mut config = quick_config();
     config.trace = Some(TraceOutput(Box::new(captured.clone())));
     let server = serve(config, |server| Traced {
-        topic: server.topic("t"),
+        topic: server.topic("t").expect("a valid topic name"),
     });
     let mut socket = WsClient::connect(server.addr, "/echo");
     socket.send_binary(&[1; 256]);

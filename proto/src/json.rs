@@ -6,8 +6,10 @@
 //!   and U+2029 PARAGRAPH SEPARATOR were line terminators that a JavaScript string
 //!   literal could not hold, so valid JSON was not always valid JavaScript.
 //!
-//! Only writing strings lives here: a number needs no escaping, and pushloop never
-//! parses JSON.
+//! Writing strings ([`write_str`]) is what the feeds need to wrap text; the
+//! one reading job is [`validate`]: a publisher may hand over a JSON value to
+//! be sent as-is, and one broken value would break every poll answer that
+//! includes it, so it is checked first (RFC 8259 §2-§7 grammar).
 
 use alloc::vec::Vec;
 
@@ -68,9 +70,306 @@ fn escape(c: char) -> Option<&'static str> {
     }
 }
 
+/// Containers nested deeper than this are refused: the check keeps a stack
+/// of open containers, and the bound keeps it small. 128 is also the default
+/// recursion limit of `serde_json`, so what passes here parses there.
+pub const MAX_DEPTH: usize = 128;
+
+/// Why a text is not one JSON value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonError {
+    /// Not one value per RFC 8259 (`at`: the byte offset where it went wrong).
+    Syntax {
+        /// Byte offset of the first byte that does not fit the grammar.
+        at: usize,
+    },
+    /// Containers nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
+/// Checks that `text` is exactly one JSON value, with optional whitespace
+/// around it (RFC 8259 §2: `JSON-text = ws value ws`). Strings must be valid
+/// UTF-8 (§8.1) with legal escapes (§7); numbers follow §6. Linear time, no
+/// allocation besides a stack of at most [`MAX_DEPTH`] bytes; never panics.
+///
+/// ```
+/// use pushloop_proto::json::{validate, JsonError};
+/// assert_eq!(validate(br#" {"a": [1, 2.5e3, "x\u00e9", true, null]} "#), Ok(()));
+/// assert!(matches!(validate(b"{\"a\":}"), Err(JsonError::Syntax { at: 5 })));
+/// ```
+pub fn validate(text: &[u8]) -> Result<(), JsonError> {
+    let mut checker = Checker { text, at: 0 };
+    checker.whitespace();
+    checker.value()?;
+    checker.whitespace();
+    match checker.at == text.len() {
+        true => Ok(()),
+        false => Err(checker.error()),
+    }
+}
+
+/// A cursor over the text being checked.
+struct Checker<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl Checker<'_> {
+    fn error(&self) -> JsonError {
+        JsonError::Syntax { at: self.at }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let matched = self.peek() == Some(byte);
+        if matched {
+            self.at += 1;
+        }
+        matched
+    }
+
+    /// §2: `ws = *( %x20 / %x09 / %x0A / %x0D )`.
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// §3: `value = false / null / true / object / array / number / string`,
+    /// walked without recursion: `open` holds the containers entered.
+    fn value(&mut self) -> Result<(), JsonError> {
+        // The containers entered: true for an object, false for an array.
+        let mut open: Vec<bool> = Vec::new();
+        loop {
+            // One value starts here.
+            match self.peek() {
+                Some(b'{') | Some(b'[') => {
+                    let object = self.peek() == Some(b'{');
+                    self.at += 1;
+                    if open.len() == MAX_DEPTH {
+                        return Err(JsonError::TooDeep);
+                    }
+                    open.push(object);
+                    self.whitespace();
+                    let close = if object { b'}' } else { b']' };
+                    if !self.eat(close) {
+                        if object {
+                            self.member_name()?;
+                        }
+                        continue;
+                    }
+                    open.pop();
+                }
+                Some(b'"') => self.string()?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                _ => return Err(self.error()),
+            }
+            // The value is done: close containers, or go on to the next value.
+            loop {
+                let Some(&object) = open.last() else {
+                    return Ok(());
+                };
+                self.whitespace();
+                if self.eat(b',') {
+                    self.whitespace();
+                    if object {
+                        self.member_name()?;
+                    }
+                    break;
+                }
+                let close = if object { b'}' } else { b']' };
+                if !self.eat(close) {
+                    return Err(self.error());
+                }
+                open.pop();
+            }
+        }
+    }
+
+    /// §4: `member = string name-separator value`, up to the value.
+    fn member_name(&mut self) -> Result<(), JsonError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error());
+        }
+        self.string()?;
+        self.whitespace();
+        if !self.eat(b':') {
+            return Err(self.error());
+        }
+        self.whitespace();
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), JsonError> {
+        if self.text.get(self.at..self.at + word.len()) == Some(word) {
+            self.at += word.len();
+            Ok(())
+        } else {
+            Err(self.error())
+        }
+    }
+
+    /// §6: `number = [ minus ] int [ frac ] [ exp ]`, `int = zero / ( digit1-9 *DIGIT )`.
+    fn number(&mut self) -> Result<(), JsonError> {
+        self.eat(b'-');
+        if !self.eat(b'0') {
+            if !matches!(self.peek(), Some(b'1'..=b'9')) {
+                return Err(self.error());
+            }
+            self.digits();
+        }
+        if self.eat(b'.') {
+            self.at_least_one_digit()?;
+        }
+        if self.eat(b'e') || self.eat(b'E') {
+            if !self.eat(b'+') {
+                self.eat(b'-');
+            }
+            self.at_least_one_digit()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn at_least_one_digit(&mut self) -> Result<(), JsonError> {
+        if !matches!(self.peek(), Some(b'0'..=b'9')) {
+            return Err(self.error());
+        }
+        self.digits();
+        Ok(())
+    }
+
+    /// §7: a quoted string: no raw control characters, legal escapes only,
+    /// and valid UTF-8 (§8.1).
+    fn string(&mut self) -> Result<(), JsonError> {
+        self.at += 1;
+        let start = self.at;
+        loop {
+            match self.peek() {
+                None | Some(0..=0x1f) => return Err(self.error()),
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    self.at += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.at += 1
+                        }
+                        Some(b'u') => {
+                            let hex = self.text.get(self.at + 1..self.at + 5);
+                            if !hex.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                                return Err(self.error());
+                            }
+                            self.at += 5;
+                        }
+                        _ => return Err(self.error()),
+                    }
+                }
+                Some(_) => self.at += 1,
+            }
+        }
+        if core::str::from_utf8(&self.text[start..self.at]).is_err() {
+            return Err(JsonError::Syntax { at: start });
+        }
+        self.at += 1;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc_8259_examples_are_valid() {
+        // RFC 8259 §13, the two examples.
+        let image = br#"{
+          "Image": {
+              "Width":  800,
+              "Height": 600,
+              "Title":  "View from 15th Floor",
+              "Thumbnail": {
+                  "Url":    "http://www.example.com/image/481989943",
+                  "Height": 125,
+                  "Width":  100
+              },
+              "Animated" : false,
+              "IDs": [116, 943, 234, 38793]
+            }
+        }"#;
+        assert_eq!(validate(image), Ok(()));
+        let places = br#"[{"precision": "zip", "Latitude": 37.7668, "Longitude": -122.3959,
+            "Address": "", "City": "SAN FRANCISCO", "State": "CA", "Zip": "94107",
+            "Country": "US"}]"#;
+        assert_eq!(validate(places), Ok(()));
+        // §2: any value is a JSON text, not only objects and arrays.
+        for scalar in [
+            &b"\"Hello world!\""[..],
+            b"42",
+            b"null",
+            b"-0.5e-3",
+            b"[]",
+            b"{}",
+        ] {
+            assert_eq!(validate(scalar), Ok(()), "{scalar:?}");
+        }
+    }
+
+    #[test]
+    fn broken_values_are_refused() {
+        for bad in [
+            &b""[..],
+            b" ",
+            b"{",
+            b"[1,]",
+            b"{\"a\":1,}",
+            b"{\"a\" 1}",
+            b"{1:2}",
+            b"01",
+            b"1.",
+            b"1e",
+            b"+1",
+            b"tru",
+            b"nul",
+            b"\"\\x\"",
+            b"\"\\u12\"",
+            b"\"a\nb\"",
+            b"\"\xff\"",
+            b"1 2",
+            b"[1] x",
+        ] {
+            assert!(validate(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_recursion() {
+        let deep = |n: usize| {
+            let mut text = "[".repeat(n);
+            text.push_str(&"]".repeat(n));
+            text
+        };
+        assert_eq!(validate(deep(MAX_DEPTH).as_bytes()), Ok(()));
+        assert_eq!(
+            validate(deep(MAX_DEPTH + 1).as_bytes()),
+            Err(JsonError::TooDeep)
+        );
+        // A million open brackets: refused at the bound, no stack overflow.
+        assert_eq!(
+            validate("[".repeat(1_000_000).as_bytes()),
+            Err(JsonError::TooDeep)
+        );
+    }
 
     fn json(s: &str) -> String {
         let mut out = Vec::new();

@@ -1,41 +1,48 @@
-//! The loop itself: poll, accept, read, dispatch, timers, flush, reap.
+//! The loop itself: poll, accept, read, hand bytes to the sessions, call the
+//! app, timers, write, reap.
 //!
-//! Read this file top to bottom as the life of one batch of events
-//! ([`EventLoop::run`]), then the life of one connection: accepted
-//! ([`EventLoop::accept`]), read ([`EventLoop::read`]), its bytes handed to the
-//! state it is in ([`process`]: [`process_http`], [`process_websocket`]), and
-//! finally reaped ([`EventLoop::reap`]).
+//! Read this file top to bottom as the life of one turn ([`EventLoop::run`]),
+//! then the life of one connection: accepted ([`EventLoop::accept`]), read
+//! ([`EventLoop::read`]), its bytes handed to its session
+//! ([`EventLoop::process_http`], [`EventLoop::process_websocket`]), and
+//! finally reaped ([`EventLoop::reap`]). Every protocol rule is in a session
+//! of the protocol crate; what is here is moving bytes, time and callbacks.
+//!
+//! **Fairness.** A connection is read at most once per turn (one fill of the
+//! loop's read buffer); if the read filled it, the connection is listed as
+//! *ready* and read again next turn, after every other socket had its turn,
+//! the answers were written, signals and `Handle` commands were served and
+//! timers ran. A connection whose queue is past `max_queued_bytes`, or whose
+//! request is being answered later, is not read at all until that changes.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::app::{App, ConnId, Context, Message as AppMessage, Reply, Upgrading};
-use crate::http::{
-    httparse, parse_request, BodyDecoder, BodyFraming, HeadScanner, Request, Response,
-};
-use crate::server::connection::{
-    ClosingStage, Connection, HttpState, PendingBody, State, Transport, WsState,
-};
-use crate::server::core::{write_close_frame, Core};
-use crate::server::handle::{Command, Handle};
-use crate::server::timers::{Deadline, Deadlines, Wake};
-use crate::server::token::{LISTENER, WAKER};
-use crate::server::write_queue::WriteQueue;
-use crate::server::Config;
+use crate::app::{Accept, App, ConnId, Context, Reply, Upgrading};
+use crate::engine::config::Config;
+use crate::engine::connection::{Closing, Connection, Kind, Waiting, WsConn};
+use crate::engine::handle::{Command, Handle};
+use crate::engine::outbox::{Kind as Chunk, Message};
+use crate::engine::slab::{LISTENER, WAKER};
+use crate::engine::timers::Wake;
+use crate::engine::Core;
+use crate::feeds::Payload;
+use crate::http::{httparse, HttpSession, HttpStep, Request, Response};
+use crate::ids::TopicId;
 use crate::sse;
-use crate::ws::close::{CloseCode, CloseState};
-use crate::ws::frame::{encode_frame, FrameHeader, OpCode, Role};
+use crate::ws::close::CloseCode;
+use crate::ws::frame::Role;
 use crate::ws::handshake::{self, HandshakeError};
-use crate::ws::message::{Message, MessageDecoder, MessageError, MessageLimits, Step};
+use crate::ws::message::{MessageDecoder, MessageLimits};
+use crate::ws::session::{Event, Session, Step};
 
 /// Header slots kept on the stack (the default limit); more come from the
 /// heap. Every slot is written before parsing, and writing 256 for every
@@ -46,10 +53,17 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Events taken from one `poll` call.
 const EVENTS_PER_POLL: usize = 1024;
 /// Fan-out recipients written per turn before the loop looks for input again
-/// (see [`crate::server::core`]): small enough that a publisher waiting for
+/// (see [`crate::engine::outbox`]): small enough that a publisher waiting for
 /// its answer is not kept behind a thousand writes, large enough that the
 /// extra `epoll_wait` is noise.
 const FANOUT_SLICE: usize = 64;
+/// A placeholder decoder, put in a WebSocket's place while its real decoder
+/// (which may hold the message being handled) is lent to a turn.
+const NO_LIMITS: MessageLimits = MessageLimits {
+    max_frame_bytes: 0,
+    max_message_bytes: 0,
+    max_fragments: 0,
+};
 
 pub(crate) struct EventLoop {
     poll: Poll,
@@ -60,6 +74,18 @@ pub(crate) struct EventLoop {
     pub(crate) core: Core,
     commands: Receiver<Command>,
     accept_paused: bool,
+}
+
+/// What the reply to a request asks the engine to do, once the request
+/// (which borrows the session and the read buffer) is dropped.
+enum Next {
+    Respond(Response),
+    Poll(Vec<TopicId>, u64),
+    LongPoll(Vec<TopicId>, u64),
+    EventStream(Vec<TopicId>, Option<u64>),
+    Later,
+    /// Switch to WebSocket: the 101 head, and what the app asked for.
+    Upgrade(Vec<u8>, Accept),
 }
 
 impl EventLoop {
@@ -76,7 +102,13 @@ impl EventLoop {
         let scratch_len = config
             .read_buffer_bytes
             .max(config.limits.max_head_bytes + 4096);
-        let core = Core::new(config, poll.registry().try_clone()?, handle, id_seed);
+        let core = Core::new(
+            config,
+            poll.registry().try_clone()?,
+            handle,
+            id_seed,
+            std::time::Instant::now(),
+        );
         Ok(EventLoop {
             poll,
             listener: Some(listener),
@@ -88,13 +120,13 @@ impl EventLoop {
         })
     }
 
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local_addr)
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     pub(crate) fn run(mut self, mut app: impl App) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
-        self.core.now = Instant::now();
+        self.core.tick();
         guarded(&mut self.core, &mut app, |app, ctx| app.start(ctx));
         loop {
             // 5 and 6 of the previous turn (and of `start`): write answers,
@@ -103,20 +135,20 @@ impl EventLoop {
             let fanout_left = self.core.flush_fanout(FANOUT_SLICE);
             self.reap(&mut app);
             if let Some(deadline) = self.core.shutdown_deadline {
-                if self.core.conns.len() == 0 || Instant::now() >= deadline {
+                if self.core.conns.is_empty() || self.core.now >= deadline {
                     return Ok(());
                 }
             }
-            // Sleep until the earliest deadline (or the shutdown's).
-            let wake_at = match (self.core.timers.next(), self.core.shutdown_deadline) {
-                (Some(timer), Some(shutdown)) => Some(timer.min(shutdown)),
-                (timer, shutdown) => timer.or(shutdown),
-            };
-            let timeout = if fanout_left {
-                // More to write: only look for input, do not sleep.
+            // Sleep until the earliest deadline, unless there is more to do.
+            let timeout = if fanout_left || !self.core.ready.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                wake_at.map(|when| when.saturating_duration_since(Instant::now()))
+                let wake_at = match (self.core.timers.next(), self.core.shutdown_deadline) {
+                    (Some(timer), Some(shutdown)) => Some(timer.min(shutdown)),
+                    (timer, shutdown) => timer.or(shutdown),
+                };
+                self.core.tick();
+                wake_at.map(|when| when.saturating_duration_since(self.core.now))
             };
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == ErrorKind::Interrupted {
@@ -124,7 +156,10 @@ impl EventLoop {
                 }
                 return Err(error);
             }
-            self.core.now = Instant::now();
+            self.core.tick();
+            // 1-3. Connections read last turn that may have more go first in
+            // line behind the new events (each gets one read per turn).
+            let ready = self.core.ready.len();
             for event in events.iter() {
                 match event.token() {
                     // 1. New connections.
@@ -132,11 +167,19 @@ impl EventLoop {
                     // 2. Commands from other threads.
                     WAKER => self.run_commands(),
                     // 3. Socket readiness: read before write, so that answers
-                    //    to this batch's input join what is already queued.
+                    //    to this turn's input join what is already queued.
                     token => {
+                        if event.is_read_closed() || event.is_error() {
+                            // A paused connection is not read, so its FIN
+                            // would go unseen: act on it now.
+                            match self.core.conns.get_mut(token) {
+                                Some(conn) if conn.paused => self.peer_closed(token),
+                                Some(conn) => conn.peer_fin = true,
+                                None => {}
+                            }
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            let fin_seen = event.is_read_closed() || event.is_error();
-                            self.read(&mut app, token, fin_seen);
+                            self.read(&mut app, token);
                         }
                         if event.is_writable() {
                             self.core.flush(token);
@@ -144,7 +187,15 @@ impl EventLoop {
                     }
                 }
             }
-            self.resume(&mut app);
+            for _ in 0..ready {
+                let Some(token) = self.core.ready.pop_front() else {
+                    break;
+                };
+                if let Some(conn) = self.core.conns.get_mut(token) {
+                    conn.in_ready = false;
+                    self.read(&mut app, token);
+                }
+            }
             // 4. Deadlines.
             self.run_timers(&mut app);
         }
@@ -161,7 +212,7 @@ impl EventLoop {
             return;
         };
         loop {
-            let (stream, _) = match listener.accept() {
+            let (stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
@@ -184,26 +235,8 @@ impl EventLoop {
             }
             // Small frames must not wait for Nagle's algorithm.
             let _ = stream.set_nodelay(true);
-            let now = core.now;
-            let limits = &core.config.limits;
-            let mut deadlines = Deadlines::default();
-            deadlines.set(Deadline::Handshake, Some(now + limits.handshake_timeout));
-            deadlines.set(Deadline::Idle, Some(now + limits.idle_timeout));
-            let max_head = limits.max_head_bytes;
-            let token = core.conns.insert_with(|_| Connection {
-                stream,
-                state: State::Http(HttpState {
-                    scanner: HeadScanner::new(max_head),
-                    pending: None,
-                }),
-                queue: WriteQueue::default(),
-                leftover: Vec::new(),
-                deadlines,
-                wants_writable: false,
-                in_fanout: false,
-                in_dirty: false,
-                transport: Transport::Http,
-            });
+            let session = HttpSession::new(core.now);
+            let token = core.conns.insert_with(|_| Connection::new(stream, session));
             let registered = match core.conns.get_mut(token) {
                 Some(conn) => core
                     .registry
@@ -218,52 +251,59 @@ impl EventLoop {
             core.stats.http.connections += 1;
             core.rearm(token);
             if core.tracer.is_some() {
-                let peer = core
-                    .conns
-                    .get(token)
-                    .and_then(|conn| conn.stream.peer_addr().ok());
-                let from = peer.map_or_else(
-                    || "accepted".to_owned(),
-                    |peer| format!("accepted from {peer}"),
-                );
+                let from = format!("accepted from {peer}");
                 core.trace(|tracer, now| tracer.note(now, token, "tcp", &from, ""));
             }
         }
     }
 
-    /// Reads until `WouldBlock` (edge-triggered), handing each read to the
-    /// connection's state. A short read means the socket was drained: epoll
-    /// reports new data with a new edge, so no second `read` is needed to see
-    /// `WouldBlock` (the same shortcut tokio takes) — unless the event also
-    /// reported the peer's FIN, which no later edge would announce again.
-    fn read(&mut self, app: &mut impl App, token: Token, fin_seen: bool) {
-        loop {
-            let Some(conn) = self.core.conns.get_mut(token) else {
-                return;
-            };
-            let kept = conn.leftover.len();
-            self.scratch[..kept].copy_from_slice(&conn.leftover);
-            let room = self.scratch.len() - kept;
+    /// One read of a connection (its budget for this turn), handed to its
+    /// session. A read that filled the buffer lists the connection to be
+    /// read again next turn; a short one drained the socket (epoll reports
+    /// new data with a new edge). A connection that is paused is not read:
+    /// it is listed again when it may go on.
+    fn read(&mut self, app: &mut impl App, token: Token) {
+        let Some(conn) = self.core.conns.get_mut(token) else {
+            return;
+        };
+        if conn.paused {
+            return;
+        }
+        let kept = conn.leftover.len();
+        self.scratch[..kept].copy_from_slice(&conn.leftover);
+        conn.leftover = Vec::new();
+        let room = self.scratch.len() - kept;
+        let lingering = matches!(conn.kind, Kind::Closing(Closing::Lingering));
+        let result = loop {
             match conn.stream.read(&mut self.scratch[kept..]) {
-                Ok(0) => {
-                    self.peer_closed(token);
-                    return;
-                }
-                Ok(n) => {
-                    conn.leftover = Vec::new();
-                    note_activity(&mut self.core, token);
-                    process(&mut self.core, app, &mut self.scratch, token, kept + n);
-                    if n < room && !fin_seen {
-                        return;
-                    }
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.peer_closed(token);
-                    return;
+                result => break result,
+            }
+        };
+        match result {
+            // The rest of the peer's input is read only to see its FIN.
+            Ok(n) if lingering && n > 0 => self.core.make_ready(token),
+            Ok(0) => {
+                if kept > 0 {
+                    self.process(app, token, kept);
+                }
+                self.peer_closed(token);
+            }
+            Ok(n) => {
+                self.process(app, token, kept + n);
+                let peer_fin = self.core.conns.get(token).is_some_and(|c| c.peer_fin);
+                // A full read may have left more; a FIN seen with data must
+                // still be read as EOF (no later edge announces it again).
+                if n == room || peer_fin {
+                    self.core.make_ready(token);
                 }
             }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                if kept > 0 {
+                    self.process(app, token, kept);
+                }
+            }
+            Err(_) => self.peer_closed(token),
         }
     }
 
@@ -272,40 +312,435 @@ impl EventLoop {
         let Some(conn) = self.core.conns.get_mut(token) else {
             return;
         };
-        match &mut conn.state {
-            // RFC 9112 §9.6: a client may half-close after its last request;
-            // what we owe it still goes out (then the lingering close).
-            State::Http(_) if conn.queue.len() > 0 => self.core.start_closing(token),
-            // Still writing our last bytes: the lingering close ends it later
-            // (EOF is reported again on every later event).
-            State::Closing(ClosingStage::Flushing { .. }) => {}
-            // RFC 6455 §7.1.5: no Close frame was received, so the code is 1006.
-            State::WebSocket(ws) => {
-                ws.close_code.get_or_insert(CloseCode::ABNORMAL);
+        conn.peer_fin = true;
+        match &mut conn.kind {
+            // RFC 9112 §9.6: a client may half-close after its request; what
+            // we owe it (a held answer included) still goes out, then close.
+            // A held long-poll is answered at once with what there is: a FIN
+            // is how most clients leave, and holding their sockets until the
+            // poll's timeout would let clients that come and go pile them up.
+            Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }) => {
+                self.core.answer_long_poll(token);
+            }
+            Kind::Http(http) if http.session.is_responding() || !conn.outbox.is_empty() => {
+                if !http.session.is_responding() {
+                    self.core.close_after_answer(token, false);
+                }
+            }
+            // Still writing our last bytes: the close follows them.
+            Kind::Closing(Closing::Flushing { .. }) => {}
+            // A half-closed reader gets what is queued for it, then the end.
+            Kind::EventStream => self.core.close_after_answer(token, false),
+            // RFC 6455 §7.1.5: no Close frame was received: 1006 (reported
+            // when the connection is reaped).
+            Kind::WebSocket(ws) => {
+                ws.session.on_eof();
                 self.core.dead.push(token);
             }
             _ => self.core.dead.push(token),
         }
     }
 
-    /// Handles input left waiting by a long-poll that has just been answered.
-    fn resume(&mut self, app: &mut impl App) {
-        while let Some(token) = self.core.resume.pop() {
-            let Some(conn) = self.core.conns.get_mut(token) else {
-                continue;
+    /// Hands `scratch[..len]` to the connection's session, as often as the
+    /// connection changes kind (a head upgrades to a WebSocket and the rest
+    /// are frames).
+    fn process(&mut self, app: &mut impl App, token: Token, len: usize) {
+        let mut pos = 0;
+        while pos < len {
+            let Some(conn) = self.core.conns.get(token) else {
+                return;
             };
-            let leftover = std::mem::take(&mut conn.leftover);
-            if leftover.is_empty() {
-                continue;
+            pos = match conn.kind {
+                Kind::Http(_) => match self.process_http(app, token, pos, len) {
+                    Some(next) => next,
+                    None => return,
+                },
+                Kind::WebSocket(_) => return self.process_websocket(app, token, pos, len),
+                // A stream's client has nothing to say; a closing socket's input
+                // is read only to see the peer's FIN.
+                Kind::EventStream | Kind::Closing(_) => return,
+            };
+        }
+    }
+
+    /// Keeps unconsumed input for the next turn (at most one read's worth).
+    fn keep(&mut self, token: Token, pos: usize, len: usize) {
+        if let Some(conn) = self.core.conns.get_mut(token) {
+            if pos < len {
+                conn.leftover = self.scratch[pos..len].to_vec();
             }
-            self.scratch[..leftover.len()].copy_from_slice(&leftover);
-            process(
-                &mut self.core,
-                app,
-                &mut self.scratch,
-                token,
-                leftover.len(),
+        }
+    }
+
+    /// Stops reading a connection whose queue is past its bound, keeping the
+    /// rest of this read; it goes on once the queue drains (see `Core::flush`).
+    fn pause(&mut self, token: Token, pos: usize, len: usize) {
+        self.keep(token, pos, len);
+        if let Some(conn) = self.core.conns.get_mut(token) {
+            conn.paused = true;
+            self.core.stats.paused_reads += 1;
+        }
+    }
+
+    /// Reads requests from `scratch[pos..len]`. Returns where the next kind
+    /// (a WebSocket) should continue, or `None` when everything was consumed,
+    /// kept, or the connection stopped reading.
+    fn process_http(
+        &mut self,
+        app: &mut impl App,
+        token: Token,
+        mut pos: usize,
+        len: usize,
+    ) -> Option<usize> {
+        let (now, http_config) = (self.core.now, self.core.http);
+        loop {
+            // The session leaves the connection while its request is handled:
+            // the request borrows it (a body that spanned reads), and the
+            // callback may act on this very connection.
+            let http = self.core.conns.get_mut(token)?.http()?;
+            let mut session = std::mem::replace(&mut http.session, HttpSession::new(now));
+            let mut interim = Vec::new();
+            let (mut stack, mut heap) = ([httparse::EMPTY_HEADER; STACK_HEADER_SLOTS], Vec::new());
+            let headers = header_slots(http_config.max_headers, &mut stack, &mut heap);
+            let step = session.step(
+                &self.scratch[pos..len],
+                headers,
+                now,
+                &http_config,
+                &mut interim,
             );
+            let (next, used) = match step {
+                Ok(HttpStep::Request {
+                    request,
+                    head,
+                    body,
+                    used,
+                }) => {
+                    self.core
+                        .trace(|tracer, now| tracer.head_in(now, token, head));
+                    (
+                        Some(dispatch(&mut self.core, app, token, &request, body)),
+                        used,
+                    )
+                }
+                Ok(HttpStep::Progress { used }) => (None, used),
+                Ok(HttpStep::NeedMore) => {
+                    self.put_back(token, session);
+                    self.keep(token, pos, len);
+                    self.core.rearm(token);
+                    return None;
+                }
+                Ok(HttpStep::Blocked) => {
+                    // RFC 9112 §9.3.2: this request waits for the answer
+                    // before it; it stays unread (here, then in the kernel).
+                    self.put_back(token, session);
+                    self.keep(token, pos, len);
+                    if let Some(conn) = self.core.conns.get_mut(token) {
+                        conn.paused = true;
+                    }
+                    return None;
+                }
+                Err(error) => {
+                    self.put_back(token, session);
+                    self.core
+                        .push_protocol(token, &|out| error.write_response(out));
+                    self.core.close_after_answer(token, true);
+                    return None;
+                }
+            };
+            self.put_back(token, session);
+            if !interim.is_empty() {
+                self.core
+                    .push_protocol(token, &|out| out.extend_from_slice(&interim));
+            }
+            pos += used;
+            if let Some(next) = next {
+                if self.act(app, token, next) {
+                    // Switched to WebSocket: the rest of the input is frames.
+                    return Some(pos);
+                }
+            }
+            self.core.rearm(token);
+            let conn = self.core.conns.get(token)?;
+            if !matches!(conn.kind, Kind::Http(_)) || conn.paused {
+                self.keep(token, pos, len);
+                return None;
+            }
+            if self.core.output_full(token) {
+                self.pause(token, pos, len);
+                return None;
+            }
+            if pos == len {
+                return None;
+            }
+        }
+    }
+
+    /// Puts a session back into its connection, if it is still an HTTP one
+    /// (a callback may have closed it).
+    fn put_back(&mut self, token: Token, session: HttpSession) {
+        if let Some(http) = self.core.conns.get_mut(token).and_then(Connection::http) {
+            http.session = session;
+        }
+    }
+}
+
+/// Asks the app about a request and says what to do with its reply.
+fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, body: &[u8]) -> Next {
+    let id = ConnId(token);
+    if handshake::is_upgrade_request(req) {
+        return upgrade(core, app, token, req);
+    }
+    let Some(reply) = guarded(core, app, |app, ctx| app.request(ctx, id, req, body)) else {
+        return Next::Respond(Response::text(500, "internal error"));
+    };
+    match reply {
+        Reply::Response(response) => {
+            core.stats.http.requests += 1;
+            Next::Respond(response)
+        }
+        Reply::Poll { topics, after } => Next::Poll(topics, after),
+        Reply::LongPoll { topics, after } => Next::LongPoll(topics, after),
+        Reply::EventStream { topics, after } => {
+            // WHATWG HTML §9.2.4: a reconnecting EventSource sends the last
+            // id it saw as `Last-Event-ID`; it wins over the first cursor.
+            match req.header("last-event-id").map(sse::parse_last_event_id) {
+                Some(Ok(id)) => Next::EventStream(topics, Some(id)),
+                Some(Err(_)) => Next::Respond(
+                    Response::text(400, "Last-Event-ID must be a decimal event id")
+                        .header("Connection", "close"),
+                ),
+                None => Next::EventStream(topics, after),
+            }
+        }
+        Reply::Later => Next::Later,
+    }
+}
+
+/// RFC 6455 §4.2: validate the handshake, apply the Origin policy, ask
+/// the app; the 101 head is built here, while the request is at hand.
+fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) -> Next {
+    let refuse = |error: HandshakeError| {
+        let mut out = Vec::new();
+        error.write_response(&mut out);
+        Next::Upgrade(out, Accept::new())
+    };
+    let offer = match handshake::check(req) {
+        Ok(offer) => offer,
+        Err(error) => return refuse(error),
+    };
+    if !core.config.origin_policy.allows(offer.origin()) {
+        return refuse(HandshakeError::ForbiddenOrigin);
+    }
+    let id = ConnId(token);
+    let accept = match guarded(core, app, |app, ctx| app.upgrade(ctx, id, req, &offer)) {
+        Some(Upgrading::Accept(accept)) => accept,
+        Some(Upgrading::Reject(response)) => {
+            return Next::Respond(response.header("Connection", "close"))
+        }
+        None => return Next::Respond(Response::text(500, "internal error")),
+    };
+    let mut switching = Vec::with_capacity(160);
+    if offer
+        .write_accept(accept.protocol.as_deref(), &mut switching)
+        .is_err()
+    {
+        // The app chose a subprotocol the client did not offer: our bug.
+        return Next::Respond(Response::text(500, "internal error"));
+    }
+    Next::Upgrade(switching, accept)
+}
+
+impl EventLoop {
+    /// Carries out a reply. True when the connection switched to WebSocket.
+    fn act(&mut self, app: &mut impl App, token: Token, next: Next) -> bool {
+        match next {
+            Next::Respond(response) => self.core.answer_with(token, &response),
+            Next::Poll(topics, after) => self.core.answer_poll(token, &topics, after),
+            Next::LongPoll(topics, after) => self.core.start_long_poll(token, topics, after),
+            Next::EventStream(topics, cursor) => {
+                self.core.start_event_stream(token, &topics, cursor)
+            }
+            Next::Later => self.core.hold_for_later(token),
+            Next::Upgrade(head, accept) => return self.open_websocket(app, token, head, accept),
+        }
+        false
+    }
+
+    /// Writes the 101 (or the handshake's refusal) and, on success, turns
+    /// the connection into a WebSocket and tells the app.
+    fn open_websocket(
+        &mut self,
+        app: &mut impl App,
+        token: Token,
+        head: Vec<u8>,
+        accept: Accept,
+    ) -> bool {
+        let switching = head.starts_with(b"HTTP/1.1 101");
+        let now = self.core.now;
+        let Some(http) = self.core.conns.get_mut(token).and_then(Connection::http) else {
+            return false;
+        };
+        http.session.answer(now, true);
+        http.session.finish();
+        self.core
+            .push_protocol(token, &|out| out.extend_from_slice(&head));
+        if !switching {
+            self.core.close_after_answer(token, true);
+            return false;
+        }
+        let limits = self.core.websocket.limits;
+        let Some(conn) = self.core.conns.get_mut(token) else {
+            return false;
+        };
+        let (session, decoder) = Session::new(Role::Server, limits, now);
+        conn.kind = Kind::WebSocket(Box::new(WsConn {
+            session,
+            decoder,
+            reported: false,
+        }));
+        self.core
+            .stats
+            .switch(conn, crate::engine::connection::Transport::WebSocket);
+        self.core.rearm(token);
+        for &topic in &accept.topics {
+            let _ = self.core.subscribe(token, topic, None);
+        }
+        if let Some(after) = accept.after {
+            self.core.replay_to(token, &accept.topics, after);
+        }
+        let id = ConnId(token);
+        if guarded(&mut self.core, app, |app, ctx| app.open(ctx, id)).is_none() {
+            self.core.close(token, CloseCode::INTERNAL_ERROR, "");
+        }
+        true
+    }
+
+    /// Feeds `scratch[pos..len]` to the WebSocket's session and acts on each
+    /// event; keeps an unfinished frame header or control frame as leftover.
+    fn process_websocket(&mut self, app: &mut impl App, token: Token, mut pos: usize, len: usize) {
+        // The decoder leaves the connection while its messages are handled,
+        // so callbacks can act on this very connection (send, close).
+        let Some(ws) = self
+            .core
+            .conns
+            .get_mut(token)
+            .and_then(Connection::websocket)
+        else {
+            return;
+        };
+        let mut decoder = std::mem::replace(
+            &mut ws.decoder,
+            MessageDecoder::new(Role::Server, NO_LIMITS),
+        );
+        let mut before = ws.session.state();
+        let mut pong_owed = false;
+        loop {
+            let mut header = None;
+            let input = &mut self.scratch[pos..len];
+            let decoder = &mut decoder;
+            let header_slot = &mut header;
+            let Some((step, written)) =
+                self.core
+                    .ws_do_untraced(token, Chunk::Protocol, move |session, env| {
+                        session.step_observed(decoder, input, env, header_slot)
+                    })
+            else {
+                break;
+            };
+            if self.core.tracer.is_some() {
+                // What came in, then what it made us write.
+                trace_step(&mut self.core, token, header, &step);
+                self.core.trace_frames_out(token, written);
+            }
+            let (event, used) = match step {
+                Step::NeedMore => {
+                    self.keep(token, pos, len);
+                    break;
+                }
+                Step::Progress { used } => {
+                    pos += used;
+                    continue;
+                }
+                Step::Event { event, used } => (event, used),
+            };
+            pos += used;
+            if self.core.tracer.is_some() {
+                if let Some(now_state) = ws_state(&self.core, token) {
+                    self.core
+                        .trace(|tracer, now| tracer.ws_state(now, token, before, now_state));
+                    before = now_state;
+                }
+            }
+            if pong_owed && matches!(event, Event::Text(_) | Event::Binary(_)) {
+                // The pong for the pings before this message goes before
+                // whatever the app answers to it (pings in a row still get
+                // one pong, RFC 6455 §5.5.3).
+                self.core.ws_do(token, Chunk::Protocol, |session, env| {
+                    session.poll_transmit(env)
+                });
+                pong_owed = false;
+            }
+            match event {
+                Event::Text(text) => message(&mut self.core, app, token, Message::Text(text)),
+                Event::Binary(bytes) => message(&mut self.core, app, token, Message::Binary(bytes)),
+                // The pong owed is written before the next message, or after
+                // the batch (below).
+                Event::Ping(_) => pong_owed = true,
+                Event::Pong(_) => {}
+                Event::Closed { code, reason } => {
+                    report_close(&mut self.core, app, token, code, reason);
+                    self.core.finish_websocket(token);
+                    break;
+                }
+                Event::Failed(error) => {
+                    report_close(&mut self.core, app, token, error.close_code(), "");
+                    self.core.finish_websocket(token);
+                    break;
+                }
+            }
+            let Some(conn) = self.core.conns.get(token) else {
+                break;
+            };
+            if !matches!(conn.kind, Kind::WebSocket(_)) {
+                break;
+            }
+            if self.core.output_full(token) {
+                self.pause(token, pos, len);
+                break;
+            }
+            if pos == len {
+                break;
+            }
+        }
+        // Put the decoder back, then owe what is owed: the pong for the
+        // latest ping (RFC 6455 §5.5.3), once per batch.
+        if let Some(ws) = self
+            .core
+            .conns
+            .get_mut(token)
+            .and_then(Connection::websocket)
+        {
+            ws.decoder = decoder;
+        }
+        let after = self.core.ws_do(token, Chunk::Protocol, |session, env| {
+            session.poll_transmit(env);
+            session.state()
+        });
+        if let Some(after) = after {
+            self.core
+                .trace(|tracer, now| tracer.ws_state(now, token, before, after));
+            if self
+                .core
+                .conns
+                .get(token)
+                .is_some_and(|conn| match &conn.kind {
+                    Kind::WebSocket(ws) => ws.session.wants_tcp_close(),
+                    _ => false,
+                })
+            {
+                self.core.finish_websocket(token);
+            }
         }
     }
 
@@ -317,22 +752,25 @@ impl EventLoop {
             let core = &mut self.core;
             match command {
                 Command::SendText(id, text) => {
-                    let _ = core.send(id.0, AppMessage::Text(&text));
+                    let _ = core.send(id.0, Message::Text(&text));
                 }
                 Command::SendBinary(id, bytes) => {
-                    let _ = core.send(id.0, AppMessage::Binary(&bytes));
+                    let _ = core.send(id.0, Message::Binary(&bytes));
                 }
                 Command::BroadcastText(text) => {
-                    let _ = core.broadcast(None, AppMessage::Text(&text));
+                    let _ = core.broadcast(None, Message::Text(&text));
                 }
                 Command::BroadcastBinary(bytes) => {
-                    let _ = core.broadcast(None, AppMessage::Binary(&bytes));
+                    let _ = core.broadcast(None, Message::Binary(&bytes));
                 }
                 Command::Publish { topic, event, data } => {
-                    let _ = core.publish(topic, event.as_deref(), &data);
+                    let _ = core.publish(topic, event.as_deref(), Payload::Text(&data), None);
                 }
                 Command::Close(id, code, reason) => {
                     let _ = core.close(id.0, code, &reason);
+                }
+                Command::Respond(id, response) => {
+                    let _ = core.respond(id.0, &response);
                 }
             }
         }
@@ -358,33 +796,23 @@ impl EventLoop {
                     self.accept();
                 }
                 Wake::User(slot, generation) => {
-                    if let Some(timer) = self.core.user_timer_fired(when, slot, generation) {
+                    if let Some(timer) = self.core.timers.user_fired(when, slot, generation) {
                         guarded(&mut self.core, app, |app, ctx| app.timer(ctx, timer));
                     }
                 }
-                Wake::Connection(token) => {
-                    let Some(conn) = self.core.conns.get_mut(token) else {
-                        continue;
-                    };
-                    if !conn.deadlines.fired(when) {
-                        continue;
-                    }
-                    let due: Vec<Deadline> = conn.deadlines.due(now).collect();
-                    for deadline in due {
-                        deadline_passed(&mut self.core, token, deadline);
-                    }
-                    self.core.rearm(token);
-                }
+                Wake::Connection(token) => self.core.connection_timer(token, when),
             }
         }
     }
 
     /// Removes finished connections; an opened WebSocket's `App::close` is
-    /// called first if it has not been.
+    /// called first if it has not been (1006: it ended without a complete
+    /// closing handshake, RFC 6455 §7.1.5).
     fn reap(&mut self, app: &mut impl App) {
         while let Some(token) = self.core.dead.pop() {
-            report_close(&mut self.core, app, token);
-            self.core.unsubscribe(token);
+            report_close(&mut self.core, app, token, CloseCode::ABNORMAL, "");
+            self.core.feeds.forget(token);
+            self.core.catching_up.remove(&token);
             if let Some(conn) = self.core.conns.remove(token) {
                 self.core
                     .trace(|tracer, now| tracer.note(now, token, "tcp", "closed", ""));
@@ -393,6 +821,27 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// Hands one message to the app.
+fn message(core: &mut Core, app: &mut impl App, token: Token, message: Message) {
+    let id = ConnId(token);
+    if guarded(core, app, |app, ctx| app.message(ctx, id, message)).is_none() {
+        core.close(token, CloseCode::INTERNAL_ERROR, "");
+    }
+}
+
+/// Calls `App::close` once for an opened WebSocket.
+fn report_close(core: &mut Core, app: &mut impl App, token: Token, code: CloseCode, reason: &str) {
+    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else {
+        return;
+    };
+    if ws.reported {
+        return;
+    }
+    ws.reported = true;
+    let id = ConnId(token);
+    guarded(core, app, |app, ctx| app.close(ctx, id, code, reason));
 }
 
 fn is_out_of_descriptors(error: &io::Error) -> bool {
@@ -415,196 +864,6 @@ fn guarded<A: App, R>(
     result.ok()
 }
 
-/// Any byte from the peer proves it alive: push the idle deadline out, and for
-/// a WebSocket count it as the heartbeat's answer too.
-fn note_activity(core: &mut Core, token: Token) {
-    let now = core.now;
-    let limits = &core.config.limits;
-    let Some(conn) = core.conns.get_mut(token) else {
-        return;
-    };
-    match &mut conn.state {
-        State::Http(_) => conn
-            .deadlines
-            .set(Deadline::Idle, Some(now + limits.idle_timeout)),
-        State::WebSocket(ws) if ws.close == CloseState::Open => {
-            ws.awaiting_pong = false;
-            conn.deadlines
-                .set(Deadline::Idle, Some(now + limits.idle_timeout));
-            conn.deadlines
-                .set(Deadline::Heartbeat, Some(now + limits.ping_interval));
-        }
-        _ => {}
-    }
-}
-
-/// Hands `scratch[..len]` to the connection's state, as often as the state
-/// changes (a head upgrades to a WebSocket and the rest are frames).
-fn process(core: &mut Core, app: &mut impl App, scratch: &mut [u8], token: Token, len: usize) {
-    let mut pos = 0;
-    loop {
-        let Some(conn) = core.conns.get_mut(token) else {
-            return;
-        };
-        match &conn.state {
-            State::Http(_) => match process_http(core, app, scratch, token, pos, len) {
-                Some(next) => pos = next,
-                None => return,
-            },
-            State::WebSocket(_) => return process_websocket(core, app, scratch, token, pos, len),
-            State::LongPoll(_) => {
-                // HTTP/1.1 answers in order (RFC 9112 §9.3.2): keep pipelined
-                // requests until the held one is answered, within the head limit.
-                let keep = &scratch[pos..len];
-                if conn.leftover.len() + keep.len() > core.config.limits.max_head_bytes {
-                    core.dead.push(token);
-                } else {
-                    conn.leftover.extend_from_slice(keep);
-                }
-                return;
-            }
-            // A stream's client has nothing to say; a closing socket's input is
-            // read only to see the peer's FIN.
-            State::EventStream(_) | State::Closing(_) => return,
-        }
-    }
-}
-
-/// Reads requests from `scratch[pos..len]`. Returns where the next state
-/// should continue, or `None` when everything was consumed or kept.
-fn process_http(
-    core: &mut Core,
-    app: &mut impl App,
-    scratch: &mut [u8],
-    token: Token,
-    mut pos: usize,
-    len: usize,
-) -> Option<usize> {
-    let limits = core.config.limits;
-    loop {
-        let conn = core.conns.get_mut(token)?;
-        let State::Http(http) = &mut conn.state else {
-            return Some(pos);
-        };
-        let input = &scratch[pos..len];
-        if input.is_empty() {
-            return None;
-        }
-        // A body in progress takes the bytes first.
-        if let Some(pending) = http.pending.as_mut() {
-            match pending.decoder.decode(input, &mut pending.body) {
-                Ok(progress) => {
-                    pos += progress.used;
-                    if !progress.done {
-                        // The decoder keeps no partial lines: what it did not
-                        // use (part of a chunk-size line) waits for more bytes.
-                        conn.leftover = scratch[pos..len].to_vec();
-                        return None;
-                    }
-                    let pending = http.pending.take()?;
-                    let (mut stack, mut heap) =
-                        ([httparse::EMPTY_HEADER; STACK_HEADER_SLOTS], Vec::new());
-                    let headers = header_slots(limits.max_headers, &mut stack, &mut heap);
-                    match parse_request(&pending.head, headers) {
-                        Ok(req) => dispatch(core, app, token, &req, &pending.body),
-                        Err(error) => respond_error(core, token, &|out| error.write_response(out)),
-                    }
-                    continue;
-                }
-                Err(error) => {
-                    respond_error(core, token, &|out| error.write_response(out));
-                    return None;
-                }
-            }
-        }
-        let head_len = match http.scanner.scan(input) {
-            Ok(Some(head_len)) => head_len,
-            Ok(None) => {
-                conn.leftover = input.to_vec();
-                // Slowloris bound: a started head must end by the handshake deadline.
-                if conn.deadlines.get(Deadline::Handshake).is_none() {
-                    conn.deadlines.set(
-                        Deadline::Handshake,
-                        Some(core.now + limits.handshake_timeout),
-                    );
-                    core.rearm(token);
-                }
-                return None;
-            }
-            Err(error) => {
-                respond_error(core, token, &|out| error.write_response(out));
-                return None;
-            }
-        };
-        http.scanner.reset();
-        conn.deadlines.set(Deadline::Handshake, None);
-        let head_end = pos + head_len;
-        core.trace(|tracer, now| tracer.head_in(now, token, &scratch[pos..head_end]));
-        let (mut stack, mut heap) = ([httparse::EMPTY_HEADER; STACK_HEADER_SLOTS], Vec::new());
-        let headers = header_slots(limits.max_headers, &mut stack, &mut heap);
-        let req = match parse_request(&scratch[pos..head_end], headers) {
-            Ok(req) => req,
-            Err(error) => {
-                respond_error(core, token, &|out| error.write_response(out));
-                return None;
-            }
-        };
-        if handshake::is_upgrade_request(&req) {
-            upgrade(core, app, token, &req);
-            return Some(head_end);
-        }
-        let framing = match req.body_framing(limits.max_body_bytes) {
-            Ok(framing) => framing,
-            Err(error) => {
-                respond_error(core, token, &|out| error.write_response(out));
-                return None;
-            }
-        };
-        match framing {
-            BodyFraming::None => {
-                dispatch(core, app, token, &req, &[]);
-                pos = head_end;
-            }
-            BodyFraming::Length(body_len) if head_end + body_len <= len => {
-                dispatch(
-                    core,
-                    app,
-                    token,
-                    &req,
-                    &scratch[head_end..head_end + body_len],
-                );
-                pos = head_end + body_len;
-            }
-            framing => {
-                // The body spans reads: keep the head (parsed again when the
-                // body is complete) and decode the body as it comes.
-                let pending = PendingBody {
-                    head: scratch[pos..head_end].to_vec(),
-                    decoder: BodyDecoder::new(framing, limits.max_body_bytes),
-                    body: Vec::new(),
-                };
-                if let Some(State::Http(http)) =
-                    core.conns.get_mut(token).map(|conn| &mut conn.state)
-                {
-                    http.pending = Some(Box::new(pending));
-                }
-                // RFC 9110 §10.1.1: a client that asked `Expect: 100-continue`
-                // waits for this interim answer before sending the body (a
-                // body over the limit was already refused with 413 above).
-                if head_end == len
-                    && req.minor_version() == 1
-                    && req.has_token("expect", "100-continue")
-                {
-                    core.append(token, &|out| {
-                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    });
-                }
-                pos = head_end;
-            }
-        }
-    }
-}
-
 /// Empty header slots, as many as `max_headers`: from `stack` for the usual
 /// limit, else from `heap`.
 fn header_slots<'s, 'h>(
@@ -620,478 +879,27 @@ fn header_slots<'s, 'h>(
     }
 }
 
-/// Writes an error response and closes after it.
-fn respond_error(core: &mut Core, token: Token, write: &dyn Fn(&mut Vec<u8>)) {
-    core.append(token, write);
-    core.start_closing(token);
-}
-
-/// Calls the app for a plain request and acts on its reply.
-fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, body: &[u8]) {
-    let keep_alive = req.keep_alive() && core.shutdown_deadline.is_none();
-    let Some(reply) = guarded(core, app, |app, ctx| app.request(ctx, req, body)) else {
-        return respond_error(core, token, &|out| {
-            Response::text(500, "internal error").write(out, false)
-        });
-    };
-    match reply {
-        Reply::Response(response) => {
-            core.stats.http.requests += 1;
-            core.append(token, &|out| response.write(out, keep_alive));
-        }
-        Reply::Poll { topic, after } => {
-            let response = core.poll_response(topic, after, keep_alive);
-            core.stats.poll.requests += 1;
-            core.stats.poll.bytes_written += response.len() as u64;
-            core.stats.poll.events_delivered += core.events_after(topic, after);
-            core.append(token, &|out| out.extend_from_slice(&response));
-            // Counted under `poll` above, not again under the connection's `http`.
-            core.stats.http.bytes_written -= response.len() as u64;
-        }
-        // A long-poll and a stream decide about the connection themselves.
-        Reply::LongPoll { topic, after } => {
-            return core.start_long_poll(token, topic, after, keep_alive)
-        }
-        Reply::EventStream { topic, after } => {
-            // WHATWG HTML §9.2.4: a reconnecting EventSource sends the last id it
-            // saw as `Last-Event-ID`; it wins over the first-connect cursor.
-            let cursor = match req.header("last-event-id").map(sse::parse_last_event_id) {
-                Some(Ok(id)) => Some(id),
-                Some(Err(_)) => {
-                    return respond_error(core, token, &|out| {
-                        Response::text(400, "Last-Event-ID must be a decimal event id")
-                            .write(out, false)
-                    })
-                }
-                None => after,
-            };
-            return core.start_event_stream(token, topic, cursor);
-        }
-    }
-    if !keep_alive {
-        core.start_closing(token);
+/// Where a WebSocket's session is, if the connection is one.
+fn ws_state(core: &Core, token: Token) -> Option<crate::ws::session::State> {
+    match &core.conns.get(token)?.kind {
+        Kind::WebSocket(ws) => Some(ws.session.state()),
+        _ => None,
     }
 }
 
-/// RFC 6455 §4.2: validate the handshake, apply the Origin policy, ask the
-/// app, and switch the connection to WebSocket.
-fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) {
-    let offer = match handshake::check(req) {
-        Ok(offer) => offer,
-        Err(error) => return respond_error(core, token, &|out| error.write_response(out)),
-    };
-    if !core.config.origin_policy.allows(offer.origin()) {
-        return respond_error(core, token, &|out| {
-            HandshakeError::ForbiddenOrigin.write_response(out)
-        });
-    }
-    let id = ConnId(token);
-    let accept = match guarded(core, app, |app, ctx| app.upgrade(ctx, id, req, &offer)) {
-        Some(Upgrading::Accept(accept)) => accept,
-        Some(Upgrading::Reject(response)) => {
-            return respond_error(core, token, &|out| response.write(out, false))
-        }
-        None => {
-            return respond_error(core, token, &|out| {
-                Response::text(500, "internal error").write(out, false)
-            })
-        }
-    };
-    let mut switching = Vec::with_capacity(160);
-    if offer
-        .write_accept(accept.protocol.as_deref(), &mut switching)
-        .is_err()
-    {
-        // The app chose a subprotocol the client did not offer: our bug.
-        return respond_error(core, token, &|out| {
-            Response::text(500, "internal error").write(out, false)
-        });
-    }
-    core.append(token, &|out| out.extend_from_slice(&switching));
-    let limits = &core.config.limits;
-    let message_limits = MessageLimits {
-        max_frame_bytes: limits.max_frame_bytes,
-        max_message_bytes: limits.max_message_bytes,
-        max_fragments: limits.max_fragments,
-    };
-    let (idle, ping) = (
-        core.now + limits.idle_timeout,
-        core.now + limits.ping_interval,
-    );
-    let Some(conn) = core.conns.get_mut(token) else {
-        return;
-    };
-    conn.state = State::WebSocket(Box::new(WsState {
-        decoder: MessageDecoder::new(Role::Server, message_limits),
-        close: CloseState::Open,
-        awaiting_pong: false,
-        topic: None,
-        close_code: None,
-        close_reason: Box::from(""),
-        reported: false,
-    }));
-    core.stats.switch(conn, Transport::WebSocket);
-    conn.deadlines.set(Deadline::Handshake, None);
-    conn.deadlines.set(Deadline::Idle, Some(idle));
-    conn.deadlines.set(Deadline::Heartbeat, Some(ping));
-    core.rearm(token);
-    if let Some((topic, after)) = accept.subscribe {
-        let _ = core.subscribe_socket(token, topic, after);
-    }
-    if guarded(core, app, |app, ctx| app.open(ctx, id)).is_none() {
-        core.close(token, CloseCode::INTERNAL_ERROR, "");
-    }
-}
-
-/// Feeds `scratch[pos..len]` to the WebSocket's decoder and acts on each
-/// message; keeps an unfinished frame header or control frame as leftover.
-fn process_websocket(
-    core: &mut Core,
-    app: &mut impl App,
-    scratch: &mut [u8],
-    token: Token,
-    mut pos: usize,
-    len: usize,
-) {
-    let placeholder = MessageDecoder::new(
-        Role::Server,
-        MessageLimits {
-            max_frame_bytes: 0,
-            max_message_bytes: 0,
-            max_fragments: 0,
-        },
-    );
-    // The decoder leaves the connection while its messages are handled, so
-    // callbacks can act on this very connection (send, close).
-    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else {
-        return;
-    };
-    let mut decoder = std::mem::replace(&mut ws.decoder, placeholder);
-    let outcome = loop {
-        let mut header = None;
-        let step = decoder.step_observed(&mut scratch[pos..len], &mut header);
-        if core.tracer.is_some() {
-            trace_step(core, token, header, &step);
-        }
-        match step {
-            Ok(Step::NeedMore) => break Ok(true),
-            Ok(Step::Progress { used }) => pos += used,
-            Ok(Step::Message { message, used }) => {
-                pos += used;
-                if !on_message(core, app, token, message) {
-                    break Ok(false);
-                }
-            }
-            Err(error) => break Err(error),
-        }
-    };
-    let Some(conn) = core.conns.get_mut(token) else {
-        return;
-    };
-    if let State::WebSocket(ws) = &mut conn.state {
-        ws.decoder = decoder;
-    }
-    match outcome {
-        Ok(true) => {
-            if pos < len {
-                conn.leftover = scratch[pos..len].to_vec();
-            }
-        }
-        Ok(false) => {}
-        Err(error) => {
-            // RFC 6455 §7.1.7: fail the connection — send a Close frame with
-            // the error's code (§7.4.1) and close without waiting for a reply.
-            let code = error.close_code();
-            if let Some(ws) = conn.websocket() {
-                if ws.close == CloseState::Open {
-                    let from = ws.close;
-                    ws.close = from.on_send();
-                    let to = ws.close;
-                    ws.close_code.get_or_insert(code);
-                    core.trace(|tracer, now| tracer.close_state(now, token, from, to));
-                    core.append(token, &|out| write_close_frame(out, code, ""));
-                }
-            }
-            report_close(core, app, token);
-            core.start_closing(token);
-        }
-    }
-}
-
-/// Traces the frame header a step decoded and the message it delivered.
+/// Traces the frame header a step decoded and the event it delivered.
 fn trace_step(
     core: &mut Core,
     token: Token,
-    header: Option<(FrameHeader, usize)>,
-    step: &Result<Step, MessageError>,
+    header: Option<(crate::ws::frame::FrameHeader, usize)>,
+    step: &Step,
 ) {
     core.trace(|tracer, now| {
         if let Some((header, header_len)) = header {
             tracer.frame_in(now, token, &header, header_len);
         }
-        match step {
-            Ok(Step::Message { message, .. }) => tracer.message_in(now, token, message),
-            Err(error) => tracer.note(
-                now,
-                token,
-                "error",
-                &format!("{error} → close {}", error.close_code().0),
-                "RFC 6455 §7.4.1",
-            ),
-            _ => {}
+        if let Step::Event { event, .. } = step {
+            tracer.event_in(now, token, event);
         }
     });
-}
-
-/// Acts on one message; false when the connection stops reading frames.
-fn on_message(core: &mut Core, app: &mut impl App, token: Token, message: Message) -> bool {
-    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else {
-        return false;
-    };
-    let open = ws.close == CloseState::Open;
-    let id = ConnId(token);
-    let data = match message {
-        Message::Text(text) => AppMessage::Text(text),
-        Message::Binary(bytes) => AppMessage::Binary(bytes),
-        Message::Ping(payload) => {
-            // RFC 6455 §5.5.2–5.5.3: answer a ping with a pong carrying the same
-            // payload — unless our Close frame has gone out (§5.5.1).
-            if open {
-                core.append(token, &|out| {
-                    encode_frame(out, true, OpCode::Pong, None, payload)
-                });
-            }
-            return true;
-        }
-        // A pong only proves liveness, which every read already recorded.
-        Message::Pong(_) => return true,
-        Message::Close(payload) => {
-            // RFC 6455 §5.5.1: answer a Close with a Close, echoing the code;
-            // then the server closes TCP first (§7.1.1).
-            let (code, reason) = payload.unwrap_or((CloseCode::NO_STATUS, ""));
-            ws.close_code = Some(code);
-            ws.close_reason = Box::from(reason);
-            let from = ws.close;
-            ws.close = if open {
-                from.on_receive().on_send()
-            } else {
-                from.on_receive()
-            };
-            let to = ws.close;
-            core.trace(|tracer, now| tracer.close_state(now, token, from, to));
-            if open {
-                let echo = payload.map(|(code, _)| code);
-                core.append(token, &|out| match echo {
-                    Some(code) => write_close_frame(out, code, ""),
-                    None => encode_frame(out, true, OpCode::Close, None, &[]),
-                });
-            }
-            report_close(core, app, token);
-            // RFC 6455 §5.5.1: the peer sends nothing after its Close frame,
-            // so once our bytes are out the socket can close without lingering
-            // (and the server closes TCP first, §7.1.1).
-            core.close_after_flush(token);
-            return false;
-        }
-    };
-    // RFC 6455 §5.5.1: after our Close frame, data from the peer is dropped.
-    if !open {
-        return true;
-    }
-    if guarded(core, app, |app, ctx| app.message(ctx, id, data)).is_none() {
-        core.close(token, CloseCode::INTERNAL_ERROR, "");
-    }
-    core.conns
-        .get(token)
-        .is_some_and(|conn| matches!(conn.state, State::WebSocket(_)))
-}
-
-/// Calls `App::close` once for an opened WebSocket.
-fn report_close(core: &mut Core, app: &mut impl App, token: Token) {
-    let Some(ws) = core.conns.get_mut(token).and_then(Connection::websocket) else {
-        return;
-    };
-    if ws.reported {
-        return;
-    }
-    ws.reported = true;
-    let code = ws.close_code.unwrap_or(CloseCode::ABNORMAL);
-    let reason = std::mem::take(&mut ws.close_reason);
-    guarded(core, app, |app, ctx| {
-        app.close(ctx, ConnId(token), code, &reason)
-    });
-}
-
-/// One of a connection's deadlines passed.
-fn deadline_passed(core: &mut Core, token: Token, deadline: Deadline) {
-    let now = core.now;
-    let limits = core.config.limits;
-    let Some(conn) = core.conns.get_mut(token) else {
-        return;
-    };
-    conn.deadlines.set(deadline, None);
-    match (deadline, &mut conn.state) {
-        // A head started but did not finish in time (slowloris): RFC 9110 §15.5.9.
-        (Deadline::Handshake, State::Http(_)) if !conn.leftover.is_empty() => {
-            respond_error(core, token, &|out| {
-                Response::text(408, "request head took too long").write(out, false)
-            });
-        }
-        // Nothing was asked: just close (RFC 9112 §9.5 lets either side close an idle connection).
-        (Deadline::Handshake | Deadline::Idle, State::Http(_)) => core.dead.push(token),
-        (Deadline::Idle, State::WebSocket(_)) => {
-            core.close(token, CloseCode::GOING_AWAY, "idle timeout");
-        }
-        (Deadline::Heartbeat, State::WebSocket(ws)) => {
-            if ws.awaiting_pong {
-                // The peer did not answer our ping in time: it is gone, and a
-                // close handshake with it would only wait again.
-                ws.close_code.get_or_insert(CloseCode::ABNORMAL);
-                core.dead.push(token);
-            } else {
-                ws.awaiting_pong = true;
-                conn.deadlines
-                    .set(Deadline::Heartbeat, Some(now + limits.pong_timeout));
-                core.append(token, &|out| {
-                    encode_frame(out, true, OpCode::Ping, None, b"")
-                });
-            }
-        }
-        (Deadline::Close, _) => core.dead.push(token),
-        (Deadline::Stream, State::EventStream(_)) => {
-            // WHATWG HTML §9.2.7: a comment line every ~15 s keeps proxies
-            // from closing an idle stream.
-            conn.deadlines
-                .set(Deadline::Stream, Some(now + limits.sse_keepalive));
-            core.append(token, &|out| sse::encode_comment("", out));
-        }
-        (Deadline::Stream, State::LongPoll(poll)) => {
-            let (topic, after, keep_alive) = (poll.topic, poll.after, poll.keep_alive);
-            let response: Rc<[u8]> = core.poll_response(topic, after, keep_alive);
-            core.answer_long_poll(token, &response, keep_alive, 0);
-        }
-        // A deadline of a state the connection has left.
-        _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::TcpStream as StdStream;
-
-    /// A bound loop and `n` clients it has accepted (the tokens in order).
-    fn loop_with_clients(n: usize) -> (EventLoop, Vec<StdStream>, Vec<Token>) {
-        let mut event_loop =
-            EventLoop::bind("127.0.0.1:0".parse().unwrap(), Config::default(), 1).unwrap();
-        let addr = event_loop.local_addr().unwrap();
-        let clients: Vec<StdStream> = (0..n).map(|_| StdStream::connect(addr).unwrap()).collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while event_loop.core.conns.len() < n && Instant::now() < deadline {
-            event_loop.accept();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let tokens = event_loop.core.conns.tokens();
-        assert_eq!(tokens.len(), n);
-        (event_loop, clients, tokens)
-    }
-
-    /// Reads from `client` until `want` has been seen (or a second passes).
-    fn read_until(client: &mut StdStream, want: &str) -> String {
-        client
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0; 4096];
-        while !String::from_utf8_lossy(&got).contains(want) {
-            match client.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        String::from_utf8_lossy(&got).into_owned()
-    }
-
-    #[test]
-    fn publishes_join_the_fanout_line_once_per_subscriber_and_leave_in_slices() {
-        let (mut event_loop, mut clients, tokens) = loop_with_clients(3);
-        let core = &mut event_loop.core;
-        let topic = core.topic("feed");
-        for &token in &tokens {
-            core.start_event_stream(token, topic, None);
-        }
-        core.flush_dirty();
-        core.publish(topic, None, "one").unwrap();
-        core.publish(topic, None, "two").unwrap();
-        assert_eq!(core.fanout.len(), 3, "each subscriber is in the line once");
-        assert!(core.flush_fanout(2), "a slice of 2 leaves one waiting");
-        assert!(!core.flush_fanout(2));
-        assert!(core.fanout.is_empty());
-        for client in &mut clients {
-            let text = read_until(client, "data: two");
-            let (one, two) = (text.find("data: one"), text.find("data: two"));
-            assert!(
-                one.is_some() && one < two,
-                "both events, in order: {text:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_deep_queue_in_the_fanout_line_gets_the_whole_line_written_at_once() {
-        let (mut event_loop, _clients, tokens) = loop_with_clients(3);
-        let core = &mut event_loop.core;
-        let topic = core.topic("feed");
-        for &token in &tokens {
-            core.start_event_stream(token, topic, None);
-        }
-        core.flush_dirty();
-        let small = "x".repeat(1000);
-        core.publish(topic, None, &small).unwrap();
-        assert!(
-            core.flush_fanout(1),
-            "shallow queues: one slice, the rest waits"
-        );
-        let big = "x".repeat(crate::server::core::FANOUT_DEEP_QUEUE / 2);
-        for _ in 0..3 {
-            core.publish(topic, None, &big).unwrap();
-        }
-        assert!(
-            !core.flush_fanout(1),
-            "a deep queue: the whole line at once"
-        );
-        assert!(core.fanout.is_empty());
-    }
-
-    #[test]
-    fn a_publish_skips_a_websocket_that_has_sent_its_close_frame() {
-        let (mut event_loop, _clients, tokens) = loop_with_clients(1);
-        let core = &mut event_loop.core;
-        let token = tokens[0];
-        let topic = core.topic("feed");
-        let limits = MessageLimits {
-            max_frame_bytes: 1 << 20,
-            max_message_bytes: 1 << 20,
-            max_fragments: 16,
-        };
-        let conn = core.conns.get_mut(token).unwrap();
-        conn.state = State::WebSocket(Box::new(WsState {
-            decoder: MessageDecoder::new(Role::Server, limits),
-            close: CloseState::Open,
-            awaiting_pong: false,
-            topic: None,
-            close_code: None,
-            close_reason: Box::from(""),
-            reported: false,
-        }));
-        core.subscribe_socket(token, topic, None).unwrap();
-        core.publish(topic, None, "before").unwrap();
-        let before = core.buffered_amount(token).unwrap();
-        assert!(before > 0);
-        assert!(core.close(token, CloseCode::GOING_AWAY, "bye"));
-        let with_close = core.buffered_amount(token).unwrap();
-        core.publish(topic, None, "after").unwrap();
-        // RFC 6455 §5.5.1: no data frame after our Close frame.
-        assert_eq!(core.buffered_amount(token), Some(with_close));
-    }
 }

@@ -44,7 +44,7 @@ pub mod session;
 pub use body::{BodyDecoder, BodyFraming, BodyProgress};
 pub use error::HttpError;
 pub use request::{parse_request, HeadScanner, Request};
-pub use response::{reason_phrase, write_head, Framing, Response};
+pub use response::{reason_phrase, write_answer, write_head, Framing, Response};
 pub use session::{HttpConfig, HttpSession, HttpStep};
 
 /// The parser this layer is built on. Its [`httparse::Header`] type appears in

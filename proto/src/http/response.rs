@@ -93,6 +93,29 @@ pub fn write_head(
     write_head_fields(out, status, headers.iter().copied(), content_length);
 }
 
+/// Appends a whole answer — head with `Content-Length`, then `body` — framed
+/// for its request: `Connection: close` unless it is kept alive (RFC 9112
+/// §9.6), and no body for `HEAD` (RFC 9110 §9.3.2). The shared answers of
+/// polls are built with it, once for every waiter.
+pub fn write_answer(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    framing: Framing,
+) {
+    let close = (!framing.keep_alive).then_some(("Connection", "close"));
+    write_head_fields(
+        out,
+        status,
+        headers.iter().copied().chain(close),
+        Some(body.len()),
+    );
+    if !framing.head_only {
+        out.extend_from_slice(body);
+    }
+}
+
 /// [`write_head`] over any sequence of fields, so [`Response::write`] can pass
 /// its owned headers without collecting them into a new slice.
 fn write_head_fields<'h>(
@@ -271,6 +294,27 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_framed_for_their_request() {
+        let mut out = Vec::new();
+        let closing = Framing {
+            keep_alive: false,
+            head_only: false,
+        };
+        write_answer(
+            &mut out,
+            200,
+            &[("Content-Type", "application/json")],
+            b"[]",
+            closing,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\
+              Content-Length: 2\r\n\r\n[]"
+        );
+    }
 
     #[test]
     fn a_head_answer_has_the_get_length_and_no_body() {

@@ -271,7 +271,8 @@ impl HttpSession {
         // RFC 9110 §7.8: `Upgrade` switches protocols right after this
         // request; with a body, the switch point would depend on who honours
         // the length (request smuggling into a WebSocket). Refused outright.
-        if request.header("upgrade").is_some() && framing != BodyFraming::None {
+        let has_body = !matches!(framing, BodyFraming::None | BodyFraming::Length(0));
+        if request.header("upgrade").is_some() && has_body {
             return Err(HttpError::UpgradeWithBody);
         }
         let asked = asked_by(&request);

@@ -34,6 +34,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::http::response::write_head;
 use crate::http::syntax::{trim_ows, write_decimal};
 
 pub mod parser;
@@ -223,6 +224,37 @@ pub fn encode_comment(text: &str, out: &mut Vec<u8>) {
 pub fn encode_retry(ms: u32, out: &mut Vec<u8>) {
     write_retry_field(ms, out);
     out.push(b'\n');
+}
+
+/// Appends the head of a `200` event-stream response, then `retry: ms` (see
+/// [`encode_retry`]). `extra` fields come after the fixed ones (say,
+/// `Access-Control-Allow-Origin`).
+///
+/// The fields: `Content-Type: text/event-stream` (§9.2.5: the MIME type that
+/// makes it an event stream); `Cache-Control: no-cache` (no cache may hold a
+/// stream) and `X-Accel-Buffering: no` (nginx must not buffer it); and
+/// `Connection: close` with neither length nor chunking (RFC 9112 §6.3: the
+/// body runs until the connection closes, which is what a stream is).
+///
+/// ```
+/// let mut out = Vec::new();
+/// pushloop_proto::sse::write_stream_head(&mut out, 2000, &[]);
+/// assert!(out.starts_with(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"));
+/// assert!(out.ends_with(b"Connection: close\r\n\r\nretry: 2000\n\n"));
+/// ```
+pub fn write_stream_head(out: &mut Vec<u8>, retry_ms: u32, extra: &[(&str, &str)]) {
+    let fixed = [
+        ("Content-Type", "text/event-stream"),
+        ("Cache-Control", "no-cache"),
+        ("X-Accel-Buffering", "no"),
+    ];
+    let close = [("Connection", "close")];
+    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(fixed.len() + extra.len() + 1);
+    fields.extend_from_slice(&fixed);
+    fields.extend_from_slice(extra);
+    fields.extend_from_slice(&close);
+    write_head(out, 200, &fields, None);
+    encode_retry(retry_ms, out);
 }
 
 /// Reads the `Last-Event-ID` request header (WHATWG HTML §9.2.4) as pushloop uses

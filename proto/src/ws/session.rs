@@ -9,13 +9,17 @@
 //!   Close frame), §7.1.7 (failing the connection), §7.4.1 (status codes).
 //! - §5.3 (a client masks every frame with a fresh, unpredictable key).
 //!
-//! [`Session`] is the whole endpoint. The frames-to-messages work is done by
-//! [`MessageDecoder`]; the session adds what an endpoint must *do* about each
-//! message: answer pings, echo a Close, fail the connection with the right
-//! code, refuse data after its own Close, ping a silent peer, give up on one
-//! that stops answering. It never touches a socket or a clock: the caller
-//! passes the time and an output buffer in an [`Env`] with every call, and
-//! asks [`Session::poll_timeout`] when to call back.
+//! [`Session`] is the whole endpoint but for one part: the frames-to-messages
+//! work, done by a [`MessageDecoder`] that the caller keeps beside it and
+//! lends to [`Session::step`]. The decoder may hold the message being handed
+//! out, and keeping it apart lets the caller handle that message and still
+//! send (or close) on the same session while it does. The session adds what
+//! an endpoint must *do* about each message: answer pings, echo a Close, fail
+//! the connection with the right code, refuse data after its own Close, ping
+//! a silent peer, give up on one that stops answering. It never touches a
+//! socket or a clock: the caller passes the time and an output buffer in an
+//! [`Env`] with every call, and asks [`Session::poll_timeout`] when to call
+//! back.
 //!
 //! ```text
 //!                 close() / idle / peer's Close answered
@@ -31,7 +35,8 @@
 //! ```
 //!
 //! Driving it (the same for both roles):
-//! 1. Bytes arrive: call [`Session::step`] on the unconsumed bytes until it
+//! 1. Bytes arrive: call [`Session::step`] (lending it the decoder) on the
+//!    unconsumed bytes until it
 //!    says [`Step::NeedMore`], dropping `used` bytes after each call, and act
 //!    on each [`Event`].
 //! 2. Then call [`Session::poll_transmit`] once: it writes the pong owed for
@@ -223,12 +228,12 @@ impl fmt::Display for SendError {
 impl core::error::Error for SendError {}
 
 /// One WebSocket endpoint (server or client): see the module doc for how to
-/// drive it. About 200 bytes; it owns a heap buffer only while a fragmented
-/// or partly received message is being gathered, or while a pong with a
-/// payload is owed.
+/// drive it. 48 bytes; it owns heap memory only while a pong with a payload
+/// is owed (its [`MessageDecoder`] holds a buffer only while a fragmented or
+/// partly received message is being gathered).
 #[derive(Debug)]
 pub struct Session {
-    decoder: MessageDecoder,
+    role: Role,
     state: State,
     /// The last time the peer sent anything: every byte is a sign of life.
     heard: Instant,
@@ -239,17 +244,24 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for a connection whose opening handshake just completed.
-    pub fn new(role: Role, limits: MessageLimits, now: Instant) -> Session {
-        Session {
-            decoder: MessageDecoder::new(role, limits),
+    /// A session for a connection whose opening handshake just completed,
+    /// and the decoder to keep beside it for the peer's frames.
+    pub fn new(role: Role, limits: MessageLimits, now: Instant) -> (Session, MessageDecoder) {
+        let session = Session {
+            role,
             state: State::Open {
                 awaiting_pong: false,
             },
             heard: now,
             since: now,
             pong_owed: None,
-        }
+        };
+        (session, MessageDecoder::new(role, limits))
+    }
+
+    /// The role we play.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// Where the endpoint is.
@@ -269,27 +281,29 @@ impl Session {
     /// FIN instead, until [`Session::handle_timeout`] says [`Timeout::Close`].
     pub fn wants_tcp_close(&self) -> bool {
         match self.state {
-            State::Closed => self.decoder.role() == Role::Server,
+            State::Closed => self.role == Role::Server,
             State::Failed | State::Gone => true,
             State::Open { .. } | State::CloseSent => false,
         }
     }
 
-    /// Heap bytes the session holds now (message buffer and owed pong).
-    pub fn buffered_bytes(&self) -> usize {
-        self.decoder.buffered_bytes() + self.pong_owed.as_ref().map_or(0, |pong| pong.len())
-    }
-
-    /// One step over `input`, the unconsumed bytes (unmasked in place). Any
-    /// byte counts as a sign of life. Never panics.
-    pub fn step<'a>(&'a mut self, input: &'a mut [u8], env: &mut Env) -> Step<'a> {
-        self.step_observed(input, env, &mut None)
+    /// One step over `input`, the unconsumed bytes (unmasked in place), with
+    /// the decoder kept beside the session. Any byte counts as a sign of
+    /// life. Never panics.
+    pub fn step<'a>(
+        &mut self,
+        decoder: &'a mut MessageDecoder,
+        input: &'a mut [u8],
+        env: &mut Env,
+    ) -> Step<'a> {
+        self.step_observed(decoder, input, env, &mut None)
     }
 
     /// [`Session::step`], also handing out the header of the frame this step
     /// started on (once per frame), for a protocol trace.
     pub fn step_observed<'a>(
-        &'a mut self,
+        &mut self,
+        decoder: &'a mut MessageDecoder,
         input: &'a mut [u8],
         env: &mut Env,
         header: &mut Option<(FrameHeader, usize)>,
@@ -301,7 +315,7 @@ impl Session {
                 used => Step::Progress { used },
             };
         }
-        let role = self.decoder.role();
+        let role = self.role;
         let input_len = input.len();
         if !input.is_empty() {
             self.heard = env.now;
@@ -309,7 +323,7 @@ impl Session {
                 *awaiting_pong = false;
             }
         }
-        let step = match self.decoder.step_observed(input, header) {
+        let step = match decoder.step_observed(input, header) {
             Ok(step) => step,
             Err(error) => {
                 // §7.1.7: fail the connection — our Close carries the code
@@ -369,7 +383,7 @@ impl Session {
     /// Call it after each batch of input.
     pub fn poll_transmit(&mut self, env: &mut Env) {
         if let Some(payload) = self.pong_owed.take() {
-            let mask = mask_for(self.decoder.role(), env);
+            let mask = mask_for(self.role, env);
             encode_frame(env.out, true, OpCode::Pong, mask, &payload);
         }
     }
@@ -382,7 +396,7 @@ impl Session {
         if !self.can_send() {
             return Err(SendError::Closing);
         }
-        let mask = match self.decoder.role() {
+        let mask = match self.role {
             Role::Server => None,
             Role::Client => Some(env.keys.as_mut().ok_or(SendError::NoMaskKeys)?.next_key()),
         };
@@ -400,7 +414,7 @@ impl Session {
         }
         // §5.5.1: nothing follows our Close, not even a pong that is owed.
         self.pong_owed = None;
-        write_close(env, self.decoder.role(), code, reason);
+        write_close(env, self.role, code, reason);
         self.state = State::CloseSent;
         self.since = env.now;
         true
@@ -438,9 +452,7 @@ impl Session {
                 }
             }
             State::CloseSent => Some(self.since + config.close_timeout),
-            State::Closed if self.decoder.role() == Role::Client => {
-                Some(self.since + config.close_timeout)
-            }
+            State::Closed if self.role == Role::Client => Some(self.since + config.close_timeout),
             State::Closed | State::Failed | State::Gone => None,
         }
     }
@@ -471,7 +483,7 @@ impl Session {
                     .ping_interval
                     .is_some_and(|interval| now >= self.heard + interval);
                 if !awaiting_pong && ping_due {
-                    let mask = mask_for(self.decoder.role(), env);
+                    let mask = mask_for(self.role, env);
                     encode_frame(env.out, true, OpCode::Ping, mask, b"");
                     self.state = State::Open {
                         awaiting_pong: true,
@@ -489,8 +501,7 @@ impl Session {
             // §7.1.1: a client waited long enough for the server's FIN; the
             // handshake itself was clean.
             State::Closed
-                if self.decoder.role() == Role::Client
-                    && now >= self.since + config.close_timeout =>
+                if self.role == Role::Client && now >= self.since + config.close_timeout =>
             {
                 Some(Timeout::Close)
             }
@@ -559,6 +570,7 @@ mod tests {
     /// A session and what it has written so far.
     struct Endpoint {
         session: Session,
+        decoder: MessageDecoder,
         out: Vec<u8>,
         keys: FixedKeys,
     }
@@ -584,8 +596,10 @@ mod tests {
         }
 
         fn new(role: Role) -> Endpoint {
+            let (session, decoder) = Session::new(role, LIMITS, at(0));
             Endpoint {
-                session: Session::new(role, LIMITS, at(0)),
+                session,
+                decoder,
                 out: Vec::new(),
                 keys: FixedKeys,
             }
@@ -622,7 +636,10 @@ mod tests {
                         out: &mut self.out,
                         keys: Some(&mut self.keys),
                     };
-                    match self.session.step(&mut pending[start..], &mut env) {
+                    match self
+                        .session
+                        .step(&mut self.decoder, &mut pending[start..], &mut env)
+                    {
                         Step::NeedMore => break,
                         Step::Progress { used } => start += used,
                         Step::Event { event, used } => {
@@ -646,7 +663,7 @@ mod tests {
 
         /// The frames written since the last call, decoded as (opcode, payload).
         fn written(&mut self) -> Vec<(OpCode, Vec<u8>)> {
-            let role = match self.session.decoder.role() {
+            let role = match self.session.role() {
                 // What we wrote is read by the other role.
                 Role::Server => Role::Client,
                 Role::Client => Role::Server,

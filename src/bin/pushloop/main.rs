@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pushloop::app::{Accept, App, ConnId, Context, Message, Reply, TimerId, TopicId, Upgrading};
 use pushloop::http::{Request, Response};
-use pushloop::server::trace::TraceOutput;
+use pushloop::server::TraceOutput;
 use pushloop::server::{signal, Config, Server};
 use pushloop::ws::close::CloseCode;
 use pushloop::ws::handshake::Upgrade;
@@ -139,7 +139,7 @@ impl App for Demo {
         }
     }
 
-    fn request(&mut self, ctx: &mut Context, req: &Request, body: &[u8]) -> Reply {
+    fn request(&mut self, ctx: &mut Context, _: ConnId, req: &Request, body: &[u8]) -> Reply {
         let after = match cursor(req) {
             Ok(after) => after,
             Err(reply) => return reply,
@@ -150,16 +150,16 @@ impl App for Demo {
                 Response::text(426, "this route speaks WebSocket").header("Upgrade", "websocket"),
             ),
             ("GET", "/events") => Reply::EventStream {
-                topic: self.feed,
+                topics: vec![self.feed],
                 after,
             },
             ("POST", "/publish") => self.publish(req, body, ctx),
             ("GET", "/poll") => Reply::Poll {
-                topic: self.feed,
+                topics: vec![self.feed],
                 after: after.unwrap_or(0),
             },
             ("GET", "/longpoll") => Reply::LongPoll {
-                topic: self.feed,
+                topics: vec![self.feed],
                 after: after.unwrap_or(0),
             },
             ("GET", "/stats") => self.stats(ctx),
@@ -233,7 +233,13 @@ fn main() -> ExitCode {
     if let Err(error) = signal::shutdown_on_signals(server.handle()) {
         eprintln!("pushloop: cannot install signal handling: {error}");
     }
-    let feed = server.topic("feed");
+    let feed = match server.topic("feed") {
+        Ok(feed) => feed,
+        Err(error) => {
+            eprintln!("pushloop: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match server.local_addr() {
         Ok(addr) => println!(
             "pushloop: serving the demo on http://{addr}/ (WebSocket echo at ws://{addr}/echo)"

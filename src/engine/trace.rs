@@ -14,14 +14,14 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::time::Instant;
 
 use mio::Token;
 
-use crate::server::token::display_token;
-use crate::ws::close::{parse_close_payload, CloseState};
+use crate::engine::slab::display_token;
+use crate::time::Instant;
+use crate::ws::close::parse_close_payload;
 use crate::ws::frame::{decode_header, FrameHeader, OpCode, Role};
-use crate::ws::message::Message;
+use crate::ws::session::{Event, State};
 
 /// Where trace lines go (stdout for `pushloop --trace`).
 pub struct TraceOutput(pub Box<dyn Write + Send>);
@@ -48,17 +48,14 @@ const PREVIEW: usize = 48;
 /// Column where the spec citation starts.
 const CITE_COLUMN: usize = 96;
 
+/// Writes trace lines; times are the loop's (seconds since it started).
 pub(crate) struct Tracer {
     out: Box<dyn Write + Send>,
-    start: Instant,
 }
 
 impl Tracer {
-    pub(crate) fn new(output: TraceOutput, start: Instant) -> Tracer {
-        Tracer {
-            out: output.0,
-            start,
-        }
+    pub(crate) fn new(output: TraceOutput) -> Tracer {
+        Tracer { out: output.0 }
     }
 
     fn line(
@@ -72,7 +69,7 @@ impl Tracer {
     ) {
         // Seconds with milliseconds, in integers: float formatting would add
         // kilobytes of code to the binary for this one column.
-        let ms = now.saturating_duration_since(self.start).as_millis();
+        let ms = now.as_micros() / 1000;
         let mut line = format!(
             "{:>4}.{:03} {:<6} {arrow} {what:<7} {fields}",
             ms / 1000,
@@ -127,46 +124,46 @@ impl Tracer {
         self.line(now, conn, '←', "frame", &fields, "RFC 6455 §5.2");
     }
 
-    /// A message or control frame received, with a preview.
-    pub(crate) fn message_in(&mut self, now: Instant, conn: Token, message: &Message) {
-        let (what, fields, cite) = match message {
-            Message::Text(text) => (
+    /// A message, control frame or failure received, with a preview.
+    pub(crate) fn event_in(&mut self, now: Instant, conn: Token, event: &Event) {
+        let (what, fields, cite) = match event {
+            Event::Text(text) => (
                 "text",
                 format!("{} bytes {}", text.len(), preview(text.as_bytes())),
                 "RFC 6455 §5.6",
             ),
-            Message::Binary(bytes) => (
+            Event::Binary(bytes) => (
                 "binary",
                 format!("{} bytes {}", bytes.len(), preview(bytes)),
                 "RFC 6455 §5.6",
             ),
-            Message::Ping(p) => ("ping", preview(p), "RFC 6455 §5.5.2"),
-            Message::Pong(p) => ("pong", preview(p), "RFC 6455 §5.5.3"),
-            Message::Close(None) => ("close", "no status code (1005)".into(), "RFC 6455 §5.5.1"),
-            Message::Close(Some((code, reason))) => (
+            Event::Ping(p) => ("ping", preview(p), "RFC 6455 §5.5.2"),
+            Event::Pong(p) => ("pong", preview(p), "RFC 6455 §5.5.3"),
+            Event::Closed { code, reason } => (
                 "close",
                 format!("{} {} {:?}", code.0, code.name(), reason),
                 "RFC 6455 §7.4.1",
+            ),
+            Event::Failed(error) => (
+                "error",
+                format!("{error} → close {}", error.close_code().0),
+                "RFC 6455 §7.1.7",
             ),
         };
         self.line(now, conn, '←', what, &fields, cite);
     }
 
-    /// A step of the close handshake (RFC 6455 §7.1).
-    pub(crate) fn close_state(
-        &mut self,
-        now: Instant,
-        conn: Token,
-        from: CloseState,
-        to: CloseState,
-    ) {
-        self.note(
-            now,
-            conn,
-            "state",
-            &format!("close handshake {from:?} → {to:?}"),
-            "RFC 6455 §7.1",
-        );
+    /// A step of the closing handshake (RFC 6455 §7.1).
+    pub(crate) fn ws_state(&mut self, now: Instant, conn: Token, from: State, to: State) {
+        if from != to {
+            self.note(
+                now,
+                conn,
+                "state",
+                &format!("websocket {} → {}", from.name(), to.name()),
+                "RFC 6455 §7.1",
+            );
+        }
     }
 
     /// Bytes queued for a connection, shown by what they are.

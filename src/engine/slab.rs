@@ -39,6 +39,12 @@ struct Slot<T> {
     value: Option<T>,
 }
 
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab::new()
+    }
+}
+
 impl<T> Slab<T> {
     /// An empty slab.
     pub fn new() -> Self {
@@ -52,6 +58,11 @@ impl<T> Slab<T> {
     /// Live values.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// No live value.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Reserves a slot and returns the token it will be known by; `make` builds the

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use mio::Waker;
 
-use crate::app::{ConnId, TopicId};
+use crate::http::Response;
+use crate::ids::{ConnId, TopicId};
 use crate::ws::close::CloseCode;
 
 /// A command for the loop, as a [`Handle`] sends it.
@@ -38,6 +39,8 @@ pub enum Command {
     },
     /// Close a connection.
     Close(ConnId, CloseCode, String),
+    /// Answer a request the app deferred (`Reply::Later`).
+    Respond(ConnId, Response),
 }
 
 /// Why a command was not taken.
@@ -132,6 +135,12 @@ impl Handle {
         reason: impl Into<String>,
     ) -> Result<(), HandleError> {
         self.command(Command::Close(id, code, reason.into()))
+    }
+
+    /// Answers a request the app deferred with `Reply::Later` (see
+    /// [`crate::app::Context::respond`]).
+    pub fn respond(&self, id: ConnId, response: Response) -> Result<(), HandleError> {
+        self.command(Command::Respond(id, response))
     }
 
     /// Starts a graceful shutdown. Never blocked by a full queue.

@@ -1,0 +1,47 @@
+//! Everything a server can be configured with.
+
+use crate::engine::trace::TraceOutput;
+use crate::feeds::HistoryLimits;
+use crate::limits::Limits;
+use crate::ws::handshake::OriginPolicy;
+
+/// Everything a server can be configured with. Start from `Config::default()`.
+#[derive(Debug)]
+pub struct Config {
+    /// The named limits (see [`crate::limits`]).
+    pub limits: Limits,
+    /// Which `Origin`s may open a WebSocket (RFC 6455 §10.2). Default: any.
+    pub origin_policy: OriginPolicy,
+    /// History kept per topic, and the largest event.
+    pub history: HistoryLimits,
+    /// `Access-Control-Allow-Origin` for event streams and polls, so pages from
+    /// other origins may read them. Default: none (same origin only).
+    pub allow_origin: Option<String>,
+    /// The `retry:` an event stream sends first (WHATWG HTML §9.2.6: the
+    /// browser's reconnection delay, in ms). Default 2000.
+    pub sse_retry_ms: u32,
+    /// Commands a [`crate::server::Handle`] may have in flight before `try_*`
+    /// calls report [`crate::server::HandleError::Full`]. Default 4096.
+    pub handle_capacity: usize,
+    /// Bytes of the loop-wide read buffer, also the most one connection gets
+    /// read in one turn of the loop. Default 64 KiB.
+    pub read_buffer_bytes: usize,
+    /// Where to write the protocol trace (see [`crate::engine::trace`]), if
+    /// anywhere. Default: nowhere.
+    pub trace: Option<TraceOutput>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            origin_policy: OriginPolicy::default(),
+            history: HistoryLimits::default(),
+            allow_origin: None,
+            sse_retry_ms: 2000,
+            handle_capacity: 4096,
+            read_buffer_bytes: 64 * 1024,
+            trace: None,
+        }
+    }
+}

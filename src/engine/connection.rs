@@ -1,0 +1,197 @@
+//! One connection: a socket, what it is doing, and the bytes it owes.
+//!
+//! ```text
+//!            ┌──────────────── keep-alive: next request ───────────────┐
+//!            ▼                                                          │
+//!  accept → Http ──(101)──→ WebSocket ──(close handshake)──────┐       │
+//!            │ ├──(Reply::EventStream)──→ EventStream ─────────┤       │
+//!            │ ├──(Reply::LongPoll, nothing new: held)─────────┼───────┤
+//!            │ └──(an answer)───────────────────────────────────────────┘
+//!            └──(error, Connection: close, timeout, shutdown)──→ Closing → gone
+//! ```
+//!
+//! The protocol rules of each state live in the sans-IO sessions
+//! ([`crate::http::HttpSession`], [`crate::ws::session::Session`]); this
+//! struct only holds them next to the socket and the outbox.
+
+use mio::net::TcpStream;
+
+use crate::engine::outbox::Outbox;
+use crate::http::HttpSession;
+use crate::ids::TopicId;
+use crate::time::Instant;
+use crate::ws::message::MessageDecoder;
+use crate::ws::session::Session;
+
+/// The per-transport bucket a connection's counters go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain HTTP responses (including errors and the demo page).
+    Http,
+    /// Short polls.
+    Poll,
+    /// Long polls.
+    LongPoll,
+    /// Server-Sent Events streams.
+    EventStream,
+    /// WebSockets.
+    WebSocket,
+}
+
+/// What a connection is doing.
+pub enum Kind {
+    /// Reading requests, or answering one.
+    Http(Box<HttpConn>),
+    /// An open (or closing) WebSocket.
+    WebSocket(Box<WsConn>),
+    /// A `text/event-stream` response that never ends; the topics it follows
+    /// are in the feeds.
+    EventStream,
+    /// Writing the last bytes, then closing.
+    Closing(Closing),
+}
+
+/// An HTTP connection: its session and, while a request is answered later,
+/// what it waits for.
+pub struct HttpConn {
+    /// Heads, bodies, keep-alive, the order of answers.
+    pub session: HttpSession,
+    /// Why the request being answered is not answered yet.
+    pub waiting: Waiting,
+}
+
+/// A request whose answer is not written yet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// Nothing is held: the session is reading, or the answer is queued.
+    Nothing,
+    /// A long-poll held until an event newer than `after` on `topics`, or its
+    /// deadline (then `[]`).
+    LongPoll {
+        /// The topics it polls.
+        topics: Vec<TopicId>,
+        /// The client's cursor.
+        after: u64,
+    },
+    /// The app said `Reply::Later` and answers with `Context::respond` before
+    /// the deadline (else `504`).
+    Later,
+}
+
+/// An open WebSocket.
+pub struct WsConn {
+    /// Every RFC 6455 rule of the endpoint.
+    pub session: Session,
+    /// The peer's frames → messages, kept beside the session (and lent to
+    /// each turn, so the message being handled can borrow it).
+    pub decoder: MessageDecoder,
+    /// `App::close` has been called (it is called exactly once).
+    pub reported: bool,
+}
+
+/// The steps of closing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// Writing what is queued. Then, with `linger`, a half-close and
+    /// [`Closing::Lingering`]; without it, the socket is closed at once.
+    /// Lingering is skipped when the peer has said its last word (its FIN, or
+    /// its WebSocket Close frame, RFC 6455 §5.5.1: nothing may follow it), so
+    /// no input of its can still arrive and reset our last bytes.
+    Flushing {
+        /// Wait for the peer's FIN before closing.
+        linger: bool,
+        /// The peer is owed these bytes (an answer): every write that makes
+        /// progress extends the deadline by `idle_timeout`, so a slow reader
+        /// gets all of it. Otherwise (a failed or finished WebSocket, a slow
+        /// reader being let go) the deadline is `close_timeout`, fixed.
+        patient: bool,
+    },
+    /// Our side is shut (FIN sent); reading and discarding until the peer's
+    /// FIN, so unread input cannot turn our last bytes into a reset (RFC 9112
+    /// §9.6).
+    Lingering,
+}
+
+/// One connection.
+pub struct Connection {
+    /// The socket.
+    pub stream: TcpStream,
+    /// What the connection is doing.
+    pub kind: Kind,
+    /// Outgoing bytes the socket has not taken.
+    pub outbox: Outbox,
+    /// Input not consumed yet: part of a head or a frame header, or input
+    /// left when processing paused. Empty = no allocation.
+    pub leftover: Vec<u8>,
+    /// The connection's own deadline, beside its session's: the event
+    /// stream's keep-alive, a held answer's time limit, or closing.
+    pub deadline: Option<Instant>,
+    /// The time of the timer entry armed for this connection, if any.
+    pub armed: Option<Instant>,
+    /// Which counters this connection's traffic goes to.
+    pub transport: Transport,
+    /// WRITABLE interest is registered.
+    pub wants_writable: bool,
+    /// Waiting in the loop's fan-out line.
+    pub in_fanout: bool,
+    /// Listed for the end-of-turn flush.
+    pub in_dirty: bool,
+    /// Listed to be read (or its leftover processed) next turn.
+    pub in_ready: bool,
+    /// Input is not read while this is set: the outbox is past its bound, or
+    /// an answer is held (pipelined requests wait in the kernel).
+    pub paused: bool,
+    /// The peer has sent its FIN (it may still read).
+    pub peer_fin: bool,
+}
+
+impl Connection {
+    /// A connection just accepted, reading its first request.
+    pub fn new(stream: TcpStream, session: HttpSession) -> Connection {
+        Connection {
+            stream,
+            kind: Kind::Http(Box::new(HttpConn {
+                session,
+                waiting: Waiting::Nothing,
+            })),
+            outbox: Outbox::default(),
+            leftover: Vec::new(),
+            deadline: None,
+            armed: None,
+            transport: Transport::Http,
+            wants_writable: false,
+            in_fanout: false,
+            in_dirty: false,
+            in_ready: false,
+            paused: false,
+            peer_fin: false,
+        }
+    }
+
+    /// The WebSocket, if this is one.
+    pub fn websocket(&mut self) -> Option<&mut WsConn> {
+        match &mut self.kind {
+            Kind::WebSocket(ws) => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// The HTTP connection, if this is one.
+    pub fn http(&mut self) -> Option<&mut HttpConn> {
+        match &mut self.kind {
+            Kind::Http(http) => Some(http),
+            _ => None,
+        }
+    }
+
+    /// True for a WebSocket that may still send data (RFC 6455 §5.5.1: no
+    /// data frames after our Close frame).
+    pub fn is_open_websocket(&self) -> bool {
+        matches!(&self.kind, Kind::WebSocket(ws) if ws.session.can_send())
+    }
+
+    /// True once the connection is only writing its last bytes.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.kind, Kind::Closing(_))
+    }
+}

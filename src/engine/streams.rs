@@ -1,0 +1,454 @@
+//! What a feed does on a connection: event streams, short and long polls,
+//! WebSocket subscriptions, publishing, replay and catch-up — and answering
+//! an HTTP request now or later.
+//!
+//! **Replay never drops a head and never floods a queue.** A follower that
+//! joins with a cursor gets its head first (a protocol chunk, never
+//! dropped), then as much of the history after its cursor as its queue
+//! admits. The rest follows as the queue drains ([`Core::catch_up`], called
+//! by the writes): the follower is *catching up* until it reaches the newest
+//! event, and live events wait in history for it meanwhile. If history lets
+//! go of an event it still needed, it gets a `resync` notice — never a gap.
+
+use std::sync::Arc;
+
+use mio::Token;
+
+use crate::engine::connection::{Kind, Transport, Waiting};
+use crate::engine::outbox::{Kind as Chunk, SendError};
+use crate::engine::Core;
+use crate::feeds::{Entry, Payload, PublishError};
+use crate::http::{write_answer, Framing, Response};
+use crate::ids::TopicId;
+use crate::sse;
+
+/// A long-poll answer shared by the waiters that asked the same thing.
+type SharedAnswer = ((Vec<TopicId>, u64, Framing), Arc<[u8]>, u64);
+
+impl Core {
+    // ---- Answering HTTP requests -------------------------------------------------
+
+    /// Answers the request a connection is serving: `write` gets the framing
+    /// the session decided (keep-alive, `HEAD`). Then either the connection
+    /// reads its next request (pipelined ones first) or it closes.
+    pub(crate) fn answer(
+        &mut self,
+        token: Token,
+        closing: bool,
+        write: &dyn Fn(Framing, &mut Vec<u8>),
+    ) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        // After its FIN a client sends no further request (RFC 9112 §9.6).
+        let closing = closing || conn.peer_fin || self.shutdown_deadline.is_some();
+        let Kind::Http(http) = &mut conn.kind else {
+            return;
+        };
+        if !http.session.is_responding() {
+            return;
+        }
+        let framing = http.session.answer(now, closing);
+        http.waiting = Waiting::Nothing;
+        conn.deadline = None;
+        self.feeds.stop_waiting(token);
+        self.push_protocol(token, &|out| write(framing, out));
+        self.after_answer(token, framing);
+    }
+
+    /// After an answer: the next request (the session reads again), or the end.
+    fn after_answer(&mut self, token: Token, framing: Framing) {
+        if framing.keep_alive {
+            // Requests pipelined behind this one are handled next.
+            if let Some(conn) = self.conns.get_mut(token) {
+                conn.paused = false;
+            }
+            self.make_ready(token);
+            self.rearm(token);
+        } else {
+            self.close_after_answer(token, true);
+        }
+    }
+
+    /// Answers a request with `response`.
+    pub(crate) fn answer_with(&mut self, token: Token, response: &Response) {
+        let closes = response.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("connection")
+                && crate::http::syntax::list_elements(value.as_bytes())
+                    .any(|option| option.eq_ignore_ascii_case(b"close"))
+        });
+        self.answer(token, closes, &|framing, out| {
+            response.write_framed(out, framing)
+        });
+    }
+
+    /// Answers a request the app deferred (`Reply::Later`). False if the
+    /// connection is not waiting for one (answered, gone, or never asked).
+    pub fn respond(&mut self, token: Token, response: &Response) -> bool {
+        let waiting = self
+            .conns
+            .get_mut(token)
+            .and_then(|conn| conn.http())
+            .is_some_and(|http| http.waiting == Waiting::Later);
+        if waiting {
+            self.answer_with(token, response);
+        }
+        waiting
+    }
+
+    /// A deferred request's time is up (or the server shuts down): `504`.
+    pub(crate) fn respond_late(&mut self, token: Token) {
+        let late = Response::text(504, "the application did not answer in time");
+        self.answer_with(token, &late);
+    }
+
+    /// Holds a request the app will answer later with [`Core::respond`].
+    pub(crate) fn hold_for_later(&mut self, token: Token) {
+        let deadline = self.now + self.config.limits.later_timeout;
+        if let Some(conn) = self.conns.get_mut(token) {
+            if let Some(http) = conn.http() {
+                http.waiting = Waiting::Later;
+            }
+            conn.deadline = Some(deadline);
+            conn.paused = true;
+        }
+        self.rearm(token);
+    }
+
+    // ---- Polls ---------------------------------------------------------------
+
+    /// The head fields of every poll answer.
+    fn poll_headers(&self) -> Vec<(&str, &str)> {
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            // A poll's answer is only true now.
+            ("Cache-Control", "no-store"),
+        ];
+        if let Some(origin) = self.config.allow_origin.as_deref() {
+            headers.push(("Access-Control-Allow-Origin", origin));
+        }
+        headers
+    }
+
+    /// A complete poll answer: the JSON array of events after `after` on
+    /// `topics`, and how many events it holds.
+    fn poll_answer_bytes(
+        &self,
+        topics: &[TopicId],
+        after: u64,
+        framing: Framing,
+    ) -> (Vec<u8>, u64) {
+        let (body, events) = self.feeds.poll_json(topics, after);
+        let mut out = Vec::with_capacity(body.len() + 160);
+        write_answer(&mut out, 200, &self.poll_headers(), &body, framing);
+        (out, events)
+    }
+
+    /// Answers a short poll at once.
+    pub(crate) fn answer_poll(&mut self, token: Token, topics: &[TopicId], after: u64) {
+        self.stats.poll.requests += 1;
+        self.answer_poll_now(token, topics, after, &mut Vec::new(), Transport::Poll);
+    }
+
+    /// Holds a long-poll until an event newer than `after` on `topics`, or
+    /// answers it at once when there is one (or a resync) already.
+    pub(crate) fn start_long_poll(&mut self, token: Token, topics: Vec<TopicId>, after: u64) {
+        if self.feeds.has_news(&topics, after) || self.shutdown_deadline.is_some() {
+            self.stats.long_poll.requests += 1;
+            return self.answer_poll_now(
+                token,
+                &topics,
+                after,
+                &mut Vec::new(),
+                Transport::LongPoll,
+            );
+        }
+        let hold_until = self.now + self.config.limits.long_poll_timeout;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        self.stats.switch(conn, Transport::LongPoll);
+        conn.deadline = Some(hold_until);
+        // Pipelined requests wait in the kernel until this one is answered.
+        conn.paused = true;
+        self.feeds.wait(token, &topics);
+        let held = format!("long-poll held after={after}");
+        if let Some(http) = conn.http() {
+            http.waiting = Waiting::LongPoll { topics, after };
+        }
+        self.trace(|tracer, now| tracer.note(now, token, "hold", &held, "RFC 9112 §9.3"));
+        self.rearm(token);
+    }
+
+    /// Answers a held long-poll with what there is now (its time is up, or
+    /// the server shuts down).
+    pub(crate) fn answer_long_poll(&mut self, token: Token) {
+        let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
+            return;
+        };
+        let Waiting::LongPoll { topics, after } =
+            std::mem::replace(&mut http.waiting, Waiting::Nothing)
+        else {
+            return;
+        };
+        self.answer_poll_now(token, &topics, after, &mut Vec::new(), Transport::LongPoll);
+    }
+
+    /// Answers a poll with the events after `after` on `topics` now, sharing
+    /// the bytes with earlier answers in `answers` that were asked the same
+    /// (most waiters of a long-poll hold the same cursor: the previous newest
+    /// id). Counted under `bucket`.
+    fn answer_poll_now(
+        &mut self,
+        token: Token,
+        topics: &[TopicId],
+        after: u64,
+        answers: &mut Vec<SharedAnswer>,
+        bucket: Transport,
+    ) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let closing = conn.peer_fin || self.shutdown_deadline.is_some();
+        let Kind::Http(http) = &mut conn.kind else {
+            return;
+        };
+        if !http.session.is_responding() {
+            return;
+        }
+        let framing = http.session.answer(now, closing);
+        http.waiting = Waiting::Nothing;
+        conn.deadline = None;
+        if conn.transport == Transport::LongPoll {
+            self.stats.move_to(conn, Transport::Http);
+        }
+        self.feeds.stop_waiting(token);
+        let key = (topics.to_vec(), after, framing);
+        let (bytes, events) = match answers.iter().find(|(k, _, _)| *k == key) {
+            Some((_, bytes, events)) => (Arc::clone(bytes), *events),
+            None => {
+                let (bytes, events) = self.poll_answer_bytes(topics, after, framing);
+                let bytes: Arc<[u8]> = bytes.into();
+                answers.push((key, Arc::clone(&bytes), events));
+                (bytes, events)
+            }
+        };
+        if bucket == Transport::LongPoll && self.tracer.is_some() {
+            self.trace(|tracer, now| {
+                tracer.note(now, token, "wake", "long-poll answered", "RFC 9112 §9.3")
+            });
+        }
+        // A poll answer is a response: never dropped. The connection reads
+        // no further request until it is written, so memory stays bounded.
+        self.push_shared_to(token, Chunk::Protocol, &bytes, bucket);
+        self.stats.of(bucket).events_delivered += events;
+        self.after_answer(token, framing);
+    }
+
+    // ---- Event streams -------------------------------------------------------
+
+    /// Starts an event stream on a connection whose request asked for one:
+    /// the head (never dropped), then the replay after `cursor` if any, then
+    /// every new event of `topics`.
+    pub(crate) fn start_event_stream(
+        &mut self,
+        token: Token,
+        topics: &[TopicId],
+        cursor: Option<u64>,
+    ) {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let Kind::Http(http) = &mut conn.kind else {
+            return;
+        };
+        // The stream runs until the connection closes (RFC 9112 §6.3).
+        let framing = http.session.answer(now, true);
+        http.session.finish();
+        let origin = self.config.allow_origin.clone();
+        let extra: Vec<(&str, &str)> = origin
+            .iter()
+            .map(|origin| ("Access-Control-Allow-Origin", origin.as_str()))
+            .collect();
+        let retry = self.config.sse_retry_ms;
+        self.push_protocol(token, &|out| sse::write_stream_head(out, retry, &extra));
+        if framing.head_only {
+            // RFC 9110 §9.3.2: a HEAD gets the head of the stream, and no stream.
+            return self.start_closing(token, true);
+        }
+        let keepalive = now + self.config.limits.sse_keepalive;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        self.stats.switch(conn, Transport::EventStream);
+        conn.kind = Kind::EventStream;
+        conn.deadline = Some(keepalive);
+        for &topic in topics {
+            self.feeds.follow(token, topic);
+        }
+        if let Some(after) = cursor {
+            self.replay_to(token, topics, after);
+        }
+        self.rearm(token);
+    }
+
+    // ---- Subscriptions -------------------------------------------------------
+
+    /// Subscribes an open WebSocket or an event stream to a topic, replaying
+    /// history after `after` first when it is given.
+    pub fn subscribe(
+        &mut self,
+        token: Token,
+        topic: TopicId,
+        after: Option<u64>,
+    ) -> Result<(), SendError> {
+        let follower = self
+            .conns
+            .get(token)
+            .is_some_and(|conn| conn.is_open_websocket() || matches!(conn.kind, Kind::EventStream));
+        if !follower || self.feeds.get(topic).is_none() {
+            return Err(SendError::NotOpen);
+        }
+        self.feeds.follow(token, topic);
+        if let Some(after) = after {
+            self.replay_to(token, &[topic], after);
+        }
+        Ok(())
+    }
+
+    /// A connection stops following a topic. False if it did not follow it.
+    pub fn unsubscribe(&mut self, token: Token, topic: TopicId) -> bool {
+        self.feeds.unfollow(token, topic)
+    }
+
+    /// The bytes of an event for this follower, by its transport; `None` if
+    /// it cannot take events (a closing WebSocket, RFC 6455 §5.5.1).
+    fn encoding_for(&self, token: Token, entry: &Entry) -> Option<Arc<[u8]>> {
+        match &self.conns.get(token)?.kind {
+            Kind::EventStream => Some(Arc::clone(&entry.sse)),
+            Kind::WebSocket(ws) if ws.session.can_send() => Some(Arc::clone(&entry.ws_frame)),
+            _ => None,
+        }
+    }
+
+    /// Queues the replay after `after` on `topics` for a follower: a resync
+    /// notice if needed, then as many events as its queue admits; the rest
+    /// follows as the queue drains ([`Core::catch_up`]).
+    pub(crate) fn replay_to(&mut self, token: Token, topics: &[TopicId], after: u64) {
+        let replay = self.feeds.replay(topics, after);
+        let max_queued = self.config.limits.max_queued_bytes;
+        if let Some(why) = replay.resync {
+            let notice = self.feeds.resync_entry(why, replay.from);
+            if let Some(bytes) = self.encoding_for(token, &notice) {
+                let _ = self.push_shared_admitted(token, Chunk::Data, &bytes);
+            }
+        }
+        let mut last = replay.from;
+        for entry in &replay.entries {
+            let Some(bytes) = self.encoding_for(token, entry) else {
+                return;
+            };
+            let admitted = self
+                .conns
+                .get(token)
+                .is_some_and(|conn| conn.outbox.admits(bytes.len(), max_queued));
+            if !admitted {
+                // The rest waits in history until the queue drains.
+                self.catching_up.insert(token, last);
+                return;
+            }
+            if self
+                .push_shared_admitted(token, Chunk::Data, &bytes)
+                .is_err()
+            {
+                return;
+            }
+            self.count_delivery(token);
+            last = entry.id;
+        }
+    }
+
+    /// Goes on with a follower's replay once its queue has drained below
+    /// half its bound (called after each write).
+    pub(crate) fn catch_up(&mut self, token: Token) {
+        let Some(&after) = self.catching_up.get(&token) else {
+            return;
+        };
+        let half = self.config.limits.max_queued_bytes / 2;
+        if self
+            .conns
+            .get(token)
+            .is_none_or(|conn| conn.outbox.len() > half)
+        {
+            return;
+        }
+        self.catching_up.remove(&token);
+        let topics = self.feeds.followed(token);
+        self.replay_to(token, &topics, after);
+    }
+
+    fn count_delivery(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get(token) {
+            let transport = conn.transport;
+            self.stats.of(transport).events_delivered += 1;
+        }
+    }
+
+    // ---- Publishing ----------------------------------------------------------
+
+    /// Publishes an event and fans it out: shared bytes to every follower
+    /// (but `except`, and followers still catching up, who will find it in
+    /// history), answers to every waiting long-poll. Returns its id.
+    pub fn publish(
+        &mut self,
+        topic: TopicId,
+        event: Option<&str>,
+        payload: Payload,
+        except: Option<Token>,
+    ) -> Result<u64, PublishError> {
+        let entry = self.feeds.publish(topic, event, payload)?;
+        let mut recipients = std::mem::take(&mut self.recipients);
+        self.feeds.followers(topic, &mut recipients);
+        for &token in &recipients {
+            if Some(token) == except || self.catching_up.contains_key(&token) {
+                continue;
+            }
+            let Some(bytes) = self.encoding_for(token, &entry) else {
+                continue;
+            };
+            if self.push_shared(token, &bytes).is_ok() {
+                self.count_delivery(token);
+            }
+        }
+        recipients.clear();
+        self.recipients = recipients;
+        let mut answers = Vec::new();
+        for token in self.feeds.take_waiters(topic) {
+            let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
+                continue;
+            };
+            let Waiting::LongPoll { topics, after } =
+                std::mem::replace(&mut http.waiting, Waiting::Nothing)
+            else {
+                continue;
+            };
+            self.answer_poll_now(token, &topics, after, &mut answers, Transport::LongPoll);
+        }
+        Ok(entry.id)
+    }
+
+    /// Removes a topic: its followers and waiters get a last event of type
+    /// `removed` (data `{"topic":NAME}`) and no longer follow it. False if
+    /// there is no such topic.
+    pub fn remove_topic(&mut self, topic: TopicId) -> bool {
+        let Some(name) = self.feeds.get(topic).map(|topic| topic.name().to_owned()) else {
+            return false;
+        };
+        let data = format!("{{\"topic\":\"{name}\"}}");
+        let _ = self.publish(topic, Some("removed"), Payload::Json(&data), None);
+        self.feeds.remove(topic).is_some()
+    }
+}
