@@ -143,10 +143,10 @@ BIN="$HERE/target/release"
 LOADGEN="$BIN/loadgen"
 
 # µWebSockets (C++), from the vendored sources in shared/, a sibling of the repository
-# (on CI too). Built into bench/target/uws when its sources are newer than the binary.
-# Nothing of it is copied into this repository.
+# (on CI too; UWS_DIR overrides). Built into bench/target/uws when its sources are newer
+# than the binary. Nothing of it is copied into this repository.
 UWS_LABEL="µWebSockets"
-UWS_DIR="$ROOT/../shared/peers/uws"
+UWS_DIR=${UWS_DIR:-$ROOT/../shared/peers/uws}
 UWS_BIN=""
 UWS_VERSION=""
 if [ -f "$UWS_DIR/build.sh" ]; then
@@ -164,7 +164,7 @@ if [ -f "$UWS_DIR/build.sh" ]; then
     fi
   fi
 else
-  log "no ../shared/peers/uws/build.sh beside the repository; µWebSockets is left out"
+  log "no $UWS_DIR/build.sh (shared/ beside the repository); µWebSockets is left out"
 fi
 
 NODE_OK=0
