@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; ROUNDS_GIVEN=1; shift ;;
     --only) ONLY+=("$2"); shift ;;
     --baseline) BASELINE_REV=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
