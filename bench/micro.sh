@@ -5,12 +5,13 @@
 #   bench/micro.sh --quick          shorter batches, fewer samples (about 2 s)
 #   bench/micro.sh --filter mask    one group: header, mask, utf8, sse, decoder
 #
-# Builds bench/micro (release, the same profile as pushloop) and runs it pinned to
-# core 0 when taskset and two cores are there. Prints one markdown table of medians.
+# Builds bench/micro (release, the same profile as pushloop; a workspace of its own, built
+# into bench/target) and runs it pinned to core 0 when taskset and two cores are there.
+# Prints one markdown table of medians.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-case "${1:-}" in -h|--help) sed -n '2,9p' "$0"; exit 0 ;; esac
-(cd "$HERE" && cargo build --release --quiet -p micro) >&2
+case "${1:-}" in -h|--help) sed -n '2,10p' "$0"; exit 0 ;; esac
+(cd "$HERE/micro" && cargo build --release --quiet --target-dir "$HERE/target") >&2
 PIN=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then PIN=(taskset -c 0); fi
 if [[ " $* " == *" --quick "* ]]; then SHAPE="5 batches of about 5 ms"; else SHAPE="15 batches of about 20 ms"; fi

@@ -5,24 +5,25 @@ use std::time::Duration;
 
 pub const USAGE: &str = "\
 usage: loadgen MODE --addr 127.0.0.1:PORT [options]
-       loadgen report RESULTS.jsonl [--baseline LABEL]
+       loadgen report RESULTS.jsonl [--baseline LABEL] [--before LABEL]
 
 modes:
   echo    N WebSocket connections, D messages in flight each, S-byte messages
   hold    N idle WebSocket connections; server RSS per connection (needs --pid)
+  opens   N WebSocket opens (connect, upgrade, 101), nothing else; server CPU per open
   fanout  N SSE subscribers to /events, E events POSTed to /publish back to back
           on one keep-alive connection (or at a steady pace: --interval-us)
-  churn   open, upgrade, echo one message, close; over K parallel slots
+  churn   open, upgrade, echo one message, close; over K parallel slots (per cycle)
 
 options (default):
   --addr HOST:PORT     server; must be 127.0.0.1
   --pid PID            server process, for CPU (/proc/PID/stat) and RSS (/proc/PID/status)
-  --conns N            connections / subscribers (echo 64, hold 1000, fanout 100)
+  --conns N            connections / subscribers (echo 64, hold/opens 1000, fanout 100)
   --depth D            echo: messages in flight per connection (16)
   --size S             echo/churn: message bytes (20); fanout: event data bytes (64)
   --binary             echo/churn: binary messages instead of text
   --secs T             echo/churn: measured seconds after warm-up (5)
-  --max-msgs M         echo: stop after M messages measured; churn: after M opens (unbounded)
+  --max-msgs M         echo: stop after M messages measured; churn: after M cycles (unbounded)
   --warmup SECS        echo/churn: unmeasured seconds first (1)
   --settle-ms MS       hold: wait after the last connection opened (1000);
                        fanout: wait after the last subscriber before publishing (300)

@@ -1,6 +1,6 @@
 //! loadgen: a one-thread `mio` load generator for pushloop and its peers.
 //!
-//! Modes `echo`, `hold`, `fanout` and `churn` each print one JSON line; mode
+//! Modes `echo`, `hold`, `opens`, `fanout` and `churn` each print one JSON line; mode
 //! `report` turns a file of such lines into the markdown table of medians.
 //! The client is kept cheap on purpose — masked frames are built once per
 //! connection, payloads are counted and never copied, WRITABLE is registered
@@ -53,7 +53,8 @@ fn main() -> ExitCode {
     };
     let result = match args.mode.as_str() {
         "echo" => echo(&args),
-        "hold" => hold(&args),
+        "hold" => hold(&args, false),
+        "opens" => hold(&args, true),
         "fanout" => fanout(&args),
         "churn" => churn(&args),
         m => Err(format!("unknown mode {m}\n\n{}", args::USAGE)),
@@ -315,21 +316,29 @@ fn echo(args: &Args) -> Result<Json, String> {
 
 /// `hold`: N idle WebSocket connections; the server's RSS before the first
 /// and after the last (plus a settle) gives the memory one connection costs.
-fn hold(args: &Args) -> Result<Json, String> {
+///
+/// `opens` (`only_opens`): the same N opens, `--connect-batch` at a time, and
+/// nothing else: no settle, no messages, no close. The server's CPU from just
+/// before the first connect to the last 101 (its `Sec-WebSocket-Accept`
+/// checked) is the CPU of accepting and upgrading N connections, apart from
+/// the echo and the close handshake that churn adds. `hold` reports the same
+/// figures for its own opens.
+fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
     let n = args.conns.unwrap_or(1000);
-    let settle = Duration::from_millis(args.settle_ms.unwrap_or(1000));
+    let settle = if only_opens { Duration::ZERO } else { Duration::from_millis(args.settle_ms.unwrap_or(1000)) };
     let meter = CpuMeter::new(args.pid.clone());
     let mut net = Net::new(args, n)?;
     let request = ws::upgrade_request(&net.host(), &args.path);
     let mut sink = SseSink::new(Instant::now());
     let mut happened = Vec::new();
-    let begin = Instant::now();
-    let deadline = begin + args.timeout;
     let rss_before = meter.server_rss_kib();
+    let start = meter.sample();
+    let begin = start.at;
+    let deadline = begin + args.timeout;
 
     let (mut next, mut opening, mut open, mut failed) = (0usize, 0usize, 0usize, 0usize);
     let mut errors = 0u64;
-    let mut open_secs = None;
+    let mut all_open: Option<procfs::Sample> = None;
     let mut settled_at: Option<Instant> = None;
     let stop_reason = loop {
         while next < n && opening < args.connect_batch {
@@ -339,13 +348,14 @@ fn hold(args: &Args) -> Result<Json, String> {
             }
             next += 1;
         }
-        let now = Instant::now();
         if settled_at.is_none() && next == n && opening == 0 {
-            open_secs = Some(now.duration_since(begin).as_secs_f64());
-            settled_at = Some(now + settle);
+            let s = meter.sample();
+            settled_at = Some(s.at + settle);
+            all_open = Some(s);
         }
+        let now = Instant::now();
         if settled_at.is_some_and(|t| now >= t) {
-            break "settled";
+            break if only_opens { "all open" } else { "settled" };
         }
         if now >= deadline {
             break "timeout";
@@ -379,18 +389,29 @@ fn hold(args: &Args) -> Result<Json, String> {
         }
     };
     let rss_after = meter.server_rss_kib();
-    let mut j = Json::new("hold");
+    let mut j = Json::new(if only_opens { "opens" } else { "hold" });
     j.int("conns", n as u64)
         .int("opened", open as u64)
         .int("failed", failed as u64)
         .int("errors", errors)
-        .str("stop", stop_reason)
-        .opt("open_secs", open_secs)
-        .opt("rss_before_kib", rss_before.map(|v| v as f64))
-        .opt("rss_after_kib", rss_after.map(|v| v as f64));
+        .str("stop", stop_reason);
+    if let Some(end) = all_open {
+        // Opens that completed; failed ones cost the server too, but are flagged in `failed`.
+        let iv = meter.between(start, end);
+        let per = |cpu: f64| if open > 0 { cpu * 1e6 / open as f64 } else { 0.0 };
+        j.num("secs", iv.secs)
+            .num("open_secs", iv.secs)
+            .num("opens_per_s", open as f64 / iv.secs)
+            .opt("server_cpu_s", iv.server_cpu)
+            .opt("server_cpu_us_per_open", iv.server_cpu.map(per))
+            .num("loadgen_cpu_s", iv.loadgen_cpu)
+            .num("loadgen_cpu_us_per_open", per(iv.loadgen_cpu));
+    }
+    j.opt("rss_before_kib", rss_before.map(|v| v as f64)).opt("rss_after_kib", rss_after.map(|v| v as f64));
     if let (Some(b), Some(a)) = (rss_before, rss_after) {
         if open > 0 {
-            j.num("rss_per_conn_bytes", (a as f64 - b as f64) * 1024.0 / open as f64);
+            let per_conn = (a as f64 - b as f64) * 1024.0 / open as f64;
+            j.num("rss_per_conn_bytes", per_conn).num("rss_per_conn_kib", per_conn / 1024.0);
         }
     }
     Ok(j)
@@ -610,7 +631,8 @@ fn fanout(args: &Args) -> Result<Json, String> {
 }
 
 /// `churn`: K slots, each looping open → upgrade → one message and its echo →
-/// close handshake → server closes TCP. Counts whole loops ("opens").
+/// close handshake → server closes TCP. Counts whole loops ("cycles"); the
+/// open alone is measured by `opens`.
 fn churn(args: &Args) -> Result<Json, String> {
     let k = args.slots;
     let size = args.size.unwrap_or(20);
@@ -720,15 +742,15 @@ fn churn(args: &Args) -> Result<Json, String> {
         .str("stop", stop_reason);
     if let Some((s, base)) = start {
         let iv = meter.between(s, end);
-        let opens = done - base;
-        let per = |cpu: f64| if opens > 0 { cpu * 1e6 / opens as f64 } else { 0.0 };
+        let cycles = done - base;
+        let per = |cpu: f64| if cycles > 0 { cpu * 1e6 / cycles as f64 } else { 0.0 };
         j.num("secs", iv.secs)
-            .int("opens", opens)
-            .num("opens_per_s", opens as f64 / iv.secs)
+            .int("cycles", cycles)
+            .num("cycles_per_s", cycles as f64 / iv.secs)
             .opt("server_cpu_s", iv.server_cpu)
-            .opt("server_cpu_us_per_open", iv.server_cpu.map(per))
+            .opt("server_cpu_us_per_cycle", iv.server_cpu.map(per))
             .num("loadgen_cpu_s", iv.loadgen_cpu)
-            .num("loadgen_cpu_us_per_open", per(iv.loadgen_cpu));
+            .num("loadgen_cpu_us_per_cycle", per(iv.loadgen_cpu));
     }
     Ok(j)
 }
