@@ -39,6 +39,8 @@ pub mod body;
 
 pub mod request;
 
+pub mod response_head;
+
 pub use body::{BodyDecoder, BodyFraming, BodyProgress};
 pub use error::HttpError;
 pub use request::{parse_request, HeadScanner, Request};
