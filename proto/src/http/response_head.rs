@@ -504,30 +504,92 @@ mod tests {
     #[test]
     fn framing_follows_rfc_9112_section_6_3() {
         use BodyFraming::{Chunked, Length, None as Empty};
+        use ResponseError::*;
         use ResponseFraming::{Delimited, UntilClose};
+        // (status line, field lines, framing)
         let cases = [
-            ("HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n", Ok(Delimited(Length(42)))),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\ncontent-length: 7\r\n\r\n", Ok(Delimited(Length(7)))),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n", Ok(Delimited(Chunked))),
-            ("HTTP/1.1 200 OK\r\n\r\n", Ok(UntilClose)),
-            ("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", Ok(Delimited(Empty))),
-            ("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", Ok(Delimited(Empty))),
-            ("HTTP/1.1 101 Switching Protocols\r\n\r\n", Ok(Delimited(Empty))),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Err(ResponseError::ContentLengthWithTransferEncoding)),
-            ("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Err(ResponseError::TransferEncodingInHttp10)),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Err(ResponseError::UnsupportedTransferCoding)),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Err(ResponseError::UnsupportedTransferCoding)),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", Err(ResponseError::UnsupportedTransferCoding)),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", Err(ResponseError::ConflictingContentLength)),
-            ("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", Err(ResponseError::BadContentLength)),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 1,,1\r\n\r\n", Err(ResponseError::BadContentLength)),
-            ("HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n", Err(ResponseError::BadContentLength)),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", Err(ResponseError::BadContentLength)),
+            (
+                "HTTP/1.1 200 OK",
+                "Content-Length: 42",
+                Ok(Delimited(Length(42))),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Content-Length: 7, 7\r\ncontent-length: 7",
+                Ok(Delimited(Length(7))),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Transfer-Encoding: Chunked",
+                Ok(Delimited(Chunked)),
+            ),
+            ("HTTP/1.1 200 OK", "X: y", Ok(UntilClose)),
+            ("HTTP/1.0 200 OK", "X: y", Ok(UntilClose)),
+            (
+                "HTTP/1.1 204 No Content",
+                "Content-Length: 9",
+                Ok(Delimited(Empty)),
+            ),
+            (
+                "HTTP/1.1 304 Not Modified",
+                "Transfer-Encoding: chunked",
+                Ok(Delimited(Empty)),
+            ),
+            (
+                "HTTP/1.1 101 Switching Protocols",
+                "X: y",
+                Ok(Delimited(Empty)),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Content-Length: 1\r\nTransfer-Encoding: chunked",
+                Err(ContentLengthWithTransferEncoding),
+            ),
+            (
+                "HTTP/1.0 200 OK",
+                "Transfer-Encoding: chunked",
+                Err(TransferEncodingInHttp10),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Transfer-Encoding: gzip, chunked",
+                Err(UnsupportedTransferCoding),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Transfer-Encoding: gzip",
+                Err(UnsupportedTransferCoding),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                Err(UnsupportedTransferCoding),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Content-Length: 1\r\nContent-Length: 2",
+                Err(ConflictingContentLength),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Content-Length: -1",
+                Err(BadContentLength),
+            ),
+            (
+                "HTTP/1.1 200 OK",
+                "Content-Length: 1,,1",
+                Err(BadContentLength),
+            ),
+            ("HTTP/1.1 200 OK", "Content-Length: ", Err(BadContentLength)),
+            (
+                "HTTP/1.1 200 OK",
+                "Content-Length: 99999999999999999999999",
+                Err(BadContentLength),
+            ),
         ];
-        for (head, expected) in cases {
-            assert_eq!(framing(head), expected, "{head}");
+        for (status_line, fields, expected) in cases {
+            let head = alloc::format!("{status_line}\r\n{fields}\r\n\r\n");
+            assert_eq!(framing(&head), expected, "{head}");
         }
     }
 
