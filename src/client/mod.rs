@@ -13,7 +13,9 @@
 //!   with full jitter, give-up rules, a reset after a stable connection;
 //! - [`random`] — the randomness it and the WebSocket client need, injected;
 //! - [`transport`] — blocking byte streams behind a [`transport::Connect`],
-//!   plain TCP with timeouts, TLS pluggable.
+//!   plain TCP with timeouts, TLS pluggable;
+//! - [`sse`] — a blocking SSE client: `for item in client.events() { … }`,
+//!   reconnecting with `Last-Event-ID` the way a browser's `EventSource` does.
 
 pub mod url;
 
@@ -22,3 +24,5 @@ pub mod random;
 pub mod backoff;
 
 pub mod transport;
+
+pub mod sse;
