@@ -913,6 +913,25 @@ mod tests {
     }
 
     #[test]
+    fn more_header_fields_than_max_headers_fail() {
+        let mut resume = Resume::default();
+        let limited = SseConfig {
+            max_headers: 2,
+            ..config()
+        };
+        let response = format!("{HEAD}X-A: 1\r\nX-B: 2\r\n\r\n");
+        let mut out = VecDeque::new();
+        let result = Reader::new(&limited).receive(response.as_bytes(), &mut resume, &mut out);
+        assert_eq!(
+            result,
+            Err(SseError::Response(ResponseError::TooManyHeaders))
+        );
+        let response = format!("{HEAD}X-A: 1\r\n\r\n");
+        let result = Reader::new(&limited).receive(response.as_bytes(), &mut resume, &mut out);
+        assert_eq!(result, Ok(None));
+    }
+
+    #[test]
     fn setup_refuses_what_cannot_be_sent() {
         let url = |s: &str| Url::parse(s).unwrap();
         let with = |config: SseConfig| {
