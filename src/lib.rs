@@ -138,6 +138,9 @@ pub mod app;
 
 pub mod server;
 
+#[cfg(feature = "client")]
+pub mod client;
+
 /// The README's code is compiled as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

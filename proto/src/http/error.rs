@@ -29,7 +29,7 @@ pub enum HttpError {
     /// Sent a field value with a control byte in it (RFC 9110 §5.5). 400.
     BadHeaderValue,
     /// Handed [`crate::http::parse_request`] bytes that do not end exactly at the head's
-    /// blank line (use [`HeadScanner`] to delimit the head). 400.
+    /// blank line (use [`crate::http::HeadScanner`] to delimit the head). 400.
     Unterminated,
     /// Sent a head longer than the head limit (`max_head_bytes`) without
     /// ending it. 431 (RFC 6585 §5).

@@ -41,6 +41,8 @@ pub mod request;
 
 pub mod session;
 
+pub mod response_head;
+
 pub use body::{BodyDecoder, BodyFraming, BodyProgress};
 pub use error::HttpError;
 pub use request::{parse_request, HeadScanner, Request};

@@ -130,6 +130,23 @@ impl StreamParser {
         }
     }
 
+    /// A parser for a stream that continues an earlier one, after a
+    /// reconnection: its last event ID starts as `last_event_id`, so events
+    /// before the new stream's first `id` field carry it, and
+    /// [`StreamParser::last_event_id`] returns it until the stream sets another.
+    ///
+    /// §9.2.6 associates a last event ID buffer with each parse, but the
+    /// `EventSource`'s last event ID string outlives reconnections (§9.2.3
+    /// reestablishes the connection on the same object), and browsers seed the
+    /// new stream with it (Chromium builds each parser from the stored id), so
+    /// an id-less event after a reconnect does not forget where the client was.
+    pub fn resuming(max_line_bytes: usize, last_event_id: &str) -> Self {
+        let mut parser = StreamParser::new(max_line_bytes);
+        parser.id_buffer.push_str(last_event_id);
+        parser.last_event_id.push_str(last_event_id);
+        parser
+    }
+
     /// Feeds the next bytes of the stream (any chunking) and returns the events
     /// they dispatched, in order.
     ///
@@ -704,6 +721,24 @@ mod tests {
         assert_eq!(parser.last_event_id(), "");
         assert_eq!(parser.feed(b"\n"), Ok(vec![]));
         assert_eq!(parser.last_event_id(), "7");
+    }
+
+    #[test]
+    fn resuming_parser_carries_the_previous_id_until_the_stream_sets_one() {
+        let mut parser = StreamParser::resuming(ROOMY, "41");
+        assert_eq!(parser.last_event_id(), "41");
+        assert_eq!(
+            parser.feed(b"data: a\n\nid: 42\ndata: b\n\nid\ndata: c\n\n"),
+            Ok(vec![
+                message("a", "41"),
+                message("b", "42"),
+                message("c", "")
+            ])
+        );
+        assert_eq!(parser.last_event_id(), "");
+        let mut parser = StreamParser::resuming(ROOMY, "41");
+        assert_eq!(parser.feed(b"id: 43\n\n"), Ok(vec![]));
+        assert_eq!(parser.last_event_id(), "43");
     }
 
     #[test]

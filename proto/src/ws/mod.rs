@@ -17,6 +17,7 @@
 pub mod close;
 pub mod frame;
 pub mod handshake;
+pub mod handshake_client;
 pub mod mask;
 pub mod message;
 pub mod session;
