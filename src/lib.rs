@@ -128,6 +128,8 @@ pub mod limits;
 
 pub use pushloop_proto::{http, json, sse, time, ws};
 
+pub mod storage;
+
 pub mod topic;
 
 pub mod app;
