@@ -1371,6 +1371,31 @@ mod tests {
         }
     }
 
+    /// Parse speed on the 1 MiB reply: whole, in 1460-byte reads (one TCP
+    /// segment each) and byte by byte.
+    /// `cargo test --release -p pushloop-proto -- --ignored measure_parse_speed --nocapture`
+    #[test]
+    #[ignore]
+    fn measure_parse_speed() {
+        let (wire, _) = large_reply();
+        for step in [wire.len(), 1460, 1] {
+            let rounds = if step == 1 { 5 } else { 50 };
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                assert!(matches!(
+                    feed(&wire, RespLimits::default(), step),
+                    Ok(Some(_))
+                ));
+            }
+            let elapsed = start.elapsed();
+            std::println!(
+                "{} B reply in reads of {step} B: {:.0} MB/s",
+                wire.len(),
+                (rounds * wire.len()) as f64 / elapsed.as_secs_f64() / 1e6
+            );
+        }
+    }
+
     #[test]
     fn errors_display_their_message() {
         assert_eq!(

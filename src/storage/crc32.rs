@@ -17,7 +17,7 @@ const POLYNOMIAL: u32 = 0xEDB8_8320;
 
 /// `TABLES[0][b]` is the CRC of byte `b` alone; `TABLES[k][b]` is that byte
 /// followed by `k` zero bytes, so 8 bytes fold in one step.
-const TABLES: [[u32; 256]; 8] = build_tables();
+static TABLES: [[u32; 256]; 8] = build_tables();
 
 const fn build_tables() -> [[u32; 256]; 8] {
     let mut tables = [[0u32; 256]; 8];

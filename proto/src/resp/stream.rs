@@ -213,7 +213,7 @@ pub struct Event<'a> {
 /// let mut out = Vec::new();
 /// let event = Event { id: 7, topic: "news", event: "message", data: b"hi" };
 /// encode_xadd(b"pushloop", 1000, &event, &mut out);
-/// assert!(out.starts_with(b"*13\r\n$4\r\nXADD\r\n$8\r\npushloop\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n"));
+/// assert!(out.starts_with(b"*14\r\n$4\r\nXADD\r\n$8\r\npushloop\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n"));
 /// ```
 pub fn encode_xadd(key: &[u8], max_len: u64, event: &Event<'_>, out: &mut Vec<u8>) {
     let mut max_len_text = Vec::new();
