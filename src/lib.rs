@@ -126,9 +126,11 @@
 
 pub mod limits;
 
-pub use pushloop_proto::{http, json, sse, time, ws};
+pub use pushloop_proto::{http, json, resp, sse, time, ws};
 
 pub mod ids;
+
+pub mod storage;
 
 pub mod feeds;
 

@@ -7,6 +7,9 @@ use std::path::Path;
 #[path = "../fuzz/checks/http.rs"]
 #[allow(dead_code)]
 mod http_checks;
+#[path = "../fuzz/checks/resp.rs"]
+#[allow(dead_code)]
+mod resp_checks;
 #[path = "../fuzz/checks/sse.rs"]
 #[allow(dead_code)]
 mod sse_checks;
@@ -58,4 +61,9 @@ fn utf8_corpus() {
 #[test]
 fn sse_roundtrip_corpus() {
     replay("sse_roundtrip", sse_checks::sse_roundtrip);
+}
+
+#[test]
+fn resp_reply_corpus() {
+    replay("resp_reply", resp_checks::resp_reply);
 }

@@ -54,6 +54,10 @@
 //!    keeps proxies awake, `Last-Event-ID` says where a browser stopped;
 //!    [`sse::parser::StreamParser`] is the browser's side of the same format.
 //! 4. [`json`] — the one JSON writer the feeds need (a string, escaped).
+//! 5. [`resp`] — the Redis wire protocol for the storage backend: commands
+//!    encoded into your buffer, replies parsed incrementally and within named
+//!    limits ([`resp::ReplyParser`]), and [`resp::stream`] reading `XRANGE` /
+//!    `XREAD` entries as pushloop events.
 //!
 //! ## Without std
 //!
@@ -74,3 +78,5 @@ pub mod sse;
 pub mod ws;
 
 pub mod json;
+
+pub mod resp;
