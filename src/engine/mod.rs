@@ -271,12 +271,16 @@ impl Core {
             websocket,
             now,
             stats,
+            config,
             ..
         } = self;
         let conn = conns.get_mut(token)?;
         let Kind::WebSocket(ws) = &mut conn.kind else {
             return None;
         };
+        // Past half its bound the queue is not being read fast enough: the
+        // session answers only the latest of a burst of pings.
+        let backed_up = conn.outbox.len() >= config.limits.max_queued_bytes / 2;
         let mut result = None;
         let added = conn.outbox.push_with(kind, spare, |out| {
             let mut env = Env {
@@ -284,6 +288,7 @@ impl Core {
                 config: websocket,
                 out,
                 keys: None,
+                backed_up,
             };
             result = Some(f(&mut ws.session, &mut env));
         });

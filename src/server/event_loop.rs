@@ -634,7 +634,6 @@ impl EventLoop {
             MessageDecoder::new(Role::Server, NO_LIMITS),
         );
         let mut before = ws.session.state();
-        let mut pong_owed = false;
         loop {
             let mut header = None;
             let input = &mut self.scratch[pos..len];
@@ -672,22 +671,12 @@ impl EventLoop {
                     before = now_state;
                 }
             }
-            if pong_owed && matches!(event, Event::Text(_) | Event::Binary(_)) {
-                // The pong for the pings before this message goes before
-                // whatever the app answers to it (pings in a row still get
-                // one pong, RFC 6455 §5.5.3).
-                self.core.ws_do(token, Chunk::Protocol, |session, env| {
-                    session.poll_transmit(env)
-                });
-                pong_owed = false;
-            }
             match event {
                 Event::Text(text) => message(&mut self.core, app, token, Message::Text(text)),
                 Event::Binary(bytes) => message(&mut self.core, app, token, Message::Binary(bytes)),
-                // The pong owed is written before the next message, or after
-                // the batch (below).
-                Event::Ping(_) => pong_owed = true,
-                Event::Pong(_) => {}
+                // Answered by the session (a pong owed while the output is
+                // backed up goes out after the batch, below).
+                Event::Ping(_) | Event::Pong(_) => {}
                 Event::Closed { code, reason } => {
                     report_close(&mut self.core, app, token, code, reason);
                     self.core.finish_websocket(token);

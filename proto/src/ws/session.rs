@@ -40,7 +40,8 @@
 //!    says [`Step::NeedMore`], dropping `used` bytes after each call, and act
 //!    on each [`Event`].
 //! 2. Then call [`Session::poll_transmit`] once: it writes the pong owed for
-//!    the latest ping (a burst of pings gets one pong, §5.5.3).
+//!    the latest ping (while the output is backed up, a burst of pings gets
+//!    one pong, §5.5.3).
 //! 3. Send with [`Session::send`]; close with [`Session::close`].
 //! 4. Arm a timer for [`Session::poll_timeout`]; when it passes, call
 //!    [`Session::handle_timeout`].
@@ -96,6 +97,11 @@ pub struct Env<'e> {
     pub out: &'e mut Vec<u8>,
     /// Masking keys; required in the client role (§5.3), ignored by a server.
     pub keys: Option<&'e mut dyn MaskKeys>,
+    /// The caller's output is backed up (the peer is not reading it): pings
+    /// are then answered only for the most recent one (§5.5.3 allows it),
+    /// and that pong waits for [`Session::poll_transmit`] or the next
+    /// message. Otherwise every ping gets its pong at once.
+    pub backed_up: bool,
 }
 
 /// Where the endpoint is in its life (RFC 6455 §7).
@@ -348,14 +354,32 @@ impl Session {
         let event = match message {
             // §5.5.1: after our Close, the peer's data is read and dropped.
             Message::Text(_) | Message::Binary(_) if !open => return Step::Progress { used },
-            Message::Text(text) => Event::Text(text),
-            Message::Binary(bytes) => Event::Binary(bytes),
+            Message::Text(text) => {
+                // The pong owed for earlier pings goes before whatever the
+                // answer to this message will be.
+                self.poll_transmit(env);
+                Event::Text(text)
+            }
+            Message::Binary(bytes) => {
+                self.poll_transmit(env);
+                Event::Binary(bytes)
+            }
             Message::Ping(payload) => {
-                // §5.5.2: a Ping is answered with a Pong carrying its payload;
-                // §5.5.3: if several arrive first, answering the latest is
-                // enough. Nothing answers after our Close (§5.5.1).
+                // §5.5.2: a Ping is answered with a Pong carrying its payload.
+                // §5.5.3: "If an endpoint receives a Ping frame and has not yet
+                // sent Pong frame(s) in response to previous Ping frame(s), the
+                // endpoint MAY elect to send a Pong frame for only the most
+                // recently processed Ping frame" — done while the output is
+                // backed up, so a ping flood cannot grow it. Nothing answers
+                // after our Close (§5.5.1).
                 if open {
-                    self.pong_owed = Some(payload.into());
+                    if env.backed_up {
+                        self.pong_owed = Some(payload.into());
+                    } else {
+                        self.pong_owed = None;
+                        let mask = mask_for(role, env);
+                        encode_frame(env.out, true, OpCode::Pong, mask, payload);
+                    }
                 }
                 Event::Ping(payload)
             }
@@ -379,8 +403,9 @@ impl Session {
         Step::Event { event, used }
     }
 
-    /// Writes what is owed now: the pong for the most recent ping (§5.5.3).
-    /// Call it after each batch of input.
+    /// Writes what is owed now: the pong for the most recent ping, when pings
+    /// came while the output was backed up (§5.5.3). Call it after each batch
+    /// of input.
     pub fn poll_transmit(&mut self, env: &mut Env) {
         if let Some(payload) = self.pong_owed.take() {
             let mask = mask_for(self.role, env);
@@ -573,6 +598,8 @@ mod tests {
         decoder: MessageDecoder,
         out: Vec<u8>,
         keys: FixedKeys,
+        /// What the environment says of the output (see `Env::backed_up`).
+        backed_up: bool,
     }
 
     /// What a step produced, owned, so tests can compare it.
@@ -602,6 +629,7 @@ mod tests {
                 decoder,
                 out: Vec::new(),
                 keys: FixedKeys,
+                backed_up: false,
             }
         }
 
@@ -612,6 +640,7 @@ mod tests {
                 config: &CONFIG,
                 out: &mut self.out,
                 keys: Some(&mut self.keys),
+                backed_up: self.backed_up,
             };
             f(&mut self.session, &mut env)
         }
@@ -635,6 +664,7 @@ mod tests {
                         config: &CONFIG,
                         out: &mut self.out,
                         keys: Some(&mut self.keys),
+                        backed_up: self.backed_up,
                     };
                     match self
                         .session
@@ -732,8 +762,28 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_of_pings_gets_one_pong_for_the_latest() {
+    fn every_ping_gets_its_pong_while_the_output_flows() {
         let mut server = Endpoint::server();
+        let mut burst = Vec::new();
+        for payload in [&b"1"[..], b"2", b"3"] {
+            burst.extend(from_client(true, OpCode::Ping, payload));
+        }
+        server.receive(&burst, at(1));
+        let pongs: Vec<_> = server.written();
+        assert_eq!(
+            pongs,
+            [
+                (OpCode::Pong, b"1".to_vec()),
+                (OpCode::Pong, b"2".to_vec()),
+                (OpCode::Pong, b"3".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_burst_of_pings_gets_one_pong_for_the_latest_while_the_output_is_backed_up() {
+        let mut server = Endpoint::server();
+        server.backed_up = true;
         let mut burst = Vec::new();
         for payload in [&b"1"[..], b"2", b"3"] {
             burst.extend(from_client(true, OpCode::Ping, payload));
@@ -744,6 +794,40 @@ mod tests {
         // MAY elect to send a Pong frame for only the most recently processed
         // Ping frame."
         assert_eq!(server.written(), [(OpCode::Pong, b"3".to_vec())]);
+    }
+
+    #[test]
+    fn an_owed_pong_goes_before_the_next_message() {
+        let mut server = Endpoint::server();
+        server.backed_up = true;
+        let mut input = from_client(true, OpCode::Ping, b"p");
+        input.extend(from_client(true, OpCode::Text, b"after"));
+        let mut pending = input.clone();
+        let mut env = Env {
+            now: at(1),
+            config: &CONFIG,
+            out: &mut server.out,
+            keys: None,
+            backed_up: true,
+        };
+        let first = server
+            .session
+            .step(&mut server.decoder, &mut pending, &mut env);
+        let Step::Event { used, .. } = first else {
+            panic!("the ping")
+        };
+        assert!(env.out.is_empty(), "held while backed up");
+        let second = server
+            .session
+            .step(&mut server.decoder, &mut pending[used..], &mut env);
+        assert!(matches!(
+            second,
+            Step::Event {
+                event: Event::Text("after"),
+                ..
+            }
+        ));
+        assert_eq!(server.written(), [(OpCode::Pong, b"p".to_vec())]);
     }
 
     #[test]
@@ -818,6 +902,7 @@ mod tests {
             config: &CONFIG,
             out: &mut Vec::new(),
             keys: None,
+            backed_up: false,
         };
         assert_eq!(
             client.session.send(OpCode::Text, b"x", &mut unkeyed),
@@ -910,6 +995,7 @@ mod tests {
     #[test]
     fn an_owed_pong_is_dropped_when_we_close() {
         let mut server = Endpoint::server();
+        server.backed_up = true;
         let mut input = from_client(true, OpCode::Ping, b"p");
         input.extend(from_client(true, OpCode::Close, &close_payload(1000, "")));
         server.receive(&input, at(1));
@@ -1061,6 +1147,7 @@ mod tests {
             config: &config,
             out: &mut server.out,
             keys: None,
+            backed_up: false,
         };
         assert_eq!(server.session.handle_timeout(&mut env), Some(Timeout::Idle));
         assert_eq!(
