@@ -1,0 +1,97 @@
+//! permessage-deflate (RFC 7692): negotiation in the opening handshake, and
+//! the transform between a message and the payload of its frames. Behind the
+//! `deflate` feature.
+//!
+//! Reading list: RFC 7692 §5 (negotiation), §6 (RSV1, compress then
+//! fragment), §7.1 (the four parameters), §7.2 (the transform and its
+//! examples), §8 (security); RFC 1951 (DEFLATE); RFC 6455 §9.1 (the
+//! `Sec-WebSocket-Extensions` grammar). [`negotiate`] and [`codec`] each open
+//! with their own list.
+//!
+//! ```text
+//!  handshake   Sec-WebSocket-Extensions ─→ accept_offer ─→ AgreedParams ─→ response value
+//!                                          (server)          │ sending(role) / receiving(role)
+//!  messages    payload ─→ Deflater::compress_message ─→ frames, RSV1 on the first
+//!              frames  ─→ Inflater::inflate_message(limit) ─→ payload   (1007 / 1009 on error)
+//! ```
+//!
+//! # How a session uses it
+//!
+//! After the handshake, each side makes a [`Deflater`] for
+//! `agreed.sending(role)` and an [`Inflater`] for `agreed.receiving(role)`.
+//! To send, compress the whole message into the frame payload buffer, then
+//! frame it with RSV1 set on the first frame (§6.1). To receive, gather the
+//! payloads of a message whose first frame had RSV1 set (bounded by the
+//! session's message limit, which then counts compressed bytes), and inflate
+//! them at once with the limit for inflated bytes; an [`InflateError`] gives
+//! the close code. Control frames are never compressed (§6.1).
+//!
+//! Whole messages, not frames, because that is what keeps memory bounded *and*
+//! lets state be shared: an inflater that took frames one by one would hold a
+//! half-inflated message between two reads, so it could not serve another
+//! connection meanwhile. The compressed message is bounded by the session's
+//! limit, the inflated one by the limit passed here, and nothing else grows.
+//!
+//! With [`ServerMode::Shared`] (the default) no message refers to an earlier
+//! one in either direction, so a loop keeps one `Deflater` and one `Inflater`
+//! for all its connections, and a message published to many is compressed
+//! once. [`ServerMode::ContextTakeover`] gives each connection its own pair.
+//!
+//! # Why miniz_oxide, and how it keeps within a small window
+//!
+//! Measured on a tiny program (read stdin, compress it with a sync flush,
+//! inflate it back, write both) built like pushloop's release binary
+//! (`lto = true`, `codegen-units = 1`, `strip = true`), rustc 1.95, x86-64:
+//!
+//! | DEFLATE from | stripped binary | cost |
+//! |---|---|---|
+//! | nothing (std only) | 314,384 B | — |
+//! | miniz_oxide 0.9.1 | 359,768 B | **+45 KB** |
+//! | zlib-rs 0.6.8 (`Deflate`/`Inflate`) | 422,432 B | +108 KB |
+//!
+//! zlib-rs honours every window from 9 to 15 exactly, but costs more than
+//! twice as much, and is `no_std` only with the C allocator (its Rust
+//! allocator feature turns std on), which this crate cannot ask of its users.
+//! miniz_oxide is `no_std` + alloc and `#![forbid(unsafe_code)]`.
+//!
+//! Its catch: its match finder always searches its full 32 KiB, and its own
+//! small-window settings do not help — for windows 12-14 it switches to level 1,
+//! whose fast path still finds matches up to 32 KiB back, and for windows below
+//! 12 it asks for RLE at level 1, which the same fast path ignores. So the
+//! [`Deflater`] picks its settings itself: with window 15, level 6 and every
+//! match; with a smaller window, level 6 and the RLE strategy, which only
+//! encodes runs of the previous byte (distance 1): inside any window. The price
+//! is compression (Huffman coding plus runs, not LZ77) for the rare peer that
+//! asks a server for a small window — browsers never do. Tests inflate every
+//! window 8-15 with a second, independent inflater that rejects distances past
+//! the window (zlib through python3, when present) and with miniz's inflater
+//! restricted to a `2^bits` ring.
+//!
+//! # Memory
+//!
+//! Measured by `proto/tests/deflate_memory.rs` (an allocator that counts live
+//! heap bytes), x86-64:
+//!
+//! | state | heap | when |
+//! |---|---|---|
+//! | [`Deflater`] | MEMORY_DEFLATER | one per loop (shared) or per connection (takeover); any window |
+//! | [`Inflater`], no context takeover | MEMORY_INFLATER_SHARED | one per loop (shared) or per connection |
+//! | [`Inflater`], context takeover, window 15 | MEMORY_INFLATER_15 | per connection |
+//! | [`Inflater`], context takeover, window 9 | MEMORY_INFLATER_9 | per connection |
+//!
+//! The compressor's size is miniz_oxide's, whatever the window: its 32 KiB
+//! dictionary with two 64 KiB hash chains, a 64 KiB buffer of LZ77 codes and
+//! an 83 KiB output buffer. Without context takeover it also costs a 128 KiB
+//! clear of those chains per message (the full flush), which a shared
+//! compressor pays once per published message, not per recipient. An inflater
+//! without context keeps no window: it inflates straight into the caller's
+//! buffer.
+
+pub mod codec;
+pub mod negotiate;
+
+pub use codec::{Deflater, Direction, InflateError, Inflater};
+pub use negotiate::{
+    accept_offer, accept_response, write_offer, AgreedParams, ClientConfig, NegotiationError,
+    ServerConfig, ServerMode,
+};
