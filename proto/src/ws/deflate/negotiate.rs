@@ -516,14 +516,12 @@ fn set_flag(flag: &mut bool, value: Option<Value<'_>>) -> Result<(), Negotiation
 /// ```
 fn window_bits(value: Value<'_>) -> Result<u8, NegotiationError> {
     let mut bits: u8 = 0;
-    let mut digits = 0;
-    for byte in value.unescaped() {
+    for (digits, byte) in value.unescaped().enumerate() {
         // A leading zero, a third digit or a non-digit: never 8..=15.
         if !byte.is_ascii_digit() || (digits == 0 && byte == b'0') || digits == 2 {
             return Err(NegotiationError::InvalidValue);
         }
         bits = bits * 10 + (byte - b'0');
-        digits += 1;
     }
     if (MIN_WINDOW_BITS..=MAX_WINDOW_BITS).contains(&bits) {
         Ok(bits)
@@ -653,5 +651,493 @@ impl<'a> Iterator for Pieces<'a> {
         }
         self.rest = None;
         Some(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAKEOVER: ServerConfig = ServerConfig {
+        mode: ServerMode::ContextTakeover,
+        max_window_bits: MAX_WINDOW_BITS,
+    };
+
+    /// The server's answer to `lines`: the response value and what was agreed.
+    fn server(lines: &[&str], config: ServerConfig) -> Option<(String, AgreedParams)> {
+        let mut response = Vec::new();
+        let agreed = accept_offer(
+            lines.iter().map(|line| line.as_bytes()),
+            config,
+            &mut response,
+        );
+        match agreed {
+            Some(agreed) => Some((String::from_utf8(response).expect("ASCII"), agreed)),
+            None => {
+                assert!(response.is_empty(), "a decline writes nothing");
+                None
+            }
+        }
+    }
+
+    fn response_to(offer: &str, config: ServerConfig) -> Option<String> {
+        server(&[offer], config).map(|(response, _)| response)
+    }
+
+    fn agreed(
+        server_nct: bool,
+        client_nct: bool,
+        server_bits: u8,
+        client_bits: u8,
+    ) -> AgreedParams {
+        AgreedParams {
+            server_no_context_takeover: server_nct,
+            client_no_context_takeover: client_nct,
+            server_max_window_bits: server_bits,
+            client_max_window_bits: client_bits,
+        }
+    }
+
+    use alloc::string::String;
+
+    // --- RFC 7692 §7.1.3 and the offers browsers send ---
+
+    #[test]
+    fn answers_a_browser_offer_with_no_context_either_way_by_default() {
+        let (response, params) = server(
+            &["permessage-deflate; client_max_window_bits"],
+            ServerConfig::default(),
+        )
+        .expect("accepted");
+        assert_eq!(
+            response,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+        assert_eq!(params, agreed(true, true, 15, 15));
+    }
+
+    #[test]
+    fn accepts_the_first_of_the_rfc_fallback_offers() {
+        // RFC 7692 §7.1.3: a small server window if possible, else without.
+        let offer = "permessage-deflate; client_max_window_bits; server_max_window_bits=10, \
+                     permessage-deflate; client_max_window_bits";
+        let (response, params) = server(&[offer], TAKEOVER).expect("accepted");
+        assert_eq!(response, "permessage-deflate; server_max_window_bits=10");
+        assert_eq!(params, agreed(false, false, 10, 15));
+        let (response, _) = server(&[offer], ServerConfig::default()).expect("accepted");
+        assert_eq!(
+            response,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=10"
+        );
+    }
+
+    #[test]
+    fn answers_a_bare_offer_with_a_bare_response_in_takeover_mode() {
+        let (response, params) = server(&["permessage-deflate"], TAKEOVER).expect("accepted");
+        assert_eq!(response, "permessage-deflate");
+        assert_eq!(params, agreed(false, false, 15, 15));
+    }
+
+    // --- §7.1.1: context takeover ---
+
+    #[test]
+    fn echoes_server_no_context_takeover_in_takeover_mode() {
+        let response = response_to("permessage-deflate; server_no_context_takeover", TAKEOVER);
+        assert_eq!(
+            response.as_deref(),
+            Some("permessage-deflate; server_no_context_takeover")
+        );
+    }
+
+    #[test]
+    fn makes_the_client_hint_binding_in_takeover_mode() {
+        let (response, params) = server(
+            &["permessage-deflate; client_no_context_takeover"],
+            TAKEOVER,
+        )
+        .expect("accepted");
+        assert_eq!(response, "permessage-deflate; client_no_context_takeover");
+        assert_eq!(params, agreed(false, true, 15, 15));
+    }
+
+    // --- §7.1.2: window bits ---
+
+    #[test]
+    fn honours_every_server_window_the_client_asks_for() {
+        for bits in 8..=15u8 {
+            let offer = std::format!("permessage-deflate; server_max_window_bits={bits}");
+            let (response, params) = server(&[&offer], TAKEOVER).expect("accepted");
+            assert_eq!(
+                response,
+                std::format!("permessage-deflate; server_max_window_bits={bits}")
+            );
+            assert_eq!(params.server_max_window_bits, bits);
+        }
+    }
+
+    #[test]
+    fn announces_its_own_smaller_window_unasked() {
+        let config = ServerConfig {
+            max_window_bits: 12,
+            ..ServerConfig::default()
+        };
+        let (response, params) = server(&["permessage-deflate"], config).expect("accepted");
+        assert!(
+            response.ends_with("; server_max_window_bits=12"),
+            "{response}"
+        );
+        assert_eq!(params.server_max_window_bits, 12);
+        // Asked for more than it keeps: the smaller wins (§7.1.2.1 "same or smaller").
+        let response = response_to("permessage-deflate; server_max_window_bits=14", config);
+        assert!(response
+            .expect("accepted")
+            .ends_with("; server_max_window_bits=12"));
+    }
+
+    #[test]
+    fn limits_the_client_window_in_takeover_mode_when_the_offer_allows() {
+        let config = ServerConfig {
+            max_window_bits: 10,
+            ..TAKEOVER
+        };
+        let (response, params) =
+            server(&["permessage-deflate; client_max_window_bits"], config).expect("accepted");
+        assert_eq!(
+            response,
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10"
+        );
+        assert_eq!(params, agreed(false, false, 10, 10));
+        // The client already promised less: nothing to ask.
+        let (response, params) =
+            server(&["permessage-deflate; client_max_window_bits=9"], config).expect("accepted");
+        assert_eq!(response, "permessage-deflate; server_max_window_bits=10");
+        assert_eq!(params.client_max_window_bits, 9);
+    }
+
+    #[test]
+    fn declines_a_client_it_cannot_limit_in_takeover_mode() {
+        let config = ServerConfig {
+            max_window_bits: 10,
+            ..TAKEOVER
+        };
+        assert_eq!(response_to("permessage-deflate", config), None);
+        // Unless the client keeps no context: then its window costs nothing.
+        let response = response_to("permessage-deflate; client_no_context_takeover", config);
+        assert_eq!(
+            response.as_deref(),
+            Some("permessage-deflate; client_no_context_takeover; server_max_window_bits=10")
+        );
+    }
+
+    #[test]
+    fn does_not_ask_for_a_client_window_in_shared_mode() {
+        let config = ServerConfig {
+            max_window_bits: 9,
+            ..ServerConfig::default()
+        };
+        let response =
+            response_to("permessage-deflate; client_max_window_bits", config).expect("accepted");
+        assert!(!response.contains("client_max_window_bits"), "{response}");
+    }
+
+    // --- §5: declining, and the §9.1 grammar ---
+
+    #[test]
+    fn declines_an_offer_with_a_bad_parameter_and_accepts_the_next() {
+        for first in [
+            "permessage-deflate; foo",
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "permessage-deflate; client_max_window_bits; client_max_window_bits=10",
+            "permessage-deflate; server_no_context_takeover=1",
+            "permessage-deflate; client_no_context_takeover=\"\"",
+            "permessage-deflate; server_max_window_bits",
+            "permessage-deflate; server_max_window_bits=7",
+            "permessage-deflate; server_max_window_bits=16",
+            "permessage-deflate; server_max_window_bits=08",
+            "permessage-deflate; server_max_window_bits=010",
+            "permessage-deflate; server_max_window_bits=1a",
+            "permessage-deflate; server_max_window_bits=-9",
+            "permessage-deflate; client_max_window_bits=0",
+            "permessage-deflate; client_max_window_bits=255",
+            "permessage-deflate; server_max_window_bits=\"1\"0",
+            "permessage-deflate;",
+            "permessage-deflate; ; server_no_context_takeover",
+            "permessage-deflate; =10",
+            "permessage-deflate; server_max_window_bits=10=10",
+        ] {
+            let offer = std::format!("{first}, permessage-deflate");
+            let (response, _) = server(&[&offer], TAKEOVER).unwrap_or_else(|| panic!("{first}"));
+            assert_eq!(response, "permessage-deflate", "{first}");
+        }
+    }
+
+    #[test]
+    fn an_unterminated_quote_spoils_the_rest_of_its_line_only() {
+        for line in [
+            "permessage-deflate; server_max_window_bits=\"10, permessage-deflate",
+            "permessage-deflate; server_max_window_bits=\"10\\\", permessage-deflate",
+        ] {
+            assert_eq!(server(&[line], TAKEOVER), None, "{line}");
+            let (response, _) = server(&[line, "permessage-deflate"], TAKEOVER).expect("next line");
+            assert_eq!(response, "permessage-deflate");
+        }
+    }
+
+    #[test]
+    fn reads_quoted_values() {
+        for value in ["\"10\"", "\"1\\0\"", "\"\\1\\0\""] {
+            let offer = std::format!("permessage-deflate; server_max_window_bits = {value}");
+            let (_, params) = server(&[&offer], TAKEOVER).unwrap_or_else(|| panic!("{value}"));
+            assert_eq!(params.server_max_window_bits, 10, "{value}");
+        }
+    }
+
+    #[test]
+    fn splits_offers_only_outside_quoted_strings() {
+        let offer = "permessage-deflate; x=\"a, permessage-deflate; y\", permessage-deflate; client_no_context_takeover";
+        let (response, _) = server(&[offer], TAKEOVER).expect("accepted");
+        assert_eq!(response, "permessage-deflate; client_no_context_takeover");
+    }
+
+    #[test]
+    fn reads_offers_across_several_header_lines() {
+        let lines = [
+            "x-webkit-deflate-frame",
+            "foo; bar=\"baz\", permessage-deflate; server_no_context_takeover",
+        ];
+        let (response, _) = server(&lines, TAKEOVER).expect("accepted");
+        assert_eq!(response, "permessage-deflate; server_no_context_takeover");
+    }
+
+    #[test]
+    fn skips_empty_list_elements_and_whitespace() {
+        let (response, _) = server(
+            &[" , ,\tpermessage-deflate \t;\tclient_max_window_bits ,"],
+            TAKEOVER,
+        )
+        .expect("accepted");
+        assert_eq!(response, "permessage-deflate");
+    }
+
+    #[test]
+    fn compares_names_without_regard_to_case() {
+        let response = response_to("PerMessage-Deflate; Server_No_Context_Takeover", TAKEOVER);
+        assert_eq!(
+            response.as_deref(),
+            Some("permessage-deflate; server_no_context_takeover")
+        );
+    }
+
+    #[test]
+    fn declines_when_nothing_is_offered() {
+        assert_eq!(server(&[], ServerConfig::default()), None);
+        assert_eq!(
+            server(&["", "x-foo, permessage-deflater"], ServerConfig::default()),
+            None
+        );
+    }
+
+    // --- the client side ---
+
+    fn offer(config: ClientConfig) -> String {
+        let mut out = Vec::new();
+        write_offer(config, &mut out);
+        String::from_utf8(out).expect("ASCII")
+    }
+
+    fn client(
+        response: &str,
+        config: ClientConfig,
+    ) -> Result<Option<AgreedParams>, NegotiationError> {
+        accept_response([response.as_bytes()], config)
+    }
+
+    const EVERYTHING: ClientConfig = ClientConfig {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: Some(10),
+        client_max_window_bits: Some(12),
+    };
+
+    #[test]
+    fn offers_what_browsers_offer_by_default() {
+        assert_eq!(
+            offer(ClientConfig::default()),
+            "permessage-deflate; client_max_window_bits"
+        );
+    }
+
+    #[test]
+    fn offers_every_parameter_asked_for() {
+        assert_eq!(
+            offer(EVERYTHING),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=10; client_max_window_bits=12"
+        );
+    }
+
+    #[test]
+    fn agrees_with_every_answer_the_server_gives() {
+        let clients = [
+            ClientConfig::default(),
+            EVERYTHING,
+            ClientConfig {
+                server_max_window_bits: Some(8),
+                ..ClientConfig::default()
+            },
+            ClientConfig {
+                client_max_window_bits: Some(9),
+                client_no_context_takeover: true,
+                ..ClientConfig::default()
+            },
+        ];
+        for client_config in clients {
+            for mode in [ServerMode::Shared, ServerMode::ContextTakeover] {
+                for max_window_bits in 8..=15 {
+                    let config = ServerConfig {
+                        mode,
+                        max_window_bits,
+                    };
+                    let Some((response, server_view)) = server(&[&offer(client_config)], config)
+                    else {
+                        continue;
+                    };
+                    let client_view = client(&response, client_config);
+                    assert_eq!(
+                        client_view,
+                        Ok(Some(server_view)),
+                        "{client_config:?} / {config:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_response_without_the_extension_means_no_compression() {
+        assert_eq!(accept_response([], ClientConfig::default()), Ok(None));
+        assert_eq!(client("", ClientConfig::default()), Ok(None));
+    }
+
+    #[test]
+    fn uses_the_smaller_of_its_promise_and_the_server_limit() {
+        let config = ClientConfig {
+            client_max_window_bits: Some(10),
+            ..ClientConfig::default()
+        };
+        let params = client("permessage-deflate; client_max_window_bits=12", config);
+        assert_eq!(
+            params
+                .expect("valid")
+                .expect("accepted")
+                .client_max_window_bits,
+            10
+        );
+        let params = client("permessage-deflate; client_max_window_bits=9", config);
+        assert_eq!(
+            params
+                .expect("valid")
+                .expect("accepted")
+                .client_max_window_bits,
+            9
+        );
+    }
+
+    #[test]
+    fn fails_on_a_response_it_cannot_honour() {
+        use NegotiationError::*;
+        let cases: [(&str, ClientConfig, NegotiationError); 13] = [
+            (
+                "x-webkit-deflate-frame",
+                ClientConfig::default(),
+                NotOffered,
+            ),
+            (
+                "permessage-deflate, x-foo",
+                ClientConfig::default(),
+                NotOffered,
+            ),
+            ("\"permessage-deflate\"", ClientConfig::default(), Malformed),
+            (
+                "permessage-deflate; x=\"1",
+                ClientConfig::default(),
+                Malformed,
+            ),
+            (
+                "permessage-deflate, permessage-deflate",
+                ClientConfig::default(),
+                Repeated,
+            ),
+            (
+                "permessage-deflate; foo",
+                ClientConfig::default(),
+                UnknownParameter,
+            ),
+            (
+                "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+                ClientConfig::default(),
+                DuplicateParameter,
+            ),
+            // §7.1.2.2: in a response it limits the client, so it has a value.
+            (
+                "permessage-deflate; client_max_window_bits",
+                ClientConfig::default(),
+                InvalidValue,
+            ),
+            (
+                "permessage-deflate; server_max_window_bits=16",
+                ClientConfig::default(),
+                InvalidValue,
+            ),
+            ("permessage-deflate", EVERYTHING, ServerContextKept),
+            (
+                "permessage-deflate; server_no_context_takeover",
+                EVERYTHING,
+                ServerWindowTooLarge,
+            ),
+            (
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=11",
+                EVERYTHING,
+                ServerWindowTooLarge,
+            ),
+            (
+                "permessage-deflate; server_max_window_bits=",
+                ClientConfig::default(),
+                Malformed,
+            ),
+        ];
+        for (response, config, error) in cases {
+            assert_eq!(client(response, config), Err(error), "{response}");
+            assert_eq!(error.close_code(), CloseCode::ABNORMAL);
+        }
+    }
+
+    #[test]
+    fn fails_on_a_second_acceptance_on_another_line() {
+        let lines: [&[u8]; 2] = [b"permessage-deflate", b"permessage-deflate"];
+        assert_eq!(
+            accept_response(lines, ClientConfig::default()),
+            Err(NegotiationError::Repeated)
+        );
+    }
+
+    // --- the agreed parameters, per role ---
+
+    #[test]
+    fn each_role_sends_with_its_own_parameters() {
+        let params = agreed(true, false, 10, 12);
+        let server_side = Direction {
+            window_bits: 10,
+            context_takeover: false,
+        };
+        let client_side = Direction {
+            window_bits: 12,
+            context_takeover: true,
+        };
+        assert_eq!(params.sending(Role::Server), server_side);
+        assert_eq!(params.receiving(Role::Client), server_side);
+        assert_eq!(params.sending(Role::Client), client_side);
+        assert_eq!(params.receiving(Role::Server), client_side);
     }
 }
