@@ -4,6 +4,10 @@
 
 use std::path::Path;
 
+#[cfg(feature = "deflate")]
+#[path = "../fuzz/checks/deflate.rs"]
+#[allow(dead_code)]
+mod deflate_checks;
 #[path = "../fuzz/checks/http.rs"]
 #[allow(dead_code)]
 mod http_checks;
@@ -58,4 +62,10 @@ fn utf8_corpus() {
 #[test]
 fn sse_roundtrip_corpus() {
     replay("sse_roundtrip", sse_checks::sse_roundtrip);
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn deflate_inflate_corpus() {
+    replay("deflate_inflate", deflate_checks::deflate_inflate);
 }
