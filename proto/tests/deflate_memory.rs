@@ -52,7 +52,11 @@ fn deflater_and_inflater_footprints() {
     let mut out = Vec::with_capacity(1 << 16);
     let before = LIVE_BYTES.load(Ordering::SeqCst);
     kept.compress_message(&[b'a'; 40_000], &mut out);
-    assert_eq!(LIVE_BYTES.load(Ordering::SeqCst), before, "compressing allocates");
+    assert_eq!(
+        LIVE_BYTES.load(Ordering::SeqCst),
+        before,
+        "compressing allocates"
+    );
     drop(kept);
 
     let (inflater_shared, _) = footprint(|| Inflater::new(shared));
