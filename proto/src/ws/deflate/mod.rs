@@ -67,10 +67,15 @@
 //! match; with a smaller window, level 6 and the RLE strategy, which only
 //! encodes runs of the previous byte (distance 1): inside any window. The price
 //! is compression (Huffman coding plus runs, not LZ77) for the rare peer that
-//! asks a server for a small window — browsers never do. Tests inflate every
-//! window 8-15 with a second, independent inflater that rejects distances past
-//! the window (zlib through python3, when present) and with miniz's inflater
-//! restricted to a `2^bits` ring.
+//! asks a server for a small window — browsers never do.
+//!
+//! The tests check every window 8-15, with and without context takeover, two
+//! ways: zlib (through python3, when present) inflates with `wbits = -bits`,
+//! fed one output byte per call — zlib checks a distance against its window
+//! *plus what the current call wrote*, so inflating a message in one call
+//! would accept any distance inside it; and miniz_oxide's own inflater runs
+//! over a ring of exactly `2^bits` bytes, which fails on a longer distance.
+//! Both catch miniz_oxide's own window-12 settings reaching 32 KiB back.
 //!
 //! # Memory
 //!
