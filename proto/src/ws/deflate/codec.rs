@@ -33,12 +33,13 @@ use crate::ws::close::CloseCode;
 /// `LEN`/`NLEN` of an empty stored block (RFC 7692 §7.2.1, RFC 1951 §3.2.4).
 pub const EMPTY_STORED_BLOCK_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// The largest LZ77 window, log2: 32768 bytes (RFC 1951 §3.2.5, RFC 7692
-/// §7.1.2.1).
-const FULL_WINDOW_BITS: u8 = 15;
+/// The smallest LZ77 window a window-bits parameter may name, log2: 256
+/// bytes (RFC 7692 §7.1.2.1).
+pub const MIN_WINDOW_BITS: u8 = 8;
 
-/// The smallest window permessage-deflate names, log2 (RFC 7692 §7.1.2.1).
-const SMALLEST_WINDOW_BITS: u8 = 8;
+/// The largest LZ77 window, log2: 32768 bytes (RFC 1951 §3.2.5), also what an
+/// absent window-bits parameter means (RFC 7692 §7.1.2.1-§7.1.2.2).
+pub const MAX_WINDOW_BITS: u8 = 15;
 
 /// The smallest window an [`Inflater`] keeps, log2. zlib before 1.2.9 turned a
 /// requested window of 8 into 9 without saying so, and such peers are still
@@ -63,11 +64,15 @@ pub struct Direction {
 }
 
 impl Direction {
-    /// `window_bits` within 8..=15, the range permessage-deflate names.
     fn bounded_window_bits(self) -> u8 {
-        self.window_bits
-            .clamp(SMALLEST_WINDOW_BITS, FULL_WINDOW_BITS)
+        bounded_window_bits(self.window_bits)
     }
+}
+
+/// Window bits within 8..=15, the range permessage-deflate names; others are
+/// taken as the nearer end.
+pub(super) fn bounded_window_bits(bits: u8) -> u8 {
+    bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS)
 }
 
 /// Compresses messages for one direction (RFC 7692 §7.2.1).
@@ -92,7 +97,7 @@ impl Deflater {
     /// because miniz_oxide's match finder knows no window but its own 32 KiB.
     /// Window bits outside 8..=15 are taken as the nearest of the two.
     pub fn new(direction: Direction) -> Self {
-        let strategy = if direction.bounded_window_bits() < FULL_WINDOW_BITS {
+        let strategy = if direction.bounded_window_bits() < MAX_WINDOW_BITS {
             // RFC 7692 §7.1.2.1: "MUST NOT use an LZ77 sliding window ... greater
             // than" the agreed size. A run only ever refers to the byte before it.
             CompressionStrategy::RLE
@@ -102,7 +107,7 @@ impl Deflater {
         // A negative window asks for raw DEFLATE: no zlib header, no Adler-32 (§7.2.1).
         let flags = create_comp_flags_from_zip_params(
             COMPRESSION_LEVEL,
-            -i32::from(FULL_WINDOW_BITS),
+            -i32::from(MAX_WINDOW_BITS),
             strategy as i32,
         );
         Self {

@@ -111,7 +111,7 @@
 pub mod codec;
 pub mod negotiate;
 
-pub use codec::{Deflater, Direction, InflateError, Inflater};
+pub use codec::{Deflater, Direction, InflateError, Inflater, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
 pub use negotiate::{
     accept_offer, accept_response, write_offer, AgreedParams, ClientConfig, NegotiationError,
     ServerConfig, ServerMode,

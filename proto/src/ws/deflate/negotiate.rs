@@ -25,21 +25,13 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::codec::Direction;
+use super::codec::{bounded_window_bits as bounded, Direction, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
 use crate::http::syntax::{is_token, trim_ows, write_decimal};
 use crate::ws::close::CloseCode;
 use crate::ws::frame::Role;
 
 /// The extension's registered name (RFC 7692 §7, §9).
 pub const EXTENSION_NAME: &str = "permessage-deflate";
-
-/// The smallest LZ77 window a window-bits parameter may name, log2: 256
-/// bytes (RFC 7692 §7.1.2.1).
-pub const MIN_WINDOW_BITS: u8 = 8;
-
-/// The largest LZ77 window, log2: 32768 bytes, also what an absent
-/// window-bits parameter means (RFC 7692 §7.1.2.1-§7.1.2.2).
-pub const MAX_WINDOW_BITS: u8 = 15;
 
 /// What both ends agreed on: the "agreed parameters" of RFC 7692 §7.1, with
 /// an absent window-bits parameter read as 15.
@@ -203,9 +195,7 @@ impl Answer {
 
 /// The server's answer to one well-formed offer, or `None` to decline it.
 fn answer(offer: Element, config: ServerConfig) -> Option<Answer> {
-    let largest = config
-        .max_window_bits
-        .clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
+    let largest = bounded(config.max_window_bits);
     let shared = config.mode == ServerMode::Shared;
     // §7.1.2.1: the server's window is at most what the client offered; the
     // server may choose a smaller one. Every size 8..=15 can be honoured.
@@ -441,11 +431,6 @@ impl fmt::Display for NegotiationError {
 }
 
 impl core::error::Error for NegotiationError {}
-
-/// Window bits outside 8..=15 taken as the nearer end.
-fn bounded(bits: u8) -> u8 {
-    bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS)
-}
 
 /// Is this list element's name (before any `;`) permessage-deflate?
 /// Compared without regard to case, as HTTP compares tokens.
