@@ -4,6 +4,10 @@
 
 use std::path::Path;
 
+#[cfg(feature = "deflate")]
+#[path = "../fuzz/checks/deflate.rs"]
+#[allow(dead_code)]
+mod deflate_checks;
 #[path = "../fuzz/checks/http.rs"]
 #[allow(dead_code)]
 mod http_checks;
@@ -66,4 +70,10 @@ fn sse_roundtrip_corpus() {
 #[test]
 fn resp_reply_corpus() {
     replay("resp_reply", resp_checks::resp_reply);
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn deflate_inflate_corpus() {
+    replay("deflate_inflate", deflate_checks::deflate_inflate);
 }

@@ -1,6 +1,7 @@
 //! A `#![no_std]` program that drives pushloop-proto's layers once: parse a
 //! request head, answer a WebSocket handshake, decode a masked frame, encode
-//! an SSE event. It exists to be built (see Cargo.toml); running it prints
+//! an SSE event, negotiate permessage-deflate and compress and inflate a
+//! message. It exists to be built (see Cargo.toml); running it prints
 //! nothing and exits 0 when every step gave the expected answer.
 #![no_std]
 #![no_main]
@@ -14,14 +15,18 @@ use core::panic::PanicInfo;
 
 use pushloop_proto::http::{httparse, parse_request};
 use pushloop_proto::sse;
+use pushloop_proto::ws::deflate::{accept_offer, Deflater, Inflater, ServerConfig};
 use pushloop_proto::ws::frame::{encode_frame, OpCode, Role};
 use pushloop_proto::ws::handshake;
 use pushloop_proto::ws::message::{Message, MessageDecoder, MessageLimits, Step};
 
+/// The arena's size: a compressor is ~320 KB of it (`ws::deflate`'s doc).
+const ARENA_BYTES: usize = 1 << 20;
+
 /// A bump allocator over a static arena: enough for this program, and no
 /// dependency on a libc `malloc` binding.
 struct Arena {
-    bytes: UnsafeCell<[u8; 1 << 16]>,
+    bytes: UnsafeCell<[u8; ARENA_BYTES]>,
     used: UnsafeCell<usize>,
 }
 
@@ -36,7 +41,7 @@ unsafe impl GlobalAlloc for Arena {
         let base = self.bytes.get() as *mut u8;
         let start = (base as usize + *used).next_multiple_of(layout.align()) - base as usize;
         match start.checked_add(layout.size()) {
-            Some(end) if end <= 1 << 16 => {
+            Some(end) if end <= ARENA_BYTES => {
                 *used = end;
                 base.add(start)
             }
@@ -49,7 +54,7 @@ unsafe impl GlobalAlloc for Arena {
 
 #[global_allocator]
 static ARENA: Arena = Arena {
-    bytes: UnsafeCell::new([0; 1 << 16]),
+    bytes: UnsafeCell::new([0; ARENA_BYTES]),
     used: UnsafeCell::new(0),
 };
 
@@ -100,7 +105,28 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     let mut event = Vec::new();
     let encoded = sse::encode(&sse::Event::new("hi").id("1"), &mut event).is_ok()
         && event == b"id: 1\ndata: hi\n\n";
-    decoded && encoded
+    decoded && encoded && deflated()
+}
+
+/// permessage-deflate: accept a browser's offer, then "Hello" both ways
+/// (RFC 7692 §7.2.3.1).
+fn deflated() -> bool {
+    let offer: &[u8] = b"permessage-deflate; client_max_window_bits";
+    let mut response = Vec::new();
+    let Some(agreed) = accept_offer([offer], ServerConfig::default(), &mut response) else {
+        return false;
+    };
+    let mut compressed = Vec::new();
+    Deflater::new(agreed.sending(Role::Server)).compress_message(b"Hello", &mut compressed);
+    let mut inflated = Vec::new();
+    let inflater = Inflater::new(agreed.receiving(Role::Server)).inflate_message(
+        &compressed,
+        1024,
+        &mut inflated,
+    );
+    compressed == [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        && inflater.is_ok()
+        && inflated == b"Hello"
 }
 
 /// The C runtime's entry point calls this (`#![no_main]`: no Rust `main`).

@@ -15,6 +15,8 @@
 //!           MASK, length)             the client key)    UTF-8, limits) ─→ Message
 //! ```
 pub mod close;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod handshake_client;
