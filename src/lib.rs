@@ -132,6 +132,8 @@ pub mod topic;
 
 pub mod app;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// The README's code is compiled as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]
