@@ -733,9 +733,11 @@ impl TlsStream {
         self.fail(fault, answer)
     }
 
+    /// Ends the connection; the first error stays its cause (a failed flush
+    /// of the alert afterwards does not replace it).
     fn fail(&mut self, fault: Fault, answer: Answer) -> TlsError {
         let error = TlsError { fault, answer };
-        self.failed = Some(error);
+        self.failed.get_or_insert(error);
         self.pending_in = Vec::new();
         error
     }
