@@ -139,6 +139,8 @@ pub mod engine;
 pub mod app;
 
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "client")]
 pub mod client;
