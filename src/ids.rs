@@ -11,7 +11,22 @@ pub struct ConnId(pub(crate) mio::Token);
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::engine::slab::display_token(self.0))
+        f.write_str(&display_token(self.0))
+    }
+}
+
+/// Low bits of a connection's token: its slot index (16 M slots, far past
+/// any fd limit); the bits above are the slot's generation (see
+/// [`crate::engine::slab`]).
+pub(crate) const INDEX_BITS: u32 = 24;
+pub(crate) const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+
+/// A token as people read it: `#slot`, or `#slot.generation` once the slot
+/// has been reused.
+pub fn display_token(token: mio::Token) -> String {
+    match token.0 >> INDEX_BITS {
+        0 => format!("#{}", token.0 & INDEX_MASK),
+        generation => format!("#{}.{generation}", token.0 & INDEX_MASK),
     }
 }
 

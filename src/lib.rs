@@ -5,8 +5,9 @@
 //! one hand-rolled [`mio`] event loop, on one port. No framework, no async
 //! runtime; four small dependencies (`httparse`, `sha1`, `base64`, `mio`).
 //!
-//! This page is a tour, bottom-up. Each layer can be read alone, and every
-//! protocol rule in the code cites the section of the spec it comes from.
+//! This page is a tour, bottom-up. Each layer can be read alone, every
+//! protocol rule in the code cites the section of the spec it comes from,
+//! and imports only point down.
 //!
 //! ## The sandwich
 //!
@@ -14,79 +15,79 @@
 //!            bytes from a socket                 bytes to a socket
 //!                    │                                   ▲
 //!   ┌────────────────▼───────────────────────────────────┴────────────────┐
-//!   │ server   the mio loop: accept, read, dispatch, write, timers, wake   │  I/O
+//!   │ server   the mio loop: accept, read, call the App, timers, write     │  I/O
 //!   ├──────────────────────────────────────────────────────────────────────┤
-//!   │ topic    a feed with bounded history; one publish → four transports  │
+//!   │ app      the trait you implement, the Context you act through        │
 //!   ├──────────────────────────────────────────────────────────────────────┤
-//!   │ http     request heads, bodies, response heads        RFC 9112/9110  │
-//!   │ ws       handshake · frames · masking · messages ·    RFC 6455       │  sans-IO:
-//!   │          UTF-8 · close codes                                         │  pure code over
-//!   │ sse      the event-stream format                      WHATWG §9.2    │  byte slices
+//!   │ engine   connections, the outbox, timers: the loop's state and verbs │
+//!   │ feeds    topics (rooms), one id space, followers, replay             │
+//!   ├──────────────────────────────────────────────────────────────────────┤
+//!   │ pushloop-proto (no_std): sessions, HTTP, WebSocket, SSE              │  sans-IO:
+//!   │   http::session · ws::session      one connection's every rule       │  bytes and
+//!   │   http · ws::frame · sse           the formats        RFC 9112/6455  │  a `now` in
 //!   └──────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Everything below `server` is *sans-IO*: it takes bytes (and, where time
-//! matters, a time you pass in) and returns what to do. It never touches a
-//! socket or a clock, so it is tested with the specs' own examples, byte by
-//! byte, and fuzzed. The loop on top is thin: it moves bytes between sockets
-//! and these state machines.
+//! Everything in the protocol crate ([`pushloop_proto`], re-exported here as
+//! [`http`], [`ws`], [`sse`], [`json`], [`resp`] and [`time`]) is *sans-IO*:
+//! it takes bytes and a time you pass in and returns events, bytes to write
+//! and its next deadline. It never touches a socket or a clock, so it is
+//! tested with the specs' own examples, byte by byte, and fuzzed. The loop on
+//! top moves bytes between sockets and those sessions, and time into them.
 //!
-//! ## 1. [`http`] — where every transport starts
+//! ## 1. The protocol crate — every rule of a connection
 //!
-//! Every transport begins as an HTTP/1.1 request. [`http::HeadScanner`] finds
-//! the blank line that ends a head by scanning only new bytes (a head that
-//! trickles in byte by byte costs linear time), [`http::parse_request`] parses
-//! it in place with `httparse` into a borrowed [`http::Request`], and
-//! [`http::BodyDecoder`] reads a `Content-Length` or chunked body. Anything
-//! malformed or too large is an [`http::HttpError`] that knows its status
-//! (400, 413, 431, 501, 505). Request-smuggling shapes (both `Content-Length`
-//! and `Transfer-Encoding`, differing lengths) are refused.
+//! [`http::HttpSession`] is one HTTP/1.1 connection: it finds the end of a
+//! head, reads a body, answers `100-continue`, and keeps answers in the
+//! order of the requests (a pipelined request waits while the one before it
+//! is answered later). [`ws::session::Session`] is one WebSocket endpoint:
+//! it answers pings, echoes a Close, fails the connection with the right
+//! code (RFC 6455 §7.1.7), reports 1006 when TCP ends without a Close, and
+//! decides when to ping a silent peer and when to give up on it. The formats
+//! they use are below them: [`http`] (heads via `httparse`, bodies, status
+//! answers), [`ws::frame`] (headers §5.2, masking §5.3, messages §5.4-§5.6),
+//! [`ws::handshake`] (§4), [`sse`] (WHATWG HTML §9.2).
 //!
-//! ## 2. [`ws`] — WebSocket, RFC 6455
+//! ## 2. [`feeds`] — topics, one id space
 //!
-//! - [`ws::handshake`] (§4.2): a GET with `Upgrade: websocket`, `Connection:
-//!   Upgrade`, a 16-byte `Sec-WebSocket-Key` and version 13 gets `101
-//!   Switching Protocols` with `Sec-WebSocket-Accept = base64(SHA-1(key ++
-//!   GUID))`; everything else gets 400, 403 (Origin policy), 405 or 426.
-//! - [`ws::frame`] (§5.2): the frame header — FIN, RSV1-3, opcode, MASK,
-//!   7/16/64-bit payload length — decoded from a partial buffer without
-//!   consuming anything until it is whole, and encoded into a 14-byte array.
-//! - [`ws::mask`] (§5.3): the XOR mask, word at a time, checked against the
-//!   byte-at-a-time definition.
-//! - [`ws::message`] (§5.4-5.6): fragments → messages, control frames in
-//!   between, size limits decided from declared lengths before any buffer
-//!   grows; [`ws::utf8`] (§8.1) fails fast in the very fragment that breaks UTF-8.
-//! - [`ws::close`] (§5.5.1, §7.4): close codes, which of them may travel on the
-//!   wire, the close payload, and the close handshake's states.
+//! A topic (a room) keeps a bounded history. Each publish is encoded once per
+//! transport — SSE lines, a WebSocket frame, a JSON object — and the bytes
+//! are shared by every follower and by the history. Ids are unique across
+//! every topic of a server, so one cursor resumes a connection that follows
+//! several topics; a cursor that cannot be served exactly gets a `resync`
+//! event, never a silent gap.
 //!
-//! ## 3. [`sse`] — Server-Sent Events, WHATWG HTML §9.2
+//! ## 3. [`engine`] — the loop's state, by job
 //!
-//! An [`sse::Event`] becomes `id:`, `event:` and `data:` lines (a line break
-//! in the data becomes another `data:` line; one in an id or event name is
-//! refused, so no field can inject another), comments keep proxies from
-//! timing out, and `Last-Event-ID` tells where a reconnecting browser stopped.
-//! [`sse::StreamParser`] is the browser's side of the same format.
+//! The outbox ([`engine::outbox`]) holds what each connection owes its peer:
+//! one admission path, chunks that know their kind (a response head or a
+//! control frame is never dropped), the slow-reader policy, and the fan-out
+//! line that lets events published meanwhile share one `writev`. Streams
+//! ([`engine::streams`]) are what a feed does on a connection: event
+//! streams, polls, long-polls, subscriptions, replay that follows the
+//! queue as it drains. Timers ([`engine::timers`]): one heap for every
+//! deadline. Every limit has a name and a default in [`limits`].
 //!
-//! ## 4. [`topic`] — one feed, four transports
+//! ## 4. [`app`] and [`server`] — the API and the loop
 //!
-//! A [`topic::Topic`] is a bounded history of events with increasing ids.
-//! Each publish is encoded once per transport (SSE bytes, a WebSocket frame, a
-//! JSON object) and the bytes are shared by every recipient. A cursor that
-//! fell out of history, or comes from before a restart, gets a `resync` event
-//! instead of silent loss.
+//! You implement [`app::App`] — HTTP routes, WebSocket upgrade / open /
+//! message / close, timers — and act through [`app::Context`]: send,
+//! broadcast, publish, subscribe, close, answer later, set timers. Other
+//! threads use a [`server::Handle`]. [`server::Server`] is the loop: it reads
+//! each socket into one loop-wide buffer (an idle connection owns no
+//! buffer), at most one buffer-full per connection per turn, and stops
+//! reading a connection whose queue is past its bound.
 //!
-//! ## 5. [`server`] and [`app`] — the loop and the API
+//! ## One WebSocket message, from the socket to `App::message` and back
 //!
-//! [`server::Server`] is one `mio::Poll` loop: it reads every socket into one
-//! loop-wide buffer and parses in place, so an idle connection owns no buffer;
-//! it writes answers at the end of each batch of events and asks for WRITABLE
-//! only while bytes wait; one timer heap drives every timeout. Published events
-//! and broadcasts go out through a *fan-out line* written a slice at a time, so
-//! events published meanwhile share one `writev` per subscriber. You implement
-//! [`app::App`] — HTTP routes, WebSocket upgrade / open / message / close,
-//! timers — and act through [`app::Context`]: send, broadcast, publish,
-//! close, set timers. Other threads use a [`server::Handle`]. Every limit has
-//! a name and a default in [`limits`].
+//! Five files: `server/event_loop.rs` reads the socket into the loop's
+//! buffer and hands it to the connection's session (`process_websocket`);
+//! `ws/session.rs` (`Session::step`) runs `ws/frame.rs` (`MessageDecoder`:
+//! header, unmasking, the message) and decides what the endpoint owes;
+//! `app.rs` calls your `App::message`, whose `Context::send` goes back
+//! through `ws/session.rs` (`Session::send`, framing in `ws/frame.rs`) into
+//! `engine/outbox.rs`, which the loop writes with one `writev` at the end
+//! of the turn (`Core::flush`).
 //!
 //! ```no_run
 //! use pushloop::app::{Accept, App, ConnId, Context, Message, Upgrading};
@@ -113,7 +114,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! ## Never panics on input
+//! ## Never panics on input, never grows without bound
 //!
 //! Every parser is fuzzed (`fuzz/`, replayed by `cargo test`), every limit
 //! has a test that crosses it, and a panic inside your callback closes only
@@ -139,11 +140,12 @@ pub mod engine;
 pub mod app;
 
 pub mod server;
-#[cfg(feature = "tls")]
-pub mod tls;
 
 #[cfg(feature = "client")]
 pub mod client;
+
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// The README's code is compiled as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]

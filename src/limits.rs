@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::http::HttpConfig;
-use crate::ws::message::MessageLimits;
+use crate::ws::frame::MessageLimits;
 use crate::ws::session::SessionConfig;
 
 /// The named limits of a server. Start from [`Limits::default`] and change

@@ -16,7 +16,7 @@
 
 use pushloop::ws::close::{encode_close_payload, CloseCode};
 use pushloop::ws::frame::{encode_frame, OpCode, Role, MAX_HEADER_LEN};
-use pushloop::ws::message::{Message, MessageDecoder, MessageError, MessageLimits, Step};
+use pushloop::ws::frame::{Message, MessageDecoder, MessageError, MessageLimits, Step};
 use pushloop::ws::utf8::Utf8Validator;
 
 /// Limits like a small server's.

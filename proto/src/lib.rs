@@ -34,7 +34,7 @@
 //!   `poll_timeout` again.
 //! - **Every error knows its wire answer**: an HTTP status
 //!   ([`http::HttpError::status`]), a WebSocket close code
-//!   ([`ws::message::MessageError::close_code`]).
+//!   ([`ws::frame::MessageError::close_code`]).
 //! - **Nothing panics on input**: every parser is fuzzed.
 //!
 //! ## The layers, bottom-up
@@ -46,8 +46,8 @@
 //!    malformed or too large is an [`http::HttpError`] that knows its status.
 //!    [`http::session::HttpSession`] puts them together for one connection.
 //! 2. [`ws`] — WebSocket: the opening handshake ([`ws::handshake`], §4.2),
-//!    frame headers ([`ws::frame`], §5.2), masking ([`ws::mask`], §5.3),
-//!    fragments → messages ([`ws::message`], §5.4-5.6), UTF-8 ([`ws::utf8`],
+//!    frame headers ([`ws::frame`], §5.2), masking ([`ws::frame`], §5.3),
+//!    fragments → messages ([`ws::frame`], §5.4-5.6), UTF-8 ([`ws::utf8`],
 //!    §8.1), close codes ([`ws::close`], §7.4), and the whole endpoint —
 //!    pongs, the close handshake, heartbeats — in [`ws::session::Session`].
 //! 3. [`sse`] — an event becomes `id:`, `event:` and `data:` lines, a comment

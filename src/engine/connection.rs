@@ -17,26 +17,13 @@
 use mio::net::TcpStream;
 
 use crate::engine::outbox::Outbox;
+pub use crate::engine::stats::Transport;
+use crate::engine::trace::Outgoing;
 use crate::http::HttpSession;
 use crate::ids::TopicId;
 use crate::time::Instant;
-use crate::ws::message::MessageDecoder;
+use crate::ws::frame::MessageDecoder;
 use crate::ws::session::Session;
-
-/// The per-transport bucket a connection's counters go to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// Plain HTTP responses (including errors and the demo page).
-    Http,
-    /// Short polls.
-    Poll,
-    /// Long polls.
-    LongPoll,
-    /// Server-Sent Events streams.
-    EventStream,
-    /// WebSockets.
-    WebSocket,
-}
 
 /// What a connection is doing.
 pub enum Kind {
@@ -176,6 +163,15 @@ impl Connection {
         }
     }
 
+    /// The WebSocket and the outbox, apart, if this is a WebSocket (a
+    /// session writes its frames straight into the outbox).
+    pub fn websocket_and_outbox(&mut self) -> Option<(&mut WsConn, &mut Outbox)> {
+        match &mut self.kind {
+            Kind::WebSocket(ws) => Some((ws, &mut self.outbox)),
+            _ => None,
+        }
+    }
+
     /// The HTTP connection, if this is one.
     pub fn http(&mut self) -> Option<&mut HttpConn> {
         match &mut self.kind {
@@ -193,5 +189,23 @@ impl Connection {
     /// True once the connection is only writing its last bytes.
     pub fn is_closing(&self) -> bool {
         matches!(self.kind, Kind::Closing(_))
+    }
+
+    /// The socket closes as soon as its queue is written (no lingering), so
+    /// the last write can carry the FIN.
+    pub fn closes_when_drained(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Closing(Closing::Flushing { linger: false, .. })
+        )
+    }
+
+    /// What the bytes queued for this connection are, for the trace.
+    pub fn outgoing(&self) -> Outgoing {
+        match self.kind {
+            Kind::WebSocket(_) => Outgoing::Frames,
+            Kind::EventStream => Outgoing::Events,
+            Kind::Http(_) | Kind::Closing(_) => Outgoing::Http,
+        }
     }
 }

@@ -31,6 +31,7 @@ pub mod timers;
 pub mod trace;
 
 use std::collections::{HashMap, VecDeque};
+use std::net::Shutdown;
 use std::time::Duration;
 
 use mio::{Registry, Token};
@@ -38,7 +39,7 @@ use mio::{Registry, Token};
 use crate::engine::config::Config;
 use crate::engine::connection::{Closing, Connection, Kind, Waiting};
 use crate::engine::handle::Handle;
-use crate::engine::outbox::{FanoutLine, Kind as Chunk, Spare};
+use crate::engine::outbox::{FanoutLine, Flushed, Kind as Chunk, Spare};
 use crate::engine::slab::Slab;
 use crate::engine::stats::Stats;
 use crate::engine::timers::{Timers, Wake};
@@ -48,7 +49,7 @@ use crate::http::HttpConfig;
 use crate::ids::TimerId;
 use crate::time::Instant;
 use crate::ws::close::CloseCode;
-use crate::ws::session::{Env, Session, SessionConfig, Timeout};
+use crate::ws::session::{SessionConfig, Timeout};
 
 /// Everything a loop owns except the `App`, the poll and the read buffer.
 pub struct Core {
@@ -243,75 +244,6 @@ impl Core {
 
     // ---- WebSockets ----------------------------------------------------------------
 
-    /// Runs `f` on a WebSocket's session with this loop's environment; the
-    /// frames it writes go straight into the connection's outbox as `kind`
-    /// (and into the trace). `None` if the connection is not a WebSocket.
-    pub(crate) fn ws_do<R>(
-        &mut self,
-        token: Token,
-        kind: Chunk,
-        f: impl FnOnce(&mut Session, &mut Env) -> R,
-    ) -> Option<R> {
-        let (result, added) = self.ws_do_untraced(token, kind, f)?;
-        self.trace_frames_out(token, added);
-        Some(result)
-    }
-
-    /// [`Core::ws_do`] without tracing what was written: returns how many
-    /// bytes it was, so the caller can trace them after what caused them.
-    pub(crate) fn ws_do_untraced<R>(
-        &mut self,
-        token: Token,
-        kind: Chunk,
-        f: impl FnOnce(&mut Session, &mut Env) -> R,
-    ) -> Option<(R, usize)> {
-        let Core {
-            conns,
-            spare,
-            websocket,
-            now,
-            stats,
-            config,
-            ..
-        } = self;
-        let conn = conns.get_mut(token)?;
-        let Kind::WebSocket(ws) = &mut conn.kind else {
-            return None;
-        };
-        // Past half its bound the queue is not being read fast enough: the
-        // session answers only the latest of a burst of pings.
-        let backed_up = conn.outbox.len() >= config.limits.max_queued_bytes / 2;
-        let mut result = None;
-        let added = conn.outbox.push_with(kind, spare, |out| {
-            let mut env = Env {
-                now: *now,
-                config: websocket,
-                out,
-                keys: None,
-                backed_up,
-            };
-            result = Some(f(&mut ws.session, &mut env));
-        });
-        stats.of(conn.transport).bytes_written += added as u64;
-        if added > 0 {
-            self.mark_dirty(token);
-        }
-        self.rearm(token);
-        result.map(|result| (result, added))
-    }
-
-    /// Traces the last `added` bytes queued for a WebSocket as frames.
-    pub(crate) fn trace_frames_out(&mut self, token: Token, added: usize) {
-        if self.tracer.is_none() || added == 0 {
-            return;
-        }
-        let Some(conn) = self.conns.get(token) else {
-            return;
-        };
-        let bytes = conn.outbox.tail(added).to_vec();
-        self.trace(|tracer, now| tracer.bytes_out(now, token, trace::Outgoing::Frames, &bytes));
-    }
-
     /// A WebSocket whose session is over: close TCP once its last frames are
     /// out (RFC 6455 §7.1.1: the server closes first; no lingering is
     /// needed, the peer has nothing more to say) — or at once, when the peer
@@ -330,6 +262,54 @@ impl Core {
     }
 
     // ---- Closing -------------------------------------------------------------------
+
+    /// After a write: moves a closing connection along (half-close and
+    /// linger, or close), or lets a paused connection read again once its
+    /// queue has drained below half its bound.
+    pub(crate) fn after_write(&mut self, token: Token, flushed: Flushed) {
+        let now = self.now;
+        let limits = self.config.limits;
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        match conn.kind {
+            Kind::Closing(Closing::Flushing { linger, patient }) => {
+                if !flushed.drained {
+                    // A reader that still takes the bytes it is owed keeps its
+                    // connection; one that takes nothing for `idle_timeout` is
+                    // gone. The close deadline proper starts once everything
+                    // is handed over.
+                    if patient && flushed.written > 0 {
+                        conn.deadline = Some(now + limits.idle_timeout);
+                        self.rearm(token);
+                    }
+                } else if linger && !conn.peer_fin {
+                    // Half-close, then read until the peer's FIN (see Closing).
+                    match conn.stream.shutdown(Shutdown::Write) {
+                        Ok(()) => {
+                            conn.kind = Kind::Closing(Closing::Lingering);
+                            conn.deadline = Some(now + limits.close_timeout);
+                            self.rearm(token);
+                        }
+                        Err(_) => self.dead.push(token),
+                    }
+                } else {
+                    // The peer has nothing more to send: close now. The kernel
+                    // still delivers what it holds, then its FIN.
+                    self.dead.push(token);
+                }
+            }
+            _ if conn.paused
+                && conn.outbox.len() <= limits.max_queued_bytes / 2
+                && !matches!(&conn.kind, Kind::Http(http) if http.session.is_responding()) =>
+            {
+                // Drained enough: read (and process what was left) again.
+                conn.paused = false;
+                self.make_ready(token);
+            }
+            _ => {}
+        }
+    }
 
     /// Starts closing a connection: a WebSocket gets a Close frame (RFC 6455
     /// §7.1.2) and waits for the peer's; anything else flushes and closes.

@@ -37,18 +37,18 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::net::Shutdown;
 use std::sync::Arc;
 
 use mio::{Interest, Token};
 
-use crate::engine::connection::{Closing, Kind as ConnKind, Transport};
 use crate::engine::last_write::LastWrite;
+use crate::engine::stats::Transport;
 use crate::engine::trace::Outgoing;
 use crate::engine::Core;
 use crate::limits::SlowReader;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::{encode_frame, OpCode, MAX_HEADER_LEN};
+use crate::ws::session::{Env, Session};
 
 /// Slices gathered into one `writev` call at most.
 const MAX_IOVECS: usize = 64;
@@ -484,6 +484,74 @@ impl Core {
         }
     }
 
+    /// Runs `f` on a WebSocket's session with this loop's environment; the
+    /// frames it writes go straight into the connection's outbox as `kind`
+    /// (and into the trace). `None` if the connection is not a WebSocket.
+    pub(crate) fn ws_do<R>(
+        &mut self,
+        token: Token,
+        kind: Kind,
+        f: impl FnOnce(&mut Session, &mut Env) -> R,
+    ) -> Option<R> {
+        let (result, added) = self.ws_do_untraced(token, kind, f)?;
+        self.trace_frames_out(token, added);
+        Some(result)
+    }
+
+    /// [`Core::ws_do`] without tracing what was written: returns how many
+    /// bytes it was, so the caller can trace them after what caused them.
+    pub(crate) fn ws_do_untraced<R>(
+        &mut self,
+        token: Token,
+        kind: Kind,
+        f: impl FnOnce(&mut Session, &mut Env) -> R,
+    ) -> Option<(R, usize)> {
+        let Core {
+            conns,
+            spare,
+            websocket,
+            now,
+            stats,
+            config,
+            ..
+        } = self;
+        let conn = conns.get_mut(token)?;
+        let transport = conn.transport;
+        let (ws, outbox) = conn.websocket_and_outbox()?;
+        // Past half its bound the queue is not being read fast enough: the
+        // session answers only the latest of a burst of pings.
+        let backed_up = outbox.len() >= config.limits.max_queued_bytes / 2;
+        let mut result = None;
+        let added = outbox.push_with(kind, spare, |out| {
+            let mut env = Env {
+                now: *now,
+                config: websocket,
+                out,
+                keys: None,
+                backed_up,
+            };
+            result = Some(f(&mut ws.session, &mut env));
+        });
+        stats.of(transport).bytes_written += added as u64;
+        if added > 0 {
+            self.mark_dirty(token);
+        }
+        self.rearm(token);
+        result.map(|result| (result, added))
+    }
+
+    /// Traces the last `added` bytes queued for a WebSocket as frames.
+    pub(crate) fn trace_frames_out(&mut self, token: Token, added: usize) {
+        if self.tracer.is_none() || added == 0 {
+            return;
+        }
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let bytes = conn.outbox.tail(added).to_vec();
+        self.trace(|tracer, now| tracer.bytes_out(now, token, Outgoing::Frames, &bytes));
+    }
+
     /// Sends a message to one open WebSocket, under the slow-reader policy.
     pub fn send(&mut self, token: Token, message: Message) -> Result<(), SendError> {
         if !self
@@ -554,11 +622,7 @@ impl Core {
         let Some(conn) = self.conns.get(token) else {
             return;
         };
-        let kind = match conn.kind {
-            ConnKind::WebSocket(_) => Outgoing::Frames,
-            ConnKind::EventStream => Outgoing::Events,
-            _ => Outgoing::Http,
-        };
+        let kind = conn.outgoing();
         self.trace(|tracer, now| tracer.bytes_out(now, token, kind, bytes));
     }
 
@@ -615,17 +679,11 @@ impl Core {
     /// bytes remain, moves a closing connection along, and lets a paused
     /// connection read again once its queue has drained below half its bound.
     pub fn flush(&mut self, token: Token) {
-        let now = self.now;
-        let limits = self.config.limits;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
         // A socket that closes once drained sends its last bytes with the FIN.
-        let last_write = matches!(
-            conn.kind,
-            ConnKind::Closing(Closing::Flushing { linger: false, .. })
-        );
-        let result = if last_write {
+        let result = if conn.closes_when_drained() {
             conn.outbox
                 .flush_into(&mut LastWrite(&mut conn.stream), &mut self.spare)
         } else {
@@ -657,43 +715,7 @@ impl Core {
             }
             conn.wants_writable = want_writable;
         }
-        match conn.kind {
-            ConnKind::Closing(Closing::Flushing { linger, patient }) => {
-                if !flushed.drained {
-                    // A reader that still takes the bytes it is owed keeps its
-                    // connection; one that takes nothing for `idle_timeout` is
-                    // gone. The close deadline proper starts once everything
-                    // is handed over.
-                    if patient && flushed.written > 0 {
-                        conn.deadline = Some(now + limits.idle_timeout);
-                        self.rearm(token);
-                    }
-                } else if linger && !conn.peer_fin {
-                    // Half-close, then read until the peer's FIN (see Closing).
-                    match conn.stream.shutdown(Shutdown::Write) {
-                        Ok(()) => {
-                            conn.kind = ConnKind::Closing(Closing::Lingering);
-                            conn.deadline = Some(now + limits.close_timeout);
-                            self.rearm(token);
-                        }
-                        Err(_) => self.dead.push(token),
-                    }
-                } else {
-                    // The peer has nothing more to send: close now. The kernel
-                    // still delivers what it holds, then its FIN.
-                    self.dead.push(token);
-                }
-            }
-            _ if conn.paused
-                && conn.outbox.len() <= limits.max_queued_bytes / 2
-                && !matches!(&conn.kind, ConnKind::Http(http) if http.session.is_responding()) =>
-            {
-                // Drained enough: read (and process what was left) again.
-                conn.paused = false;
-                self.make_ready(token);
-            }
-            _ => {}
-        }
+        self.after_write(token, flushed);
         if flushed.written > 0 {
             self.catch_up(token);
         }

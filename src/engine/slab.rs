@@ -7,9 +7,9 @@
 
 use mio::Token;
 
-/// Low bits of a token: the slot index (16 M slots, far past any fd limit).
-const INDEX_BITS: u32 = 24;
-const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+pub use crate::ids::display_token;
+use crate::ids::{INDEX_BITS, INDEX_MASK};
+
 /// Generations wrap within the bits left over (8 on 32-bit targets, 40 on 64-bit).
 const GENERATION_MASK: usize = usize::MAX >> INDEX_BITS;
 
@@ -17,15 +17,6 @@ const GENERATION_MASK: usize = usize::MAX >> INDEX_BITS;
 pub const LISTENER: Token = Token(usize::MAX);
 /// The cross-thread waker's token.
 pub const WAKER: Token = Token(usize::MAX - 1);
-
-/// A token as people read it: `#slot`, or `#slot.generation` once the slot
-/// has been reused.
-pub fn display_token(token: Token) -> String {
-    match token.0 >> INDEX_BITS {
-        0 => format!("#{}", token.0 & INDEX_MASK),
-        generation => format!("#{}.{generation}", token.0 & INDEX_MASK),
-    }
-}
 
 /// Slab of values addressed by generation-tagged tokens.
 pub struct Slab<T> {

@@ -1,6 +1,19 @@
 //! Counters of a loop, by transport (see `GET /stats` in the demo).
 
-use crate::engine::connection::{Connection, Transport};
+/// The per-transport bucket a connection's counters go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain HTTP responses (including errors and the demo page).
+    Http,
+    /// Short polls.
+    Poll,
+    /// Long polls.
+    LongPoll,
+    /// Server-Sent Events streams.
+    EventStream,
+    /// WebSockets.
+    WebSocket,
+}
 
 /// Counters of one transport.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,9 +67,9 @@ impl Stats {
     }
 
     /// Moves a connection's count to another transport and counts a request there.
-    pub(crate) fn switch(&mut self, conn: &mut Connection, to: Transport) {
-        self.of(conn.transport).connections -= 1;
-        conn.transport = to;
+    pub(crate) fn switch(&mut self, transport: &mut Transport, to: Transport) {
+        self.of(*transport).connections -= 1;
+        *transport = to;
         let stats = self.of(to);
         stats.connections += 1;
         stats.requests += 1;
@@ -64,9 +77,9 @@ impl Stats {
 
     /// Moves a connection's count to another transport without counting a
     /// request (a held long-poll answered goes back to plain HTTP).
-    pub(crate) fn move_to(&mut self, conn: &mut Connection, to: Transport) {
-        self.of(conn.transport).connections -= 1;
-        conn.transport = to;
+    pub(crate) fn move_to(&mut self, transport: &mut Transport, to: Transport) {
+        self.of(*transport).connections -= 1;
+        *transport = to;
         self.of(to).connections += 1;
     }
 

@@ -5,7 +5,7 @@
 //! **Replay never drops a head and never floods a queue.** A follower that
 //! joins with a cursor gets its head first (a protocol chunk, never
 //! dropped), then as much of the history after its cursor as its queue
-//! admits. The rest follows as the queue drains ([`Core::catch_up`], called
+//! admits. The rest follows as the queue drains (`Core::catch_up`, called
 //! by the writes): the follower is *catching up* until it reaches the newest
 //! event, and live events wait in history for it meanwhile. If history lets
 //! go of an event it still needed, it gets a `resync` notice — never a gap.
@@ -168,7 +168,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        self.stats.switch(conn, Transport::LongPoll);
+        self.stats.switch(&mut conn.transport, Transport::LongPoll);
         conn.deadline = Some(hold_until);
         // Pipelined requests wait in the kernel until this one is answered.
         conn.paused = true;
@@ -222,7 +222,7 @@ impl Core {
         http.waiting = Waiting::Nothing;
         conn.deadline = None;
         if conn.transport == Transport::LongPoll {
-            self.stats.move_to(conn, Transport::Http);
+            self.stats.move_to(&mut conn.transport, Transport::Http);
         }
         self.feeds.stop_waiting(token);
         let key = (topics.to_vec(), after, framing);
@@ -283,7 +283,8 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        self.stats.switch(conn, Transport::EventStream);
+        self.stats
+            .switch(&mut conn.transport, Transport::EventStream);
         conn.kind = Kind::EventStream;
         conn.deadline = Some(keepalive);
         for &topic in topics {

@@ -34,7 +34,7 @@ impl std::fmt::Debug for TraceOutput {
 
 /// What kind of bytes a connection is being sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outgoing {
+pub enum Outgoing {
     /// HTTP responses (heads and bodies).
     Http,
     /// WebSocket frames.

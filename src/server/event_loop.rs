@@ -28,7 +28,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::app::{Accept, App, ConnId, Context, Reply, Upgrading};
 use crate::engine::config::Config;
-use crate::engine::connection::{Closing, Connection, Kind, Waiting, WsConn};
+use crate::engine::connection::{Closing, Connection, Kind, Transport, Waiting, WsConn};
 use crate::engine::handle::{Command, Handle};
 use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
@@ -40,8 +40,8 @@ use crate::ids::TopicId;
 use crate::sse;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::Role;
+use crate::ws::frame::{MessageDecoder, MessageLimits};
 use crate::ws::handshake::{self, HandshakeError};
-use crate::ws::message::{MessageDecoder, MessageLimits};
 use crate::ws::session::{Event, Session, Step};
 
 /// Header slots kept on the stack (the default limit); more come from the
@@ -601,7 +601,7 @@ impl EventLoop {
         }));
         self.core
             .stats
-            .switch(conn, crate::engine::connection::Transport::WebSocket);
+            .switch(&mut conn.transport, Transport::WebSocket);
         self.core.rearm(token);
         for &topic in &accept.topics {
             let _ = self.core.subscribe(token, topic, None);

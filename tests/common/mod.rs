@@ -12,7 +12,7 @@ use pushloop::app::App;
 use pushloop::server::{Config, Handle, Server};
 use pushloop::ws::close::CloseCode;
 use pushloop::ws::frame::{encode_frame, OpCode, Role};
-use pushloop::ws::message::{Message, MessageDecoder, MessageLimits, Step};
+use pushloop::ws::frame::{Message, MessageDecoder, MessageLimits, Step};
 
 /// How long any single test read waits before failing the test.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);

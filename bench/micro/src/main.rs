@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use pushloop::sse;
 use pushloop::ws::frame::{decode_header, encode_frame, OpCode, Role};
-use pushloop::ws::mask::{apply_mask, apply_mask_bytewise};
-use pushloop::ws::message::{MessageDecoder, MessageLimits, Step};
+use pushloop::ws::frame::{apply_mask, apply_mask_bytewise};
+use pushloop::ws::frame::{MessageDecoder, MessageLimits, Step};
 use pushloop::ws::utf8::Utf8Validator;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

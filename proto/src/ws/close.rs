@@ -195,56 +195,6 @@ impl fmt::Display for CloseError {
 
 impl core::error::Error for CloseError {}
 
-/// The closing handshake (§7.1.2–§7.1.4), from one endpoint's side.
-///
-/// ```text
-///            on_send            on_receive
-///   Open ───────────▶ WeSent ───────────▶ Closed
-///     │                                      ▲
-///     │ on_receive                   on_send │
-///     └────────────▶ TheySent ───────────────┘
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseState {
-    /// No Close frame sent or received: data flows both ways.
-    Open,
-    /// We sent a Close and wait for theirs (§7.1.2). We send no more data (§5.5.1).
-    WeSent,
-    /// They sent a Close; we answer with ours, as soon as the message we are
-    /// sending (if any) is done (§5.5.1).
-    TheySent,
-    /// Both sides sent a Close: the closing handshake is complete (§7.1.4) and the
-    /// TCP connection can go (the server closes it first, §7.1.1).
-    Closed,
-}
-
-impl CloseState {
-    /// We sent a Close frame. Sending a second one is never needed, so from
-    /// `WeSent` or `Closed` the state stays as it is.
-    pub fn on_send(self) -> Self {
-        match self {
-            // §7.1.2: we start the closing handshake.
-            Self::Open => Self::WeSent,
-            // §5.5.1: our Close answers theirs; the handshake is complete.
-            Self::TheySent => Self::Closed,
-            // A repeated send changes nothing.
-            Self::WeSent | Self::Closed => self,
-        }
-    }
-
-    /// We received a Close frame. A second one from the peer changes nothing.
-    pub fn on_receive(self) -> Self {
-        match self {
-            // §7.1.5: the peer starts the closing handshake; we owe a Close.
-            Self::Open => Self::TheySent,
-            // §7.1.4: the peer answered our Close; the handshake is complete.
-            Self::WeSent => Self::Closed,
-            // A repeated Close from the peer changes nothing.
-            Self::TheySent | Self::Closed => self,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,27 +333,5 @@ mod tests {
         let straddle = format!("{}😀", "a".repeat(121));
         let len = encode_close_payload(CloseCode::NORMAL, &straddle, &mut out);
         assert_eq!(len, 2 + 121);
-    }
-
-    #[test]
-    fn close_state_open_we_sent_then_received() {
-        let state = CloseState::Open.on_send();
-        assert_eq!(state, CloseState::WeSent);
-        assert_eq!(state.on_send(), CloseState::WeSent);
-        assert_eq!(state.on_receive(), CloseState::Closed);
-    }
-
-    #[test]
-    fn close_state_open_they_sent_then_we_answered() {
-        let state = CloseState::Open.on_receive();
-        assert_eq!(state, CloseState::TheySent);
-        assert_eq!(state.on_receive(), CloseState::TheySent);
-        assert_eq!(state.on_send(), CloseState::Closed);
-    }
-
-    #[test]
-    fn close_state_closed_stays_closed() {
-        assert_eq!(CloseState::Closed.on_send(), CloseState::Closed);
-        assert_eq!(CloseState::Closed.on_receive(), CloseState::Closed);
     }
 }

@@ -57,7 +57,7 @@ use core::time::Duration;
 
 use super::close::{encode_close_payload, CloseCode, MAX_REASON_LEN};
 use super::frame::{encode_frame, FrameHeader, OpCode, Role};
-use super::message::{Message, MessageDecoder, MessageError, MessageLimits, Step as DecoderStep};
+use super::frame::{Message, MessageDecoder, MessageError, MessageLimits, Step as DecoderStep};
 use crate::time::Instant;
 
 /// The rules a session plays by; one value serves every session of a server.
@@ -704,7 +704,7 @@ mod tests {
                 let end = len + header.payload_len as usize;
                 let mut payload = rest[len..end].to_vec();
                 if let Some(key) = header.mask {
-                    crate::ws::mask::apply_mask(&mut payload, key, 0);
+                    crate::ws::frame::apply_mask(&mut payload, key, 0);
                 }
                 frames.push((header.opcode, payload));
                 rest = &rest[end..];
