@@ -186,6 +186,16 @@ impl Connection {
         matches!(&self.kind, Kind::WebSocket(ws) if ws.session.can_send())
     }
 
+    /// True for an event stream.
+    pub fn is_event_stream(&self) -> bool {
+        matches!(self.kind, Kind::EventStream)
+    }
+
+    /// True for a long-poll being held.
+    pub fn is_held_long_poll(&self) -> bool {
+        matches!(&self.kind, Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }))
+    }
+
     /// True once the connection is only writing its last bytes.
     pub fn is_closing(&self) -> bool {
         matches!(self.kind, Kind::Closing(_))

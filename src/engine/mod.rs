@@ -30,6 +30,7 @@ pub mod streams;
 pub mod timers;
 pub mod trace;
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::net::Shutdown;
 use std::time::Duration;
@@ -83,6 +84,9 @@ pub struct Core {
     pub(crate) catching_up: HashMap<Token, u64>,
     /// Connections to remove (the loop tells the `App` about WebSockets).
     pub(crate) dead: Vec<Token>,
+    /// The app's own data per connection ([`crate::app::Context::set_data`]):
+    /// a side table, so connections without any cost nothing.
+    pub(crate) data: HashMap<Token, Box<dyn Any>>,
     pub(crate) handle: Handle,
     /// Set when a graceful shutdown began; the loop ends when every
     /// connection is gone or this deadline passes.
@@ -118,6 +122,7 @@ impl Core {
             recipients: Vec::new(),
             catching_up: HashMap::new(),
             dead: Vec::new(),
+            data: HashMap::new(),
             handle,
             shutdown_deadline: None,
             tracer,

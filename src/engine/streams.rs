@@ -195,6 +195,28 @@ impl Core {
         self.answer_poll_now(token, &topics, after, &mut Vec::new(), Transport::LongPoll);
     }
 
+    /// Answers a held long-poll with `body` (a JSON array) instead of events:
+    /// a message sent to it alone ([`Core::send`]).
+    pub(crate) fn answer_long_poll_with(&mut self, token: Token, body: &[u8]) {
+        let headers: Vec<(String, String)> = self
+            .poll_headers()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        if let Some(conn) = self.conns.get_mut(token) {
+            if conn.transport == Transport::LongPoll {
+                self.stats.move_to(&mut conn.transport, Transport::Http);
+            }
+        }
+        self.answer(token, false, &|framing, out| {
+            let fields: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            write_answer(out, 200, &fields, body, framing)
+        });
+    }
+
     /// Answers a poll with the events after `after` on `topics` now, sharing
     /// the bytes with earlier answers in `answers` that were asked the same
     /// (most waiters of a long-poll hold the same cursor: the previous newest

@@ -34,7 +34,6 @@ use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
 use crate::engine::timers::Wake;
 use crate::engine::Core;
-use crate::feeds::Payload;
 use crate::http::{httparse, HttpSession, HttpStep, Request, Response};
 use crate::ids::TopicId;
 use crate::sse;
@@ -97,7 +96,12 @@ impl EventLoop {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, commands) = sync_channel(config.handle_capacity.max(1));
-        let handle = Handle::new(sender, waker, Arc::new(AtomicBool::new(false)));
+        let handle = Handle::new(
+            sender,
+            waker,
+            Arc::new(AtomicBool::new(false)),
+            config.history,
+        );
         // The buffer must hold an unfinished head plus room to read more.
         let scratch_len = config
             .read_buffer_bytes
@@ -126,6 +130,7 @@ impl EventLoop {
 
     pub(crate) fn run(mut self, mut app: impl App) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        self.core.handle.set_loop_thread();
         self.core.tick();
         guarded(&mut self.core, &mut app, |app, ctx| app.start(ctx));
         loop {
@@ -752,8 +757,21 @@ impl EventLoop {
                 Command::BroadcastBinary(bytes) => {
                     let _ = core.broadcast(None, Message::Binary(&bytes));
                 }
-                Command::Publish { topic, event, data } => {
-                    let _ = core.publish(topic, event.as_deref(), Payload::Text(&data), None);
+                Command::Publish {
+                    topic,
+                    event,
+                    payload,
+                    reply,
+                } => {
+                    let published =
+                        core.publish(topic, event.as_deref(), payload.as_payload(), None);
+                    if let Some(reply) = reply {
+                        // The caller may have stopped waiting; nothing to do then.
+                        let _ = reply.send(published);
+                    }
+                }
+                Command::Topic { name, reply } => {
+                    let _ = reply.send(core.feeds.topic(&name));
                 }
                 Command::Close(id, code, reason) => {
                     let _ = core.close(id.0, code, &reason);
@@ -800,6 +818,8 @@ impl EventLoop {
     fn reap(&mut self, app: &mut impl App) {
         while let Some(token) = self.core.dead.pop() {
             report_close(&mut self.core, app, token, CloseCode::ABNORMAL, "");
+            // After App::close, which may still read it.
+            self.core.data.remove(&token);
             self.core.feeds.forget(token);
             self.core.catching_up.remove(&token);
             if let Some(conn) = self.core.conns.remove(token) {
