@@ -11,7 +11,7 @@
 //! | `GET /echo`                             | WebSocket echo (text and binary), 16 MiB messages |
 //! | `GET /chat?topics=a,b&after=ID`         | WebSocket: the rooms' events; what you send is published |
 //! | `GET /events?topics=a,b&after=ID`       | SSE; `Last-Event-ID` replays what was missed      |
-//! | `POST /publish?topic=a&event=NAME`      | body → one event (`&json=1` or a JSON / binary content type) |
+//! | `POST /publish?topic=a&event=NAME`      | body → one event (text; JSON with `&json=1`; bytes as `application/octet-stream`) |
 //! | `GET /poll?topics=a,b&after=ID`         | short poll: events after ID as JSON, at once      |
 //! | `GET /longpoll?topics=a,b&after=ID`     | long poll: held until an event after ID, or 25 s  |
 //! | `GET /topics`, `DELETE /topics/NAME`    | the rooms; remove one                             |
@@ -181,22 +181,27 @@ fn unix_ms() -> u128 {
 
 impl Demo {
     /// `POST /publish?topic=a&event=NAME`: the body as text, JSON (`&json=1`
-    /// or `Content-Type: application/json`) or bytes (any other non-text type).
+    /// or `Content-Type: application/json`) or bytes
+    /// (`Content-Type: application/octet-stream`).
     fn publish(&mut self, ctx: &mut Context, req: &Request, body: &[u8]) -> Reply {
         let name = req.query_param("topic");
         let topic = match ctx.topic(name.as_deref().unwrap_or(DEFAULT_ROOM)) {
             Ok(topic) => topic,
             Err(error) => return bad_request(&format!("topic: {error}")),
         };
-        let content_type = req.header_str("content-type").unwrap_or("text/plain");
+        let content_type = req.header_str("content-type").unwrap_or("");
         let json = req.query_param("json").is_some_and(|v| v == "1")
             || content_type.starts_with("application/json");
-        let text = content_type.starts_with("text/") || json;
-        let payload = match (text, std::str::from_utf8(body)) {
-            (true, Ok(text)) if json => Payload::Json(text),
-            (true, Ok(text)) => Payload::Text(text),
-            (true, Err(_)) => return bad_request("a text body must be UTF-8"),
-            (false, _) => Payload::Binary(body),
+        let binary = content_type.starts_with("application/octet-stream");
+        let payload = match std::str::from_utf8(body) {
+            _ if binary => Payload::Binary(body),
+            Ok(text) if json => Payload::Json(text),
+            Ok(text) => Payload::Text(text),
+            Err(_) => {
+                return bad_request(
+                    "a text body must be UTF-8 (send bytes as application/octet-stream)",
+                )
+            }
         };
         let event = req.query_param("event");
         match ctx.publish_payload(topic, event.as_deref(), payload, None) {
