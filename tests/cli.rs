@@ -18,6 +18,8 @@ fn help_lists_every_flag_with_its_default_on_stdout() {
         "--max-connections",
         "--max-message-bytes",
         "--trace",
+        "--shutdown-ms",
+        "--quiet",
     ] {
         let line = help
             .lines()

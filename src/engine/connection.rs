@@ -17,7 +17,7 @@
 use mio::net::TcpStream;
 
 use crate::engine::outbox::Outbox;
-pub use crate::engine::stats::Transport;
+pub use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
 use crate::http::HttpSession;
 use crate::ids::TopicId;
@@ -130,6 +130,8 @@ pub struct Connection {
     pub paused: bool,
     /// The peer has sent its FIN (it may still read).
     pub peer_fin: bool,
+    /// Why the connection is ending, once known (the first reason wins).
+    pub ending: Option<Ending>,
 }
 
 impl Connection {
@@ -152,6 +154,7 @@ impl Connection {
             in_ready: false,
             paused: false,
             peer_fin: false,
+            ending: None,
         }
     }
 

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use mio::{Interest, Token};
 
 use crate::engine::last_write::LastWrite;
-use crate::engine::stats::Transport;
+use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
 use crate::engine::Core;
 use crate::feeds::{Direct, Payload};
@@ -425,6 +425,7 @@ impl Core {
                 // Unsent messages and events are dropped so the close is not
                 // stuck behind them; the client resumes from its cursor.
                 conn.outbox.drop_unstarted_data();
+                conn.ending.get_or_insert(Ending::SlowReader);
                 if conn.is_open_websocket() {
                     self.close(token, CloseCode::POLICY_VIOLATION, "slow reader");
                 } else {
@@ -718,6 +719,7 @@ impl Core {
             Err(_) => {
                 // The peer is gone (reset, broken pipe): nothing more can be said.
                 conn.outbox.clear();
+                conn.ending.get_or_insert(Ending::Reset);
                 self.dead.push(token);
                 return;
             }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use mio::Token;
 
-use crate::engine::connection::{Kind, Transport, Waiting};
+use crate::engine::connection::{Ending, Kind, Transport, Waiting};
 use crate::engine::outbox::{Kind as Chunk, SendError};
 use crate::engine::Core;
 use crate::feeds::{Entry, Payload, PublishError};
@@ -59,6 +59,9 @@ impl Core {
 
     /// After an answer: the next request (the session reads again), or the end.
     fn after_answer(&mut self, token: Token, framing: Framing) {
+        if !framing.keep_alive {
+            self.end(token, Ending::Answered);
+        }
         if framing.keep_alive {
             // Requests pipelined behind this one are handled next.
             if let Some(conn) = self.conns.get_mut(token) {
@@ -433,6 +436,7 @@ impl Core {
         except: Option<Token>,
     ) -> Result<u64, PublishError> {
         let entry = self.feeds.publish(topic, event, payload)?;
+        self.stats.events_published += 1;
         let mut recipients = std::mem::take(&mut self.recipients);
         self.feeds.followers(topic, &mut recipients);
         for &token in &recipients {

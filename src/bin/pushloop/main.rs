@@ -59,6 +59,12 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "off",
         "print every head, frame and event with its spec section",
     ),
+    (
+        "--shutdown-ms MS",
+        "5000",
+        "on SIGTERM/SIGINT, how long the drain may take",
+    ),
+    ("--quiet", "off", "no operational log lines on stderr"),
     ("-h, --help", "", "this text"),
 ];
 
@@ -69,6 +75,8 @@ struct Options {
     max_connections: Option<usize>,
     max_message_bytes: usize,
     trace: bool,
+    shutdown: Option<Duration>,
+    quiet: bool,
 }
 
 /// What the command line asks for.
@@ -100,6 +108,8 @@ fn parse_options() -> Result<Command, String> {
         max_connections: None,
         max_message_bytes: 16 << 20,
         trace: false,
+        shutdown: None,
+        quiet: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -108,6 +118,13 @@ fn parse_options() -> Result<Command, String> {
             "--addr" => options.addr = value("--addr")?,
             "--no-tick" => options.tick = None,
             "--trace" => options.trace = true,
+            "--quiet" => options.quiet = true,
+            "--shutdown-ms" => {
+                let ms = value("--shutdown-ms")?
+                    .parse()
+                    .map_err(|_| "--shutdown-ms takes milliseconds")?;
+                options.shutdown = Some(Duration::from_millis(ms));
+            }
             "--tick-ms" => {
                 let ms = value("--tick-ms")?
                     .parse()
@@ -392,6 +409,10 @@ fn main() -> ExitCode {
     if options.trace {
         config.trace = Some(TraceOutput(Box::new(std::io::stdout())));
     }
+    if let Some(shutdown) = options.shutdown {
+        config.limits.shutdown_timeout = shutdown;
+    }
+    config.log = !options.quiet;
     let mut server = match Server::bind(options.addr.as_str(), config) {
         Ok(server) => server,
         Err(error) => {
