@@ -15,7 +15,7 @@
 //! | `GET /poll?topics=a,b&after=ID`         | short poll: events after ID as JSON, at once      |
 //! | `GET /longpoll?topics=a,b&after=ID`     | long poll: held until an event after ID, or 25 s  |
 //! | `GET /topics`, `DELETE /topics/NAME`    | the rooms; remove one                             |
-//! | `GET /stats`                            | per-transport counters as JSON                    |
+//! | `GET /stats`, `GET /metrics`            | counters as JSON; the same in Prometheus text      |
 //!
 //! No `topics` means the room `feed`, so the first version's URLs keep working.
 
@@ -304,10 +304,19 @@ impl App for Demo {
                 None => Reply::Response(Response::text(404, "no such topic")),
             },
             ("GET", ["stats"]) => self.stats(ctx),
-            // RFC 9110 §15.5.6: a 405 lists the methods the resource has.
-            (_, ["" | "events" | "poll" | "longpoll" | "topics" | "stats"]) => Reply::Response(
-                Response::text(405, "method not allowed").header("Allow", "GET, HEAD"),
+            ("GET", ["metrics"]) => Reply::Response(
+                Response::new(200)
+                    // The Prometheus text exposition format, version 0.0.4.
+                    .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                    .header("Cache-Control", "no-store")
+                    .body(ctx.stats().to_prometheus()),
             ),
+            // RFC 9110 §15.5.6: a 405 lists the methods the resource has.
+            (_, ["" | "events" | "poll" | "longpoll" | "topics" | "stats" | "metrics"]) => {
+                Reply::Response(
+                    Response::text(405, "method not allowed").header("Allow", "GET, HEAD"),
+                )
+            }
             (_, ["publish"]) => {
                 Reply::Response(Response::text(405, "method not allowed").header("Allow", "POST"))
             }
