@@ -136,6 +136,14 @@ impl Ending {
     }
 }
 
+/// A metric family per transport: name, type, help, and how to read it.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TransportStats) -> u64,
+);
+
 /// Counters of one transport.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TransportStats {
@@ -283,7 +291,7 @@ impl Stats {
     /// family per counter, transports and endings as labels.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        let per_transport: [(&str, &str, &str, fn(&TransportStats) -> u64); 5] = [
+        let per_transport: [Family; 5] = [
             ("pushloop_connections", "gauge", "Open connections.", |t| {
                 t.connections
             }),
