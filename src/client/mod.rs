@@ -15,7 +15,11 @@
 //! - [`transport`] — blocking byte streams behind a [`transport::Connect`],
 //!   plain TCP with timeouts, TLS pluggable;
 //! - [`sse`] — a blocking SSE client: `for item in client.events() { … }`,
-//!   reconnecting with `Last-Event-ID` the way a browser's `EventSource` does.
+//!   reconnecting with `Last-Event-ID` the way a browser's `EventSource` does;
+//! - [`ws`] — a blocking WebSocket client on the same session as the server
+//!   ([`crate::ws::session`]): one connection ([`ws::WebSocket`]), or one that
+//!   reconnects and resumes a pushloop feed with `?after=ID`
+//!   ([`ws::WsClient`]).
 
 pub mod url;
 
@@ -26,3 +30,5 @@ pub mod backoff;
 pub mod transport;
 
 pub mod sse;
+
+pub mod ws;
