@@ -74,36 +74,71 @@ struct Frame {
     payload: Vec<u8>,
 }
 
-/// The server's end of one connection.
-struct Peer {
-    stream: TcpStream,
+/// The server's end of one connection (plain TCP, or TLS over it).
+struct Peer<S = TcpStream> {
+    stream: S,
     /// The request head, as the client sent it.
     head: String,
     /// Bytes read after the head, not yet taken as frames.
     buffered: Vec<u8>,
 }
 
+/// Accepts one connection within [`WAIT`], with a read timeout of [`WAIT`].
+fn accept_tcp(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + WAIT;
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                thread::sleep(2 * MS)
+            }
+            Err(e) => panic!("no connection within {WAIT:?}: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).expect("blocking");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
 impl Peer {
     /// Accepts one connection within [`WAIT`] and reads its request head.
     fn accept(listener: &TcpListener) -> Peer {
-        listener.set_nonblocking(true).expect("nonblocking");
-        let deadline = Instant::now() + WAIT;
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    thread::sleep(2 * MS)
-                }
-                Err(e) => panic!("no connection within {WAIT:?}: {e}"),
+        Peer::read_head(accept_tcp(listener))
+    }
+
+    /// True when the client closes TCP within `time` (bytes it still sends
+    /// are read and dropped).
+    fn eof_within(&mut self, time: Duration) -> bool {
+        let deadline = Instant::now() + time;
+        let mut buf = [0; 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
             }
-        };
-        stream.set_nonblocking(false).expect("blocking");
-        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-        stream.set_nodelay(true).expect("nodelay");
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return false
+                }
+                Err(e) => panic!("reading the client: {e}"),
+            }
+        }
+    }
+}
+
+impl<S: Read + Write> Peer<S> {
+    /// Reads the request head from a new connection.
+    fn read_head(mut stream: S) -> Peer<S> {
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
-            (&stream).read_exact(&mut byte).expect("the request head");
+            stream.read_exact(&mut byte).expect("the request head");
             head.push(byte[0]);
             assert!(head.len() < 8192, "request head too long");
         }
@@ -188,29 +223,6 @@ impl Peer {
             .payload
             .get(..2)
             .map(|code| u16::from_be_bytes([code[0], code[1]]))
-    }
-
-    /// True when the client closes TCP within `time` (bytes it still sends
-    /// are read and dropped).
-    fn eof_within(&mut self, time: Duration) -> bool {
-        let deadline = Instant::now() + time;
-        let mut buf = [0; 1024];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            self.stream.set_read_timeout(Some(left)).expect("timeout");
-            match self.stream.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return false
-                }
-                Err(e) => panic!("reading the client: {e}"),
-            }
-        }
     }
 }
 
@@ -1309,4 +1321,124 @@ fn the_cursor_of_an_earlier_run_is_sent_from_the_first_connect() {
     assert_eq!(*pushloop.cursors.lock().unwrap(), [Some("17".to_string())]);
     client.close(CloseCode::NORMAL, "").unwrap();
     assert!(client.next_event().is_none());
+}
+
+// ---- wss:// through the TLS connector ----------------------------------------
+
+// Shared with the server's TLS tests, of which these use a part.
+#[cfg(feature = "tls")]
+#[allow(dead_code)]
+#[path = "../src/tls/test_support.rs"]
+mod tls_support;
+
+/// A TLS server configuration with the test PKI's server certificate.
+#[cfg(feature = "tls")]
+fn tls_server_config(pki: &tls_support::TestPki) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer> = CertificateDer::pem_slice_iter(pki.chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("the test chain");
+    let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).expect("the test key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the server certificate");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+#[cfg(feature = "tls")]
+fn tls_connector(
+    ca: &rustls::pki_types::CertificateDer<'static>,
+) -> pushloop::client::tls::TlsConnector {
+    let mut roots = pushloop::client::tls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("the CA into the trust store");
+    pushloop::client::tls::TlsConnector::new(roots)
+        .expect("TLS 1.3 and 1.2 with ring")
+        .with_tcp(quick().tcp_connector())
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn wss_echoes_and_closes_through_the_tls_connector() {
+    let pki = tls_support::TestPki::new(&["127.0.0.1"]);
+    let server_config = tls_server_config(&pki);
+    let (alpn_tx, alpn) = std::sync::mpsc::channel();
+    let (server, addr) = Server::start(move |listener| {
+        let connection = rustls::ServerConnection::new(server_config).expect("a TLS server");
+        let mut peer = Peer::read_head(rustls::StreamOwned::new(connection, accept_tcp(&listener)));
+        alpn_tx
+            .send(peer.stream.conn.alpn_protocol().map(<[u8]>::to_vec))
+            .unwrap();
+        assert_eq!(peer.field("Host"), Some(&*addr_of(&peer.stream.sock)));
+        peer.switch("");
+        let frame = peer.frame().expect("a frame");
+        peer.send(true, OpCode::Text, &frame.payload);
+        assert_eq!(peer.expect_close(), Some(1000));
+        peer.send(true, OpCode::Close, &close_payload(1000, ""));
+        peer.stream.conn.send_close_notify();
+        let _ = peer.stream.flush();
+    });
+    let url = Url::parse(&format!("wss://{addr}/secure")).unwrap();
+    let mut ws = WebSocket::connect_via(&url, &quick(), &mut tls_connector(&pki.ca)).unwrap();
+    ws.send_text("over TLS").unwrap();
+    assert_eq!(ws.recv(), Ok(Message::Text("over TLS".into())));
+    assert_eq!(
+        ws.close(CloseCode::NORMAL, "").unwrap().code,
+        CloseCode::NORMAL
+    );
+    server.join();
+    assert_eq!(alpn.recv().unwrap(), Some(b"http/1.1".to_vec()));
+}
+
+/// The `Host` a client of this local socket sends (the URL's authority).
+#[cfg(feature = "tls")]
+fn addr_of(stream: &TcpStream) -> String {
+    stream.local_addr().expect("local addr").to_string()
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn an_untrusted_certificate_is_a_connect_error_and_is_not_retried() {
+    let pki = tls_support::TestPki::new(&["127.0.0.1"]);
+    let stranger = tls_support::TestPki::new(&["127.0.0.1"]);
+    let server_config = tls_server_config(&pki);
+    let (server, addr) = Server::start(move |listener| {
+        let mut tcp = accept_tcp(&listener);
+        let mut connection = rustls::ServerConnection::new(server_config).expect("a TLS server");
+        let mut failed = false;
+        for _ in 0..20 {
+            match connection.complete_io(&mut tcp) {
+                Ok(_) if !connection.is_handshaking() => break,
+                Ok(_) => {}
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        // The client's alert (unknown CA) ended the handshake.
+        assert!(failed, "the handshake should have failed");
+        // A reconnecting client must not come back.
+        listener.set_nonblocking(true).unwrap();
+        thread::sleep(300 * MS);
+        assert!(listener.accept().is_err(), "the client retried");
+    });
+    let config = WsConfig {
+        reconnect: policy(5),
+        ..quick()
+    };
+    let url = Url::parse(&format!("wss://{addr}/")).unwrap();
+    let mut client =
+        WsClient::with_parts(url, config, tls_connector(&stranger.ca), || 1u64 << 63).unwrap();
+    assert_eq!(
+        client.next_event(),
+        Some(Err(WsError::Connect(ErrorKind::InvalidData)))
+    );
+    assert_eq!(client.next_event(), None);
+    server.join();
 }
