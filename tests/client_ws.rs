@@ -1442,3 +1442,70 @@ fn an_untrusted_certificate_is_a_connect_error_and_is_not_retried() {
     assert_eq!(client.next_event(), None);
     server.join();
 }
+
+// ---- The example ---------------------------------------------------------------
+
+#[test]
+fn the_client_ws_example_echoes_stdin_lines_and_closes_at_eof() {
+    use std::process::{Command, Stdio};
+    // `cargo test --features client` builds the examples next to the tests:
+    // target/PROFILE/deps/client_ws-HASH → target/PROFILE/examples/client_ws.
+    let exe = std::env::current_exe().expect("the test's own path");
+    let example = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/PROFILE/deps")
+        .join("examples")
+        .join(format!("client_ws{}", std::env::consts::EXE_SUFFIX));
+    assert!(example.exists(), "{} not built", example.display());
+    let pushloop = pushloop();
+    let mut child = Command::new(&example)
+        .arg(format!("ws://{}/echo", pushloop.server.addr))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the example starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (line_tx, lines) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut next_line = || lines.recv_timeout(WAIT).expect("a line from the example");
+    seen.push(next_line());
+    stdin.write_all("hello\nh\u{e9}llo\n".as_bytes()).unwrap();
+    seen.push(next_line());
+    seen.push(next_line());
+    // End of input: the example closes with 1000 and waits for the answer.
+    drop(stdin);
+    seen.push(next_line());
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the example did not exit");
+        thread::sleep(10 * MS);
+    }
+    assert!(child.wait().unwrap().success(), "{seen:?}");
+    assert_eq!(
+        seen,
+        [
+            format!("connected to ws://{}/echo", pushloop.server.addr),
+            "< hello".into(),
+            "< h\u{e9}llo".into(),
+            "closed: 1000 \"\"".into(),
+        ]
+    );
+    assert!(common::eventually(WAIT, || !pushloop
+        .closes
+        .lock()
+        .unwrap()
+        .is_empty()));
+    assert_eq!(pushloop.closes.lock().unwrap()[0], (1000, String::new()));
+}
