@@ -1479,7 +1479,7 @@ fn the_client_ws_example_echoes_stdin_lines_and_closes_at_eof() {
         }
     });
     let mut seen = Vec::new();
-    let mut next_line = || lines.recv_timeout(WAIT).expect("a line from the example");
+    let next_line = || lines.recv_timeout(WAIT).expect("a line from the example");
     seen.push(next_line());
     stdin.write_all("hello\nh\u{e9}llo\n".as_bytes()).unwrap();
     seen.push(next_line());
