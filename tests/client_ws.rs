@@ -543,6 +543,11 @@ fn protocol_violations_get_1002_1007_or_1009() {
         };
         fragments.extend(frame(false, opcode, None, b"x"));
     }
+    // Three fragments of 1000 bytes: each under max_frame_bytes, together
+    // over max_message_bytes.
+    let mut over_message = frame(false, OpCode::Text, None, &[b'a'; 1000]);
+    over_message.extend(frame(false, OpCode::Continuation, None, &[b'a'; 1000]));
+    over_message.extend(frame(true, OpCode::Continuation, None, &[b'a'; 1000]));
     // A header that declares 2^40 bytes and sends none of them: refused from
     // the header alone, nothing is allocated for it.
     let mut huge = vec![0x82, 127];
@@ -592,6 +597,7 @@ fn protocol_violations_get_1002_1007_or_1009() {
             1009,
         ),
         ("a 2^40-byte frame header", huge, 1009),
+        ("a message over max_message_bytes", over_message, 1009),
         ("fragments past max_fragments", fragments, 1009),
     ];
     for (what, bytes, expected) in cases {
@@ -768,6 +774,61 @@ fn any_byte_answers_the_heartbeat() {
         assert_eq!(ws.recv(), Ok(Message::Binary(vec![i])));
     }
     ws.close(CloseCode::NORMAL, "").unwrap();
+    server.join();
+}
+
+#[test]
+fn a_server_that_stops_reading_is_lost_after_write_timeout() {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let (server, addr) = Server::one(move |mut peer| {
+        peer.switch("");
+        // Reads nothing: the client's writes fill both socket buffers.
+        let _ = finished.recv_timeout(WAIT);
+    });
+    let config = WsConfig {
+        write_timeout: 200 * MS,
+        ..quick()
+    };
+    let mut ws = connect(addr, "/", &config).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let mut sent = 0;
+    let error = loop {
+        match ws.send_binary(&chunk) {
+            Ok(()) => sent += 1,
+            Err(error) => break error,
+        }
+        assert!(sent < 256, "256 MiB went into a socket nobody reads");
+    };
+    done.send(()).unwrap();
+    assert_eq!(error, WsError::Lost(Lost::WriteTimeout));
+    assert_eq!(ws.send_text("x"), Err(WsError::NotOpen));
+    server.join();
+}
+
+#[test]
+fn an_idle_server_gets_1001_when_idle_timeout_is_set() {
+    let (server, addr) = Server::one(|mut peer| {
+        peer.switch("");
+        let close = peer.frame().expect("the client's Close");
+        assert_eq!(close.opcode, OpCode::Close);
+        assert_eq!(close.payload, close_payload(1001, "idle timeout"));
+        peer.send(true, OpCode::Close, &close_payload(1001, ""));
+    });
+    let config = WsConfig {
+        idle_timeout: Some(150 * MS),
+        ping_interval: None,
+        ..quick()
+    };
+    let mut ws = connect(addr, "/", &config).unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        ws.recv(),
+        Ok(Message::Close(CloseFrame {
+            code: CloseCode::GOING_AWAY,
+            reason: String::new()
+        }))
+    );
+    assert!(started.elapsed() >= 150 * MS);
     server.join();
 }
 

@@ -212,7 +212,7 @@ where
 
     /// Sends a text message on the open connection; [`WsError::NotOpen`]
     /// while there is none. Should the send find the connection lost, the
-    /// error is returned and the next event is the reconnect.
+    /// error is returned and the next event is the reconnect (or the end).
     pub fn send_text(&mut self, text: &str) -> Result<(), WsError> {
         self.on_open(|socket| socket.send_text(text))
     }
@@ -248,8 +248,12 @@ where
             return Err(WsError::NotOpen);
         };
         let result = act(socket);
-        if let Err(error @ WsError::Lost(_)) = result {
-            self.state = self.after_failure(error);
+        // A send that found the connection gone (lost, or no masking key to
+        // be had) ends it here too: the next event says what follows.
+        if let Err(error) = result {
+            if socket.get_ref().is_none() {
+                self.state = self.after_failure(error);
+            }
         }
         result
     }
