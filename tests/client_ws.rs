@@ -937,8 +937,9 @@ impl App for Echo {
             }
             "/chat" => {
                 let after = req.query_param("after");
-                self.cursors.lock().unwrap().push(after.map(str::to_owned));
-                let after = after.and_then(|after| after.parse().ok());
+                let cursor = after.as_deref().map(str::to_owned);
+                let after = cursor.as_deref().and_then(|after| after.parse().ok());
+                self.cursors.lock().unwrap().push(cursor);
                 Upgrading::Accept(Accept::new().subscribe(self.topic, after))
             }
             _ => Upgrading::Reject(pushloop::http::Response::text(404, "no")),
