@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::feeds::InboxLimits;
 use crate::http::HttpConfig;
 use crate::ws::frame::MessageLimits;
 use crate::ws::session::SessionConfig;
@@ -59,7 +60,8 @@ pub struct Limits {
     /// What happens to a slow reader (see [`SlowReader`]). Default: close it.
     pub slow_reader: SlowReader,
     /// Open connections (all transports). Default 10 000; past it new sockets
-    /// are accepted and closed at once, so the backlog cannot pile up.
+    /// are accepted and closed at once, so the backlog cannot pile up. With
+    /// several loops, each takes an equal share (rounded up).
     pub max_connections: usize,
     /// Time from accept to a complete request head (for later requests on a
     /// kept connection: from the head's first byte). Default 10 s: bounds
@@ -110,6 +112,18 @@ pub struct Limits {
     /// topics from requests. Past it, creating one fails
     /// ([`crate::feeds::TopicError::TooMany`]).
     pub max_topics: usize,
+    /// Events queued for a loop by the others (several loops, see
+    /// [`crate::feeds::hub`]). Default 4096: at 100 000 events a second a
+    /// loop may fall 40 ms behind, far more than one turn takes. Past it the
+    /// loop's followers catch up from history (counted in
+    /// `Stats::inbox_overflows`).
+    pub max_inbox_events: usize,
+    /// Bytes of the events queued for a loop by the others, every encoding
+    /// counted (they are shared with history, so this bounds what the inbox
+    /// alone keeps alive). Default 4 MiB, four topics' default history. One
+    /// event is always queued into an empty inbox, however big. Past it:
+    /// as `max_inbox_events`.
+    pub max_inbox_bytes: usize,
 }
 
 /// The policy for a connection whose write queue is past
@@ -149,6 +163,8 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(60),
             later_timeout: Duration::from_secs(30),
             max_topics: 10_000,
+            max_inbox_events: 4096,
+            max_inbox_bytes: 4 << 20,
         }
     }
 }
@@ -163,6 +179,14 @@ impl Limits {
             head_timeout: self.handshake_timeout,
             body_timeout: self.body_timeout,
             idle_timeout: self.idle_timeout,
+        }
+    }
+
+    /// How far a loop may fall behind the others.
+    pub fn inbox(&self) -> InboxLimits {
+        InboxLimits {
+            max_events: self.max_inbox_events,
+            max_bytes: self.max_inbox_bytes,
         }
     }
 

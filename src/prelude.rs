@@ -9,6 +9,6 @@ pub use crate::app::{
 pub use crate::feeds::{Payload, PublishError, TopicError};
 pub use crate::http::{Request, Response};
 pub use crate::limits::Limits;
-pub use crate::server::{signal, Config, Handle, HandleError, OwnedPayload, Server};
+pub use crate::server::{signal, Config, Handle, HandleError, OwnedPayload, Server, Stats};
 pub use crate::ws::close::CloseCode;
 pub use crate::ws::handshake::Upgrade;

@@ -33,6 +33,22 @@ pub struct Config {
     /// listener errors, the phases of a shutdown. Default off (a library
     /// does not print unasked); the demo binary turns it on (`--quiet` off).
     pub log: bool,
+    /// How several loops share the listening port (see
+    /// [`crate::server::reuseport`]). Default: `SO_REUSEPORT` where the
+    /// kernel balances with it, else one acceptor.
+    pub share_port: SharePort,
+}
+
+/// How several loops share one listening port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SharePort {
+    /// A listener per loop in one `SO_REUSEPORT` group: the kernel spreads
+    /// connections (Linux). Falls back to `OneAcceptor` where it cannot.
+    #[default]
+    ReusePort,
+    /// The first loop accepts every connection and hands each to the next
+    /// loop in turn (any system).
+    OneAcceptor,
 }
 
 impl Default for Config {
@@ -47,6 +63,27 @@ impl Default for Config {
             read_buffer_bytes: 64 * 1024,
             trace: None,
             log: false,
+            share_port: SharePort::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The configuration of another loop of the same server: the same in
+    /// every way but the trace, which only the first loop writes (one
+    /// writer, and its lines stay in order).
+    pub(crate) fn for_another_loop(&self) -> Config {
+        Config {
+            limits: self.limits,
+            origin_policy: self.origin_policy.clone(),
+            history: self.history,
+            allow_origin: self.allow_origin.clone(),
+            sse_retry_ms: self.sse_retry_ms,
+            handle_capacity: self.handle_capacity,
+            read_buffer_bytes: self.read_buffer_bytes,
+            trace: None,
+            log: self.log,
+            share_port: self.share_port,
         }
     }
 }

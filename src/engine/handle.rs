@@ -15,12 +15,13 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::ThreadId;
 use std::time::Duration;
 
 use mio::Waker;
 
+use crate::engine::stats::Stats;
 use crate::feeds::{
     is_topic_name, Entry, HistoryLimits, Payload, PublishError, TopicError, MAX_TOPIC_NAME_BYTES,
 };
@@ -57,10 +58,20 @@ pub enum Command {
     SendText(ConnId, String),
     /// Send a binary message to one connection.
     SendBinary(ConnId, Vec<u8>),
-    /// Send a text message to every open WebSocket.
-    BroadcastText(String),
-    /// Send a binary message to every open WebSocket.
-    BroadcastBinary(Vec<u8>),
+    /// Send a text message to every open WebSocket of the loop but one.
+    BroadcastText {
+        /// The message.
+        text: String,
+        /// The connection that must not get it.
+        except: Option<ConnId>,
+    },
+    /// Send a binary message to every open WebSocket of the loop but one.
+    BroadcastBinary {
+        /// The message.
+        bytes: Vec<u8>,
+        /// The connection that must not get it.
+        except: Option<ConnId>,
+    },
     /// Publish an event on a topic.
     Publish {
         /// The topic.
@@ -83,6 +94,9 @@ pub enum Command {
     Close(ConnId, CloseCode, String),
     /// Answer a request the app deferred (`Reply::Later`).
     Respond(ConnId, Response),
+    /// Serve a connection another loop accepted (when loops share a port
+    /// through one acceptor rather than `SO_REUSEPORT`).
+    Adopt(mio::net::TcpStream),
 }
 
 /// Why a command was not taken, or what the loop said to it.
@@ -124,66 +138,235 @@ impl std::error::Error for HandleError {}
 /// How long the waiting calls wait for the loop before [`HandleError::NoAnswer`].
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sends commands to a running loop from any thread.
-#[derive(Clone, Debug)]
-pub struct Handle {
+/// One loop's end of the command channel.
+#[derive(Debug)]
+pub(crate) struct Port {
     commands: SyncSender<Command>,
     waker: Arc<Waker>,
-    shutdown: Arc<AtomicBool>,
     /// The loop's thread, once it runs (a waiting call from it would deadlock).
-    loop_thread: Arc<OnceLock<ThreadId>>,
-    /// The feeds' limits, to refuse a publish here rather than in the loop.
-    history: HistoryLimits,
+    thread: OnceLock<ThreadId>,
 }
 
-impl Handle {
-    pub(crate) fn new(
-        commands: SyncSender<Command>,
-        waker: Arc<Waker>,
-        shutdown: Arc<AtomicBool>,
-        history: HistoryLimits,
-    ) -> Handle {
-        Handle {
+impl Port {
+    pub(crate) fn new(commands: SyncSender<Command>, waker: Arc<Waker>) -> Port {
+        Port {
             commands,
             waker,
-            shutdown,
-            loop_thread: Arc::new(OnceLock::new()),
-            history,
+            thread: OnceLock::new(),
         }
     }
 
-    /// Records the thread the loop runs on.
-    pub(crate) fn set_loop_thread(&self) {
-        let _ = self.loop_thread.set(std::thread::current().id());
-    }
-
-    /// Queues a command and wakes the loop.
-    pub fn command(&self, command: Command) -> Result<(), HandleError> {
+    fn command(&self, command: Command) -> Result<(), HandleError> {
         match self.commands.try_send(command) {
             Ok(()) => self.waker.wake().map_err(|_| HandleError::Closed),
             Err(TrySendError::Full(_)) => Err(HandleError::Full),
             Err(TrySendError::Disconnected(_)) => Err(HandleError::Closed),
         }
     }
+}
+
+/// What every handle of a server shares: the loops' ports, the shutdown
+/// flag, the counters each loop last published.
+#[derive(Debug)]
+struct Loops {
+    first: Port,
+    /// Loops 1 and up, once several run ([`crate::server::Server::run_threads`]).
+    /// Set once, so a handle cloned before the loops started reaches them too.
+    others: OnceLock<Vec<Port>>,
+    shutdown: AtomicBool,
+    /// Each loop's counters, as it last published them (several loops only).
+    snapshots: Mutex<Vec<Stats>>,
+}
+
+impl Loops {
+    fn port(&self, index: usize) -> Option<&Port> {
+        match index {
+            0 => Some(&self.first),
+            index => self.others.get()?.get(index - 1),
+        }
+    }
+
+    fn ports(&self) -> impl Iterator<Item = &Port> {
+        std::iter::once(&self.first).chain(self.others.get().into_iter().flatten())
+    }
+}
+
+/// Sends commands to a running loop from any thread.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    loops: Arc<Loops>,
+    /// The loop that takes the commands not meant for one connection.
+    home: usize,
+    /// The feeds' limits, to refuse a publish here rather than in the loop.
+    history: HistoryLimits,
+}
+
+impl Handle {
+    pub(crate) fn new(first: Port, history: HistoryLimits) -> Handle {
+        Handle {
+            loops: Arc::new(Loops {
+                first,
+                others: OnceLock::new(),
+                shutdown: AtomicBool::new(false),
+                snapshots: Mutex::new(Vec::new()),
+            }),
+            home: 0,
+            history,
+        }
+    }
+
+    /// Adds the ports of loops 1 and up (once), and returns each new loop's
+    /// own handle.
+    pub(crate) fn add_loops(&self, others: Vec<Port>) -> Vec<Handle> {
+        let count = others.len();
+        if self.loops.others.set(others).is_err() {
+            return Vec::new();
+        }
+        let mut snapshots = self
+            .loops
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *snapshots = vec![Stats::default(); count + 1];
+        (1..=count)
+            .map(|home| Handle {
+                home,
+                ..self.clone()
+            })
+            .collect()
+    }
+
+    /// How many loops run (1 until [`crate::server::Server::run_threads`]
+    /// starts more).
+    pub fn loops(&self) -> usize {
+        1 + self.loops.others.get().map_or(0, Vec::len)
+    }
+
+    /// Records the thread the handle's loop runs on.
+    pub(crate) fn set_loop_thread(&self) {
+        if let Some(port) = self.loops.port(self.home) {
+            let _ = port.thread.set(std::thread::current().id());
+        }
+    }
+
+    /// Queues a command for the handle's loop and wakes it.
+    pub fn command(&self, command: Command) -> Result<(), HandleError> {
+        self.command_to(self.home, command)
+    }
+
+    /// Queues a command for loop `index` and wakes it.
+    fn command_to(&self, index: usize, command: Command) -> Result<(), HandleError> {
+        self.loops
+            .port(index)
+            .ok_or(HandleError::Closed)?
+            .command(command)
+    }
+
+    /// Hands an accepted connection to loop `index` (the one-acceptor way of
+    /// sharing a port); gives it back if that loop cannot take it now.
+    pub(crate) fn adopt(
+        &self,
+        index: usize,
+        stream: mio::net::TcpStream,
+    ) -> Result<(), mio::net::TcpStream> {
+        let Some(port) = self.loops.port(index) else {
+            return Err(stream);
+        };
+        match port.commands.try_send(Command::Adopt(stream)) {
+            Ok(()) => {
+                let _ = port.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(Command::Adopt(stream)))
+            | Err(TrySendError::Disconnected(Command::Adopt(stream))) => Err(stream),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Publishes this loop's counters for the others to add up; false if
+    /// they had not changed since the last time.
+    pub(crate) fn publish_stats(&self, stats: &Stats) -> bool {
+        let mut snapshots = self
+            .loops
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match snapshots.get_mut(self.home) {
+            Some(slot) if slot != stats => {
+                slot.clone_from(stats);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every loop's counters: `own` (the calling loop's, live) in its place,
+    /// the others as they last published them.
+    pub(crate) fn every_loop_stats(&self, own: &Stats) -> Vec<Stats> {
+        let snapshots = self
+            .loops
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if snapshots.is_empty() {
+            return vec![own.clone()];
+        }
+        let mut all = snapshots.clone();
+        if let Some(slot) = all.get_mut(self.home) {
+            slot.clone_from(own);
+        }
+        all
+    }
 
     /// Sends a text message to one connection (see `Context::send`).
     pub fn send_text(&self, id: ConnId, text: impl Into<String>) -> Result<(), HandleError> {
-        self.command(Command::SendText(id, text.into()))
+        self.command_to(id.loop_index(), Command::SendText(id, text.into()))
     }
 
     /// Sends a binary message to one connection (see `Context::send`).
     pub fn send_binary(&self, id: ConnId, bytes: impl Into<Vec<u8>>) -> Result<(), HandleError> {
-        self.command(Command::SendBinary(id, bytes.into()))
+        self.command_to(id.loop_index(), Command::SendBinary(id, bytes.into()))
     }
 
-    /// Sends a text message to every open WebSocket.
+    /// Sends a text message to every open WebSocket (of every loop; `Full`
+    /// if a loop could not take it).
     pub fn broadcast_text(&self, text: impl Into<String>) -> Result<(), HandleError> {
-        self.command(Command::BroadcastText(text.into()))
+        let text = text.into();
+        self.to_every_loop(|| Command::BroadcastText {
+            text: text.clone(),
+            except: None,
+        })
     }
 
-    /// Sends a binary message to every open WebSocket.
+    /// Sends a binary message to every open WebSocket (of every loop).
     pub fn broadcast_binary(&self, bytes: impl Into<Vec<u8>>) -> Result<(), HandleError> {
-        self.command(Command::BroadcastBinary(bytes.into()))
+        let bytes = bytes.into();
+        self.to_every_loop(|| Command::BroadcastBinary {
+            bytes: bytes.clone(),
+            except: None,
+        })
+    }
+
+    /// Sends a command to every loop: the first error, after trying all.
+    fn to_every_loop(&self, make: impl Fn() -> Command) -> Result<(), HandleError> {
+        self.loops
+            .ports()
+            .map(|port| port.command(make()))
+            .fold(Ok(()), Result::and)
+    }
+
+    /// Sends a broadcast made on this loop to every other loop (see
+    /// [`crate::app::Context::broadcast`]).
+    pub(crate) fn broadcast_to_others(
+        &self,
+        make: impl Fn() -> Command,
+    ) -> Result<(), HandleError> {
+        self.loops
+            .ports()
+            .enumerate()
+            .filter(|(index, _)| *index != self.home)
+            .map(|(_, port)| port.command(make()))
+            .fold(Ok(()), Result::and)
     }
 
     /// Publishes a text event on a topic (`event` `None` is the `message`
@@ -254,24 +437,26 @@ impl Handle {
         code: CloseCode,
         reason: impl Into<String>,
     ) -> Result<(), HandleError> {
-        self.command(Command::Close(id, code, reason.into()))
+        self.command_to(id.loop_index(), Command::Close(id, code, reason.into()))
     }
 
     /// Answers a request the app deferred with `Reply::Later` (see
     /// [`crate::app::Context::respond`]).
     pub fn respond(&self, id: ConnId, response: Response) -> Result<(), HandleError> {
-        self.command(Command::Respond(id, response))
+        self.command_to(id.loop_index(), Command::Respond(id, response))
     }
 
-    /// Starts a graceful shutdown. Never blocked by a full queue.
+    /// Starts a graceful shutdown of every loop. Never blocked by a full queue.
     pub fn shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
-        // A loop that has already ended needs no wake-up.
-        let _ = self.waker.wake();
+        self.loops.shutdown.store(true, Ordering::Release);
+        for port in self.loops.ports() {
+            // A loop that has already ended needs no wake-up.
+            let _ = port.waker.wake();
+        }
     }
 
     pub(crate) fn shutdown_requested(&self) -> bool {
-        self.shutdown.load(Ordering::Acquire)
+        self.loops.shutdown.load(Ordering::Acquire)
     }
 
     /// Refuses, before anything is sent, a publish the loop would refuse:
@@ -299,7 +484,12 @@ impl Handle {
     /// A one-answer channel for a call that waits, unless this is the loop's
     /// own thread.
     fn waiting_call<T>(&self) -> Result<(SyncSender<T>, Receiver<T>), HandleError> {
-        if self.loop_thread.get() == Some(&std::thread::current().id()) {
+        let here = std::thread::current().id();
+        if self
+            .loops
+            .ports()
+            .any(|port| port.thread.get() == Some(&here))
+        {
             return Err(HandleError::OnLoopThread);
         }
         Ok(sync_channel(1))

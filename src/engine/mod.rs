@@ -49,11 +49,15 @@ use crate::engine::trace::Tracer;
 use crate::feeds::Feeds;
 use crate::http::session::HttpTimeout;
 use crate::http::{HttpConfig, Response};
-use crate::ids::TimerId;
+use crate::ids::{ConnId, TimerId};
 use crate::sse;
 use crate::time::Instant;
 use crate::ws::close::CloseCode;
 use crate::ws::session::{SessionConfig, Timeout};
+
+/// How often a loop publishes its counters for the others to add up (with
+/// several loops): totals are at most this old.
+pub const STATS_PERIOD: Duration = Duration::from_millis(50);
 
 /// Everything a loop owns except the `App`, the poll and the read buffer.
 pub struct Core {
@@ -91,6 +95,16 @@ pub struct Core {
     /// a side table, so connections without any cost nothing.
     pub(crate) data: HashMap<Token, Box<dyn Any>>,
     pub(crate) handle: Handle,
+    /// This loop's place among the loops of the server (0 when alone).
+    pub(crate) loop_index: u16,
+    /// How many loops the server runs (kept here so that one loop never
+    /// asks the shared handle: no atomic on its hot path).
+    pub(crate) loops: usize,
+    /// When this loop next publishes its counters for the others (several
+    /// loops only; see [`Core::share_stats`]).
+    pub(crate) stats_due: Option<Instant>,
+    /// Set while arrivals are being fanned out (see [`Core::deliver_arrivals`]).
+    delivering: bool,
     /// Set when a graceful shutdown began; the loop ends when every
     /// connection is gone or this deadline passes.
     pub(crate) shutdown_deadline: Option<Instant>,
@@ -105,14 +119,15 @@ impl Core {
         mut config: Config,
         registry: Registry,
         handle: Handle,
-        id_seed: u64,
+        feeds: Feeds,
+        seed: u64,
         origin: std::time::Instant,
     ) -> Core {
         let tracer = config.trace.take().map(Tracer::new);
         Core {
             http: config.limits.http(),
             websocket: config.limits.websocket(),
-            feeds: Feeds::new(config.history, config.limits.max_topics, id_seed),
+            feeds,
             config,
             registry,
             conns: Slab::new(),
@@ -129,10 +144,42 @@ impl Core {
             dead: Vec::new(),
             data: HashMap::new(),
             handle,
+            loop_index: 0,
+            loops: 1,
+            stats_due: None,
+            delivering: false,
             shutdown_deadline: None,
             tracer,
             // Any non-zero seed; the ids' seed differs per run, so does this.
-            rng: id_seed | 1,
+            rng: seed | 1,
+        }
+    }
+
+    /// The id the app knows a connection of this loop by.
+    pub(crate) fn conn_id(&self, token: Token) -> ConnId {
+        ConnId::new(self.loop_index, token)
+    }
+
+    /// The token of a connection of this loop; `None` for one of another loop.
+    pub(crate) fn local(&self, id: ConnId) -> Option<Token> {
+        (id.loop_index == self.loop_index).then_some(id.token)
+    }
+
+    /// With several loops, at the end of a turn: publishes this loop's
+    /// counters for the others if they changed, at most every
+    /// [`STATS_PERIOD`] (a compare and a copy of a few hundred bytes under a
+    /// lock). Publishing arms a timer for the end of the period, so the last
+    /// change of a burst is published too; a loop whose counters stay put
+    /// arms nothing and sleeps.
+    pub(crate) fn share_stats(&mut self) {
+        if self.loops < 2 || self.stats_due.is_some_and(|due| self.now < due) {
+            return;
+        }
+        self.stats_due = None;
+        if self.handle.publish_stats(&self.stats) {
+            let due = self.now + STATS_PERIOD;
+            self.stats_due = Some(due);
+            self.timers.arm(due, Wake::ShareStats);
         }
     }
 
@@ -496,8 +543,12 @@ impl Core {
 
     /// One line on stderr for an operator (when `Config::log` is on).
     pub(crate) fn log(&self, line: &str) {
-        if self.config.log {
-            eprintln!("pushloop: {line}");
+        if !self.config.log {
+            return;
+        }
+        match self.loops {
+            1 => eprintln!("pushloop: {line}"),
+            _ => eprintln!("pushloop[{}]: {line}", self.loop_index),
         }
     }
 

@@ -364,6 +364,12 @@ pub enum SendError {
     Dropped,
     /// The queue was full and the connection is being closed (`SlowReader::Close`).
     Closing,
+    /// The connection is on another loop, whose command queue is full
+    /// (`Config::handle_capacity`): nothing was queued; try again later.
+    Busy,
+    /// The call works only for a connection of the calling loop (see
+    /// `Context::subscribe`).
+    OtherLoop,
 }
 
 impl std::fmt::Display for SendError {
@@ -372,6 +378,8 @@ impl std::fmt::Display for SendError {
             SendError::NotOpen => "no open connection with this id can take a message",
             SendError::Dropped => "the connection's write queue is full; message dropped",
             SendError::Closing => "the connection's write queue is full; closing it (1008)",
+            SendError::Busy => "the connection's loop has too many commands waiting",
+            SendError::OtherLoop => "the connection is on another loop",
         })
     }
 }

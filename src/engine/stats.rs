@@ -187,11 +187,54 @@ pub struct Stats {
     pub paused_reads: u64,
     /// WebSocket opening handshakes refused (RFC 6455 §4.2.1 checks, Origin).
     pub handshake_failures: u64,
+    /// Times this loop fell so far behind the others that its inbox was
+    /// full, and its followers caught up from history (several loops).
+    pub inbox_overflows: u64,
     /// Connections ended, by the transport they were in and why.
     pub closes: BTreeMap<(Transport, Ending), u64>,
 }
 
+impl TransportStats {
+    fn add(&mut self, other: &TransportStats) {
+        self.connections += other.connections;
+        self.requests += other.requests;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.events_delivered += other.events_delivered;
+    }
+}
+
 impl Stats {
+    /// Several loops' counters added up.
+    pub fn sum(all: &[Stats]) -> Stats {
+        let mut total = Stats::default();
+        for stats in all {
+            for transport in Transport::ALL {
+                total.of(transport).add(stats.get(transport));
+            }
+            total.events_published += stats.events_published;
+            total.slow_readers += stats.slow_readers;
+            total.dropped_messages += stats.dropped_messages;
+            total.refused_connections += stats.refused_connections;
+            total.panics += stats.panics;
+            total.paused_reads += stats.paused_reads;
+            total.handshake_failures += stats.handshake_failures;
+            total.inbox_overflows += stats.inbox_overflows;
+            for (key, count) in &stats.closes {
+                *total.closes.entry(*key).or_default() += count;
+            }
+        }
+        total
+    }
+
+    /// Open connections of every transport.
+    pub fn connections(&self) -> u64 {
+        Transport::ALL
+            .iter()
+            .map(|transport| self.get(*transport).connections)
+            .sum()
+    }
+
     /// The counters of a transport.
     pub fn of(&mut self, transport: Transport) -> &mut TransportStats {
         match transport {
@@ -264,14 +307,15 @@ impl Stats {
         }
         let _ = write!(
             json,
-            "\"events_published\":{},\"slow_readers\":{},\"dropped_messages\":{},\"refused_connections\":{},\"panics\":{},\"paused_reads\":{},\"handshake_failures\":{},\"closes\":[",
+            "\"events_published\":{},\"slow_readers\":{},\"dropped_messages\":{},\"refused_connections\":{},\"panics\":{},\"paused_reads\":{},\"handshake_failures\":{},\"inbox_overflows\":{},\"closes\":[",
             self.events_published,
             self.slow_readers,
             self.dropped_messages,
             self.refused_connections,
             self.panics,
             self.paused_reads,
-            self.handshake_failures
+            self.handshake_failures,
+            self.inbox_overflows
         );
         for (i, ((transport, ending), count)) in self.closes.iter().enumerate() {
             let _ = write!(
@@ -366,6 +410,11 @@ impl Stats {
                 "pushloop_handshake_failures_total",
                 "WebSocket opening handshakes refused.",
                 self.handshake_failures,
+            ),
+            (
+                "pushloop_inbox_overflows_total",
+                "Times a loop fell behind the others and caught up from history.",
+                self.inbox_overflows,
             ),
         ];
         for (name, help, value) in totals {

@@ -17,9 +17,9 @@ use mio::Token;
 use crate::engine::connection::{Ending, Kind, Transport, Waiting};
 use crate::engine::outbox::{Kind as Chunk, SendError};
 use crate::engine::Core;
-use crate::feeds::{Entry, Payload, PublishError};
+use crate::feeds::{Arrival, Entry, Payload, PublishError, Replay};
 use crate::http::{write_answer, Framing, Response};
-use crate::ids::TopicId;
+use crate::ids::{ConnId, TopicId};
 use crate::sse;
 
 /// A long-poll answer shared by the waiters that asked the same thing.
@@ -312,12 +312,7 @@ impl Core {
             .switch(&mut conn.transport, Transport::EventStream);
         conn.kind = Kind::EventStream;
         conn.deadline = Some(keepalive);
-        for &topic in topics {
-            self.feeds.follow(token, topic);
-        }
-        if let Some(after) = cursor {
-            self.replay_to(token, topics, after);
-        }
+        self.follow(token, topics, cursor);
         self.rearm(token);
     }
 
@@ -335,14 +330,27 @@ impl Core {
             .conns
             .get(token)
             .is_some_and(|conn| conn.is_open_websocket() || matches!(conn.kind, Kind::EventStream));
-        if !follower || self.feeds.get(topic).is_none() {
+        if !follower || !self.feeds.exists(topic) {
             return Err(SendError::NotOpen);
         }
-        self.feeds.follow(token, topic);
-        if let Some(after) = after {
-            self.replay_to(token, &[topic], after);
-        }
+        self.follow(token, &[topic], after);
         Ok(())
+    }
+
+    /// A connection follows `topics` from now on, after the replay from
+    /// `cursor` if there is one. The replay is read first, together with
+    /// what other loops queued for this one, and those arrivals are fanned
+    /// out before the connection joins: so an event reaches it either in the
+    /// replay or live, never both, never neither.
+    pub(crate) fn follow(&mut self, token: Token, topics: &[TopicId], cursor: Option<u64>) {
+        let replay = cursor.map(|after| self.feeds.replay(topics, after));
+        self.deliver_arrivals();
+        for &topic in topics {
+            self.feeds.follow(token, topic);
+        }
+        if let Some(replay) = replay {
+            self.queue_replay(token, replay);
+        }
     }
 
     /// A connection stops following a topic. False if it did not follow it.
@@ -360,15 +368,13 @@ impl Core {
         }
     }
 
-    /// Queues the replay after `after` on `topics` for a follower: a resync
-    /// notice if needed, then as many events as its queue admits; the rest
-    /// follows as the queue drains ([`Core::catch_up`]).
-    pub(crate) fn replay_to(&mut self, token: Token, topics: &[TopicId], after: u64) {
-        let replay = self.feeds.replay(topics, after);
+    /// Queues a replay for a follower: the resync notice if any, then as
+    /// many events as its queue admits; the rest follows as the queue
+    /// drains ([`Core::catch_up`]).
+    fn queue_replay(&mut self, token: Token, replay: Replay) {
         let max_queued = self.config.limits.max_queued_bytes;
-        if let Some(why) = replay.resync {
-            let notice = self.feeds.resync_entry(why, replay.from);
-            if let Some(bytes) = self.encoding_for(token, &notice) {
+        if let Some(notice) = &replay.notice {
+            if let Some(bytes) = self.encoding_for(token, notice) {
                 let _ = self.push_shared_admitted(token, Chunk::Data, &bytes);
             }
         }
@@ -398,7 +404,9 @@ impl Core {
     }
 
     /// Goes on with a follower's replay once its queue has drained below
-    /// half its bound (called after each write).
+    /// half its bound (called after each write). It stays among those
+    /// catching up while the arrivals read with the replay are fanned out,
+    /// so it gets those from the replay only.
     pub(crate) fn catch_up(&mut self, token: Token) {
         let Some(&after) = self.catching_up.get(&token) else {
             return;
@@ -411,9 +419,11 @@ impl Core {
         {
             return;
         }
-        self.catching_up.remove(&token);
         let topics = self.feeds.followed(token);
-        self.replay_to(token, &topics, after);
+        let replay = self.feeds.replay(&topics, after);
+        self.deliver_arrivals();
+        self.catching_up.remove(&token);
+        self.queue_replay(token, replay);
     }
 
     fn count_delivery(&mut self, token: Token) {
@@ -425,25 +435,62 @@ impl Core {
 
     // ---- Publishing ----------------------------------------------------------
 
-    /// Publishes an event and fans it out: shared bytes to every follower
-    /// (but `except`, and followers still catching up, who will find it in
-    /// history), answers to every waiting long-poll. Returns its id.
+    /// Publishes an event and fans it out — on this loop now, on the others
+    /// through their inboxes: shared bytes to every follower (but `except`,
+    /// and followers still catching up, who will find it in history),
+    /// answers to every waiting long-poll. Returns its id.
     pub fn publish(
         &mut self,
         topic: TopicId,
         event: Option<&str>,
         payload: Payload,
-        except: Option<Token>,
+        except: Option<ConnId>,
     ) -> Result<u64, PublishError> {
-        let entry = self.feeds.publish(topic, event, payload)?;
+        let id = self.feeds.publish(topic, event, payload, except)?;
         self.stats.events_published += 1;
+        self.deliver_arrivals();
+        Ok(id)
+    }
+
+    /// Fans out what the feeds have for this loop, in id order: this loop's
+    /// own publishes and removals, and the other loops' from the inbox.
+    /// Then, if the inbox overflowed, every follower catches up from history
+    /// and every long-poll with news is answered (see [`crate::feeds::hub`]).
+    /// Not re-entered: a catch-up that collects more arrivals leaves them to
+    /// the loop already running here.
+    pub(crate) fn deliver_arrivals(&mut self) {
+        if self.delivering {
+            return;
+        }
+        self.delivering = true;
+        loop {
+            while let Some(arrival) = self.feeds.next_arrival() {
+                match arrival {
+                    Arrival::Event { entry, except } => {
+                        let except = except.and_then(|id| self.local(id));
+                        self.fan_out(&entry, except);
+                    }
+                    Arrival::Removed(topic) => self.feeds.drop_topic(topic),
+                }
+            }
+            let Some(after) = self.feeds.take_missed() else {
+                break;
+            };
+            self.stats.inbox_overflows += 1;
+            self.everyone_catches_up(after);
+        }
+        self.delivering = false;
+    }
+
+    /// One event to this loop's followers and waiters of its topic.
+    fn fan_out(&mut self, entry: &Entry, except: Option<Token>) {
         let mut recipients = std::mem::take(&mut self.recipients);
-        self.feeds.followers(topic, &mut recipients);
+        self.feeds.followers(entry.topic, &mut recipients);
         for &token in &recipients {
             if Some(token) == except || self.catching_up.contains_key(&token) {
                 continue;
             }
-            let Some(bytes) = self.encoding_for(token, &entry) else {
+            let Some(bytes) = self.encoding_for(token, entry) else {
                 continue;
             };
             if self.push_shared(token, &bytes).is_ok() {
@@ -453,29 +500,63 @@ impl Core {
         recipients.clear();
         self.recipients = recipients;
         let mut answers = Vec::new();
-        for token in self.feeds.take_waiters(topic) {
-            let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
-                continue;
-            };
-            let Waiting::LongPoll { topics, after } =
-                std::mem::replace(&mut http.waiting, Waiting::Nothing)
-            else {
-                continue;
-            };
-            self.answer_poll_now(token, &topics, after, &mut answers, Transport::LongPoll);
+        for token in self.feeds.take_waiters(entry.topic) {
+            self.answer_waiter(token, &mut answers);
         }
-        Ok(entry.id)
     }
 
-    /// Removes a topic: its followers and waiters get a last event of type
-    /// `removed` (data `{"topic":NAME}`) and no longer follow it. False if
-    /// there is no such topic.
+    /// Answers a held long-poll with the events after its cursor.
+    fn answer_waiter(&mut self, token: Token, answers: &mut Vec<SharedAnswer>) {
+        let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
+            return;
+        };
+        let Waiting::LongPoll { topics, after } =
+            std::mem::replace(&mut http.waiting, Waiting::Nothing)
+        else {
+            return;
+        };
+        self.answer_poll_now(token, &topics, after, answers, Transport::LongPoll);
+    }
+
+    /// This loop missed the events after `after` (its inbox was full): every
+    /// follower replays from there as its queue allows, and every long-poll
+    /// with news is answered. All followers are marked first, so an arrival
+    /// collected by one's catch-up reaches the others through theirs.
+    fn everyone_catches_up(&mut self, after: u64) {
+        let followers = self.feeds.all_followers();
+        for &token in &followers {
+            let cursor = self.catching_up.entry(token).or_insert(after);
+            *cursor = (*cursor).min(after);
+        }
+        for token in followers {
+            self.catch_up(token);
+        }
+        let mut answers = Vec::new();
+        for token in self.feeds.all_waiters() {
+            let news = match self.conns.get(token).map(|conn| &conn.kind) {
+                Some(Kind::Http(http)) => match &http.waiting {
+                    Waiting::LongPoll { topics, after } => self.feeds.has_news(topics, *after),
+                    _ => false,
+                },
+                _ => false,
+            };
+            if news {
+                self.answer_waiter(token, &mut answers);
+            }
+        }
+    }
+
+    /// Removes a topic: its followers and waiters (on every loop) get a last
+    /// event of type `removed` (data `{"topic":NAME}`) and no longer follow
+    /// it. False if there is no such topic.
     pub fn remove_topic(&mut self, topic: TopicId) -> bool {
-        let Some(name) = self.feeds.get(topic).map(|topic| topic.name().to_owned()) else {
+        let Some(name) = self.feeds.name(topic) else {
             return false;
         };
         let data = format!("{{\"topic\":\"{name}\"}}");
         let _ = self.publish(topic, Some("removed"), Payload::Json(&data), None);
-        self.feeds.remove(topic).is_some()
+        let removed = self.feeds.remove(topic);
+        self.deliver_arrivals();
+        removed
     }
 }

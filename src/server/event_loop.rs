@@ -18,7 +18,6 @@
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,16 +25,18 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::app::{Accept, App, ConnId, Context, Reply, Upgrading};
-use crate::engine::config::Config;
+use crate::app::{Accept, App, Context, Reply, Upgrading};
+use crate::engine::config::{Config, SharePort};
 use crate::engine::connection::{Closing, Connection, Ending, Kind, Transport, Waiting, WsConn};
-use crate::engine::handle::{Command, Handle};
+use crate::engine::handle::{Command, Handle, Port};
 use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
 use crate::engine::timers::Wake;
 use crate::engine::Core;
+use crate::feeds::Feeds;
 use crate::http::{httparse, HttpSession, HttpStep, Request, Response};
 use crate::ids::TopicId;
+use crate::server::reuseport;
 use crate::sse;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::Role;
@@ -66,16 +67,89 @@ const NO_LIMITS: MessageLimits = MessageLimits {
 
 pub(crate) struct EventLoop {
     poll: Poll,
+    /// Wakes this loop from other threads: commands, other loops' events.
+    waker: Arc<Waker>,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
+    /// The loops to hand accepted connections to, in turn, when loops share
+    /// the port through this one's acceptor (see [`crate::server::reuseport`]).
+    hand_out: Option<HandOut>,
     /// The loop-wide read buffer: every socket is read into it and parsed in place.
     scratch: Vec<u8>,
     pub(crate) core: Core,
     commands: Receiver<Command>,
+    /// The commands of one wake-up (kept to reuse its buffer).
+    batch: Vec<Command>,
     accept_paused: bool,
     /// Accepting failed for want of file descriptors and has not succeeded
     /// since (logged once per episode, not at every retry).
     out_of_descriptors: bool,
+    /// Seeds the loops' jitter generators.
+    seed: u64,
+}
+
+/// A loop made by [`EventLoop::split`], to be built on its own thread (a
+/// running loop holds the app's per-connection data, which need not be
+/// `Send`).
+pub(crate) struct Unstarted {
+    parts: Parts,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    config: Config,
+    handle: Handle,
+    feeds: Feeds,
+    loop_index: u16,
+    loops: usize,
+    seed: u64,
+}
+
+impl Unstarted {
+    /// Builds the loop and runs `app` on it.
+    pub(crate) fn run(self, app: impl App) -> io::Result<()> {
+        let mut event_loop = EventLoop::new(
+            self.parts,
+            self.listener,
+            self.config,
+            self.handle,
+            self.feeds,
+            self.loop_index,
+            self.seed,
+        )?;
+        event_loop.local_addr = self.local_addr;
+        event_loop.core.loops = self.loops;
+        event_loop.run(app)
+    }
+}
+
+/// Round-robin over the loops, for the one-acceptor way of sharing a port.
+struct HandOut {
+    loops: usize,
+    next: usize,
+}
+
+/// What a loop is made of before it runs: its poll, its waker and the
+/// receiving end of its commands (the sending end is a [`Port`]).
+struct Parts {
+    poll: Poll,
+    waker: Arc<Waker>,
+    commands: Receiver<Command>,
+}
+
+impl Parts {
+    fn new(config: &Config) -> io::Result<(Parts, Port)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (sender, commands) = sync_channel(config.handle_capacity.max(1));
+        let port = Port::new(sender, Arc::clone(&waker));
+        Ok((
+            Parts {
+                poll,
+                waker,
+                commands,
+            },
+            port,
+        ))
+    }
 }
 
 /// What the reply to a request asks the engine to do, once the request
@@ -95,41 +169,134 @@ enum Next {
 }
 
 impl EventLoop {
-    pub(crate) fn bind(addr: SocketAddr, config: Config, id_seed: u64) -> io::Result<EventLoop> {
-        let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(addr)?;
-        let local_addr = listener.local_addr()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (sender, commands) = sync_channel(config.handle_capacity.max(1));
-        let handle = Handle::new(
-            sender,
+    pub(crate) fn bind(addr: SocketAddr, config: Config, seed: u64) -> io::Result<EventLoop> {
+        let listener = reuseport::bind(addr)?;
+        let (parts, port) = Parts::new(&config)?;
+        let handle = Handle::new(port, config.history);
+        let feeds = Feeds::new(config.history, config.limits.max_topics, seed);
+        EventLoop::new(parts, Some(listener), config, handle, feeds, 0, seed)
+    }
+
+    fn new(
+        parts: Parts,
+        mut listener: Option<TcpListener>,
+        config: Config,
+        handle: Handle,
+        feeds: Feeds,
+        loop_index: u16,
+        seed: u64,
+    ) -> io::Result<EventLoop> {
+        let Parts {
+            poll,
             waker,
-            Arc::new(AtomicBool::new(false)),
-            config.history,
-        );
+            commands,
+        } = parts;
+        let local_addr = match listener.as_mut() {
+            Some(listener) => {
+                poll.registry()
+                    .register(listener, LISTENER, Interest::READABLE)?;
+                listener.local_addr()?
+            }
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         // The buffer must hold an unfinished head plus room to read more.
         let scratch_len = config
             .read_buffer_bytes
             .max(config.limits.max_head_bytes + 4096);
-        let core = Core::new(
+        let mut core = Core::new(
             config,
             poll.registry().try_clone()?,
             handle,
-            id_seed,
+            feeds,
+            seed.wrapping_add(u64::from(loop_index)),
             std::time::Instant::now(),
         );
+        core.loop_index = loop_index;
         Ok(EventLoop {
             poll,
-            listener: Some(listener),
+            waker,
+            listener,
             local_addr,
+            hand_out: None,
             scratch: vec![0; scratch_len],
             core,
             commands,
+            batch: Vec::new(),
             accept_paused: false,
             out_of_descriptors: false,
+            seed,
         })
+    }
+
+    /// Makes `threads - 1` more loops beside this one (loop 0), sharing the
+    /// port and the topics; returns them in loop order. Each new loop gets
+    /// its own listener on the port through `SO_REUSEPORT`, where the kernel
+    /// spreads connections over such listeners (Linux); elsewhere, or if
+    /// that fails, or as `Config::share_port` says, this loop accepts for all
+    /// and hands the connections out in turn.
+    pub(crate) fn split(&mut self, threads: usize) -> io::Result<Vec<Unstarted>> {
+        if threads > usize::from(u16::MAX) {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                "at most 65 535 loops",
+            ));
+        }
+        let extra = threads.saturating_sub(1);
+        // `max_connections` bounds the server (descriptors are the process's):
+        // each loop takes its share.
+        let limits = &mut self.core.config.limits;
+        limits.max_connections = limits.max_connections.div_ceil(threads);
+        let mut listeners = match (&self.listener, self.core.config.share_port) {
+            (Some(listener), SharePort::ReusePort) => {
+                reuseport::more_listeners(listener, extra).ok()
+            }
+            _ => None,
+        };
+        if listeners.is_none() {
+            self.hand_out = Some(HandOut {
+                loops: threads,
+                next: 0,
+            });
+        }
+        self.core.log(&format!(
+            "{threads} loops; connections {}",
+            match listeners {
+                Some(_) => "spread over them by the kernel (SO_REUSEPORT)",
+                None => "accepted by loop 0 and handed out in turn",
+            }
+        ));
+        let mut parts = Vec::with_capacity(extra);
+        let mut ports = Vec::with_capacity(extra);
+        let mut wakers = vec![Arc::clone(&self.waker)];
+        for _ in 0..extra {
+            let (part, port) = Parts::new(&self.core.config)?;
+            wakers.push(Arc::clone(&part.waker));
+            parts.push(part);
+            ports.push(port);
+        }
+        let feeds = self
+            .core
+            .feeds
+            .share(wakers, self.core.config.limits.inbox());
+        let handles = self.core.handle.add_loops(ports);
+        self.core.loops = threads;
+        let mut made = Vec::with_capacity(extra);
+        for (index, ((parts, feeds), handle)) in
+            parts.into_iter().zip(feeds).zip(handles).enumerate()
+        {
+            made.push(Unstarted {
+                parts,
+                listener: listeners.as_mut().and_then(Vec::pop),
+                local_addr: self.local_addr,
+                config: self.core.config.for_another_loop(),
+                handle,
+                feeds,
+                loop_index: u16::try_from(index + 1).unwrap_or(u16::MAX),
+                loops: threads,
+                seed: self.seed,
+            });
+        }
+        Ok(made)
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
@@ -151,6 +318,7 @@ impl EventLoop {
             self.core.flush_dirty();
             let fanout_left = self.core.flush_fanout(FANOUT_SLICE);
             self.reap(&mut app);
+            self.core.share_stats();
             if let Some(deadline) = self.core.shutdown_deadline {
                 if self.core.conns.is_empty() || self.core.now >= deadline {
                     let left = self.core.conns.len();
@@ -230,12 +398,12 @@ impl EventLoop {
         if self.accept_paused {
             return;
         }
-        let Some(listener) = self.listener.as_ref() else {
-            return;
-        };
         loop {
-            let (stream, peer) = match listener.accept() {
-                Ok(accepted) => accepted,
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                 Err(error) if is_out_of_descriptors(&error) => {
@@ -259,34 +427,64 @@ impl EventLoop {
                 self.out_of_descriptors = false;
                 self.core.log("accept: descriptors available again");
             }
-            let core = &mut self.core;
-            if core.conns.len() >= core.config.limits.max_connections
-                || core.shutdown_deadline.is_some()
-            {
-                core.stats.refused_connections += 1;
-                continue;
-            }
-            // Small frames must not wait for Nagle's algorithm.
-            let _ = stream.set_nodelay(true);
-            let session = HttpSession::new(core.now);
-            let token = core.conns.insert_with(|_| Connection::new(stream, session));
-            let registered = match core.conns.get_mut(token) {
-                Some(conn) => core
-                    .registry
-                    .register(&mut conn.stream, token, Interest::READABLE)
-                    .is_ok(),
-                None => false,
+            let stream = match self.hand_out.as_mut() {
+                Some(hand_out) => {
+                    let to = hand_out.next;
+                    hand_out.next = (to + 1) % hand_out.loops;
+                    if to == usize::from(self.core.loop_index) {
+                        stream
+                    } else {
+                        // A loop that cannot take it now: this one serves it.
+                        match self.core.handle.adopt(to, stream) {
+                            Ok(()) => continue,
+                            Err(stream) => stream,
+                        }
+                    }
+                }
+                None => stream,
             };
-            if !registered {
-                core.conns.remove(token);
-                continue;
-            }
-            core.stats.http.connections += 1;
-            core.rearm(token);
-            if core.tracer.is_some() {
-                let from = format!("accepted from {peer}");
-                core.trace(|tracer, now| tracer.note(now, token, "tcp", &from, ""));
-            }
+            self.serve(stream);
+        }
+    }
+
+    /// Starts serving an accepted connection (accepted here, or by another
+    /// loop that hands connections out): refused past `max_connections` or
+    /// during a shutdown, else registered and waiting for its first request.
+    fn serve(&mut self, stream: mio::net::TcpStream) {
+        let core = &mut self.core;
+        if core.conns.len() >= core.config.limits.max_connections
+            || core.shutdown_deadline.is_some()
+        {
+            core.stats.refused_connections += 1;
+            return;
+        }
+        // Small frames must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        let session = HttpSession::new(core.now);
+        let token = core.conns.insert_with(|_| Connection::new(stream, session));
+        let registered = match core.conns.get_mut(token) {
+            Some(conn) => core
+                .registry
+                .register(&mut conn.stream, token, Interest::READABLE)
+                .is_ok(),
+            None => false,
+        };
+        if !registered {
+            core.conns.remove(token);
+            return;
+        }
+        core.stats.http.connections += 1;
+        core.rearm(token);
+        if core.tracer.is_some() {
+            let peer = core
+                .conns
+                .get(token)
+                .and_then(|conn| conn.stream.peer_addr().ok());
+            let from = match peer {
+                Some(peer) => format!("accepted from {peer}"),
+                None => "accepted".to_owned(),
+            };
+            core.trace(|tracer, now| tracer.note(now, token, "tcp", &from, ""));
         }
     }
 
@@ -533,7 +731,7 @@ impl EventLoop {
 
 /// Asks the app about a request and says what to do with its reply.
 fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, body: &[u8]) -> Next {
-    let id = ConnId(token);
+    let id = core.conn_id(token);
     if handshake::is_upgrade_request(req) {
         return upgrade(core, app, token, req);
     }
@@ -573,7 +771,7 @@ fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) -> 
     if !core.config.origin_policy.allows(offer.origin()) {
         return Next::HandshakeRefused(HandshakeError::ForbiddenOrigin);
     }
-    let id = ConnId(token);
+    let id = core.conn_id(token);
     let accept = match guarded(core, app, |app, ctx| app.upgrade(ctx, id, req, &offer)) {
         Some(Upgrading::Accept(accept)) => accept,
         Some(Upgrading::Reject(response)) => return Next::Refuse(response),
@@ -647,13 +845,8 @@ impl EventLoop {
             .stats
             .switch(&mut conn.transport, Transport::WebSocket);
         self.core.rearm(token);
-        for &topic in &accept.topics {
-            let _ = self.core.subscribe(token, topic, None);
-        }
-        if let Some(after) = accept.after {
-            self.core.replay_to(token, &accept.topics, after);
-        }
-        let id = ConnId(token);
+        self.core.follow(token, &accept.topics, accept.after);
+        let id = self.core.conn_id(token);
         if guarded(&mut self.core, app, |app, ctx| app.open(ctx, id)).is_none() {
             self.core.close(token, CloseCode::INTERNAL_ERROR, "");
         }
@@ -780,24 +973,38 @@ impl EventLoop {
         }
     }
 
+    /// Runs what other threads sent: the commands, after the events other
+    /// loops published before they were sent (the inbox is read again once
+    /// the commands are taken), so that a thread whose publish was answered
+    /// (`publish_and_wait`) sees what it sends next arrive after the event.
     fn run_commands(&mut self) {
         if self.core.handle.shutdown_requested() {
             self.begin_shutdown();
         }
-        while let Ok(command) = self.commands.try_recv() {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.extend(self.commands.try_iter());
+        self.core.feeds.collect_arrivals();
+        self.core.deliver_arrivals();
+        for command in batch.drain(..) {
             let core = &mut self.core;
             match command {
                 Command::SendText(id, text) => {
-                    let _ = core.send(id.0, Message::Text(&text));
+                    if let Some(token) = core.local(id) {
+                        let _ = core.send(token, Message::Text(&text));
+                    }
                 }
                 Command::SendBinary(id, bytes) => {
-                    let _ = core.send(id.0, Message::Binary(&bytes));
+                    if let Some(token) = core.local(id) {
+                        let _ = core.send(token, Message::Binary(&bytes));
+                    }
                 }
-                Command::BroadcastText(text) => {
-                    let _ = core.broadcast(None, Message::Text(&text));
+                Command::BroadcastText { text, except } => {
+                    let except = except.and_then(|id| core.local(id));
+                    let _ = core.broadcast(except, Message::Text(&text));
                 }
-                Command::BroadcastBinary(bytes) => {
-                    let _ = core.broadcast(None, Message::Binary(&bytes));
+                Command::BroadcastBinary { bytes, except } => {
+                    let except = except.and_then(|id| core.local(id));
+                    let _ = core.broadcast(except, Message::Binary(&bytes));
                 }
                 Command::Publish {
                     topic,
@@ -816,13 +1023,19 @@ impl EventLoop {
                     let _ = reply.send(core.feeds.topic(&name));
                 }
                 Command::Close(id, code, reason) => {
-                    let _ = core.close(id.0, code, &reason);
+                    if let Some(token) = core.local(id) {
+                        core.close(token, code, &reason);
+                    }
                 }
                 Command::Respond(id, response) => {
-                    let _ = core.respond(id.0, &response);
+                    if let Some(token) = core.local(id) {
+                        core.respond(token, &response);
+                    }
                 }
+                Command::Adopt(stream) => self.serve(stream),
             }
         }
+        self.batch = batch;
     }
 
     /// Stops accepting and closes everything (see [`Core::begin_shutdown`]).
@@ -850,6 +1063,8 @@ impl EventLoop {
                     }
                 }
                 Wake::Connection(token) => self.core.connection_timer(token, when),
+                // The end of this turn publishes the counters if they changed.
+                Wake::ShareStats => {}
             }
         }
     }
@@ -882,7 +1097,7 @@ impl EventLoop {
 
 /// Hands one message to the app.
 fn message(core: &mut Core, app: &mut impl App, token: Token, message: Message) {
-    let id = ConnId(token);
+    let id = core.conn_id(token);
     if guarded(core, app, |app, ctx| app.message(ctx, id, message)).is_none() {
         core.close(token, CloseCode::INTERNAL_ERROR, "");
     }
@@ -897,7 +1112,7 @@ fn report_close(core: &mut Core, app: &mut impl App, token: Token, code: CloseCo
         return;
     }
     ws.reported = true;
-    let id = ConnId(token);
+    let id = core.conn_id(token);
     guarded(core, app, |app, ctx| app.close(ctx, id, code, reason));
 }
 

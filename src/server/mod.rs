@@ -24,13 +24,14 @@
 //! other threads, then [`Server::run`] your [`crate::app::App`].
 
 mod event_loop;
+pub mod reuseport;
 pub mod signal;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use crate::engine::config::Config;
+pub use crate::engine::config::{Config, SharePort};
 pub use crate::engine::handle::{Command, Handle, HandleError, OwnedPayload};
 pub use crate::engine::stats::{Stats, TransportStats};
 pub use crate::engine::trace::TraceOutput;
@@ -82,5 +83,62 @@ impl Server {
     /// `Limits::shutdown_timeout`, return `Ok`. Errors only when polling itself fails.
     pub fn run(self, app: impl crate::app::App) -> io::Result<()> {
         self.inner.run(app)
+    }
+
+    /// Runs `threads` loops, each on its own thread with its own `mio::Poll`
+    /// and its own app from `make_app` (`0`: one per CPU;
+    /// `1`: [`Server::run`] on this thread, with no lock and no atomic added
+    /// anywhere). Returns once every loop has ended.
+    ///
+    /// With several loops:
+    /// - connections are spread over the loops by the kernel (`SO_REUSEPORT`,
+    ///   Linux) or handed out in turn by the first (see [`reuseport`]);
+    /// - topics are shared: a publish on any loop, or from a [`Handle`],
+    ///   reaches every follower on every loop, with one id sequence and one
+    ///   history, encoded once, in the same order everywhere (see
+    ///   [`crate::feeds::hub`]);
+    /// - a [`crate::app::ConnId`] names its loop: `Context::send`, `close` and
+    ///   `respond` reach a connection of another loop through that loop's
+    ///   command queue; per-connection data stays with each loop's app;
+    /// - [`crate::app::Context::total_stats`] adds every loop's counters up;
+    /// - a shutdown, from any loop, a `Handle` or a signal, stops them all.
+    ///
+    /// What apps must share beyond that goes through topics or a `Handle`
+    /// (each loop's app is its own: no lock on the hot path). A loop whose
+    /// thread panics outside the app (a bug in pushloop) ends alone, its
+    /// connections dropped; the others go on, and the panic is returned as
+    /// an error once they end.
+    pub fn run_threads<A, F>(mut self, threads: usize, make_app: F) -> io::Result<()>
+    where
+        A: crate::app::App,
+        F: Fn() -> A + Sync,
+    {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        if threads == 1 {
+            return self.inner.run(make_app());
+        }
+        let others = self.inner.split(threads)?;
+        let make_app = &make_app;
+        std::thread::scope(|scope| {
+            let mut running = Vec::with_capacity(threads);
+            for (index, event_loop) in others.into_iter().enumerate() {
+                let thread = std::thread::Builder::new()
+                    .name(format!("pushloop-{}", index + 1))
+                    .spawn_scoped(scope, move || event_loop.run(make_app()))?;
+                running.push(thread);
+            }
+            let first = self.inner.run(make_app());
+            let mut result = first;
+            for thread in running {
+                let ended = thread
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a loop's thread panicked")));
+                result = result.and(ended);
+            }
+            result
+        })
     }
 }

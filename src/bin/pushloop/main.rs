@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
+//!                        [--threads N]
 //! ```
 //!
 //! | route                                   | what                                              |
@@ -64,6 +65,11 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "5000",
         "on SIGTERM/SIGINT, how long the drain may take",
     ),
+    (
+        "--threads N",
+        "1",
+        "event loops, one per thread, on one port (0: one per CPU)",
+    ),
     ("--quiet", "off", "no operational log lines on stderr"),
     ("-h, --help", "", "this text"),
 ];
@@ -77,6 +83,7 @@ struct Options {
     trace: bool,
     shutdown: Option<Duration>,
     quiet: bool,
+    threads: usize,
 }
 
 /// What the command line asks for.
@@ -110,6 +117,7 @@ fn parse_options() -> Result<Command, String> {
         trace: false,
         shutdown: None,
         quiet: false,
+        threads: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -124,6 +132,11 @@ fn parse_options() -> Result<Command, String> {
                     .parse()
                     .map_err(|_| "--shutdown-ms takes milliseconds")?;
                 options.shutdown = Some(Duration::from_millis(ms));
+            }
+            "--threads" => {
+                options.threads = value("--threads")?
+                    .parse()
+                    .map_err(|_| "--threads takes a number (0: one per CPU)")?;
             }
             "--tick-ms" => {
                 let ms = value("--tick-ms")?
@@ -227,11 +240,19 @@ impl Demo {
         }
     }
 
+    /// Every loop's counters added up, and how the connections are split
+    /// over the loops (one number when one loop runs).
     fn stats(&self, ctx: &mut Context) -> Reply {
+        let loops = ctx.every_loop_stats();
+        let split: Vec<String> = loops
+            .iter()
+            .map(|stats| stats.connections().to_string())
+            .collect();
         let json = format!(
-            "{{\"uptime_ms\":{},\"transports\":{}}}",
+            "{{\"uptime_ms\":{},\"loops\":[{}],\"transports\":{}}}",
             self.started.elapsed().as_millis(),
-            ctx.stats().to_json()
+            split.join(","),
+            Stats::sum(&loops).to_json()
         );
         Reply::Response(Response::json(200, json).header("Cache-Control", "no-store"))
     }
@@ -252,8 +273,11 @@ impl Demo {
 
 impl App for Demo {
     fn start(&mut self, ctx: &mut Context) {
-        if let Some(period) = self.tick {
-            ctx.set_interval(period);
+        // One loop ticks; the ticks reach the others' followers through the feed.
+        if ctx.loop_index() == 0 {
+            if let Some(period) = self.tick {
+                ctx.set_interval(period);
+            }
         }
     }
 
@@ -309,7 +333,7 @@ impl App for Demo {
                     // The Prometheus text exposition format, version 0.0.4.
                     .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                     .header("Cache-Control", "no-store")
-                    .body(ctx.stats().to_prometheus()),
+                    .body(ctx.total_stats().to_prometheus()),
             ),
             // RFC 9110 §15.5.6: a 405 lists the methods the resource has.
             (_, ["" | "events" | "poll" | "longpoll" | "topics" | "stats" | "metrics"]) => {
@@ -452,13 +476,14 @@ fn main() -> ExitCode {
         ),
         Err(error) => eprintln!("pushloop: {error}"),
     }
-    let demo = Demo {
+    let started = Instant::now();
+    let demo = || Demo {
         feed,
         tick: options.tick,
         ticks: 0,
-        started: Instant::now(),
+        started,
     };
-    match server.run(demo) {
+    match server.run_threads(options.threads, demo) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("pushloop: {error}");
