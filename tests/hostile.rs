@@ -61,6 +61,8 @@ fn serial() -> MutexGuard<'static, ()> {
 struct Probe {
     /// The largest `buffered_amount` of any connection, sampled every turn.
     max_queued: AtomicUsize,
+    /// Requests handed to the app, but for `/stats`.
+    requests: AtomicU64,
 }
 
 /// Routes for every attack: `/hello`, `/page` (16 KiB), `/big?bytes=N`,
@@ -98,6 +100,9 @@ impl App for Hostile {
 
     fn request(&mut self, ctx: &mut Context, id: ConnId, req: &Request, body: &[u8]) -> Reply {
         self.known.insert(id);
+        if req.path() != "/stats" {
+            self.probe.requests.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(queued) = ctx.buffered_amount(id) {
             self.probe.max_queued.fetch_max(queued, Ordering::Relaxed);
         }
@@ -225,23 +230,18 @@ fn stat(json: &str, section: Option<&str>, name: &str) -> u64 {
         .expect("a number")
 }
 
-/// Polls `/stats` until `name` (in `section`) has kept the same value across
-/// several reads: the server has settled. Returns the last JSON.
-fn settled(addr: SocketAddr, section: Option<&str>, name: &str) -> String {
-    let mut last = stats(addr);
+/// Polls `count` until it has kept the same value across several reads 50 ms
+/// apart (at most 10 s): the server has settled.
+fn settled(mut count: impl FnMut() -> u64) {
+    let mut last = count();
     let mut same = 0;
     let start = Instant::now();
     while same < 4 && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
-        let now = stats(addr);
-        if stat(&now, section, name) == stat(&last, section, name) {
-            same += 1;
-        } else {
-            same = 0;
-        }
+        let now = count();
+        same = if now == last { same + 1 } else { 0 };
         last = now;
     }
-    last
 }
 
 /// `VmRSS` or `VmHWM` of this process (the server runs in it), in KiB.
@@ -494,9 +494,15 @@ fn pipelined_and_unread(
         ) > 0),
         "reading never paused"
     );
-    let json = settled(addr, Some("http"), "bytes_written");
+    settled(|| started.probe.requests.load(Ordering::Relaxed));
+    let json = stats(addr);
     let growth = rss.growth_mib();
     let deepest = started.probe.max_queued.load(Ordering::Relaxed);
+    let handled = started.probe.requests.load(Ordering::Relaxed) as usize;
+    assert!(
+        handled < count,
+        "every request was read ({handled}) though no answer was"
+    );
     assert!(
         deepest <= MAX_QUEUED + answer_len + READ_BUFFER,
         "a queue held {deepest} bytes (bound {MAX_QUEUED}, one answer {answer_len})"
@@ -507,7 +513,7 @@ fn pipelined_and_unread(
         request.len() * count / 1024
     );
     eprintln!(
-        "{count} pipelined, unread: paused_reads {}, deepest queue {deepest} B, RSS +{growth:.1} MiB",
+        "{count} pipelined, unread: {handled} handled, paused_reads {}, deepest queue {deepest} B, RSS +{growth:.1} MiB",
         stat(&json, None, "paused_reads")
     );
     let mut buffered = Vec::new();
@@ -574,7 +580,8 @@ fn held_long_polls_with_pipelined_requests_stay_bounded_after_one_publish() {
     // One publish answers them all; each answer is ~32 KiB, and 200 × 50 of
     // them (320 MiB) would be queued if the pipelined requests were read.
     published_id(addr, &vec![b'p'; event]);
-    let json = settled(addr, Some("longpoll"), "requests");
+    settled(|| stat(&stats(addr), Some("longpoll"), "requests"));
+    let json = stats(addr);
     let growth = rss.growth_mib();
     let deepest = started.probe.max_queued.load(Ordering::Relaxed);
     let paused = stat(&json, None, "paused_reads");
@@ -626,7 +633,8 @@ fn a_ping_flood_whose_pongs_are_never_read_keeps_the_queue_bounded() {
         started.probe.max_queued.load(Ordering::Relaxed)
     );
     writing.join().expect("writer");
-    let json = settled(addr, Some("websocket"), "bytes_written");
+    settled(|| stat(&stats(addr), Some("websocket"), "bytes_written"));
+    let json = stats(addr);
     let growth = rss.growth_mib();
     let deepest = started.probe.max_queued.load(Ordering::Relaxed);
     eprintln!(
