@@ -130,7 +130,8 @@ impl App for Hostile {
             },
             "/publish" => {
                 let data = String::from_utf8_lossy(body);
-                match ctx.publish(self.topic, req.query_param("event"), &data) {
+                let event = req.query_param("event").map(|e| e.to_string());
+                match ctx.publish(self.topic, event.as_deref(), &data) {
                     Ok(id) => Reply::Response(Response::json(200, format!("{{\"id\":{id}}}"))),
                     Err(error) => {
                         Reply::Response(Response::text(error.status(), &error.to_string()))
