@@ -37,6 +37,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::any::Any;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::engine::handle::Handle;
@@ -221,6 +223,45 @@ impl Context<'_> {
         self.core.respond(id.0, &response)
     }
 
+    /// Keeps a value of the app's own type with a connection until it closes
+    /// (replacing any earlier one; `App::close` can still read it). False if
+    /// there is no such connection.
+    pub fn set_data<T: Any>(&mut self, id: ConnId, value: T) -> bool {
+        if self.core.conns.get(id.0).is_none() {
+            return false;
+        }
+        self.core.data.insert(id.0, Box::new(value));
+        true
+    }
+
+    /// The value kept with a connection, if it is a `T`.
+    pub fn data<T: Any>(&self, id: ConnId) -> Option<&T> {
+        self.core.data.get(&id.0)?.downcast_ref()
+    }
+
+    /// The value kept with a connection, if it is a `T`, to change.
+    pub fn data_mut<T: Any>(&mut self, id: ConnId) -> Option<&mut T> {
+        self.core.data.get_mut(&id.0)?.downcast_mut()
+    }
+
+    /// Takes the value kept with a connection away, if it is a `T`.
+    pub fn take_data<T: Any>(&mut self, id: ConnId) -> Option<T> {
+        let value = self.core.data.remove(&id.0)?;
+        match value.downcast::<T>() {
+            Ok(value) => Some(*value),
+            Err(other) => {
+                self.core.data.insert(id.0, other);
+                None
+            }
+        }
+    }
+
+    /// The address of the connection's peer (asked of the socket: nothing is
+    /// kept per connection for it).
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.core.conns.get(id.0)?.stream.peer_addr().ok()
+    }
+
     /// Bytes queued for a connection and not yet taken by its socket (the
     /// browser's `bufferedAmount`); `None` for an unknown id.
     pub fn buffered_amount(&self, id: ConnId) -> Option<usize> {
@@ -232,9 +273,23 @@ impl Context<'_> {
         self.core.feeds.topic(name)
     }
 
+    /// The names of every topic, sorted.
+    pub fn topic_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.core.feeds.names().map(str::to_owned).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// The topic of that name, if it exists.
     pub fn find_topic(&self, name: &str) -> Option<TopicId> {
         self.core.feeds.find(name)
+    }
+
+    /// The topics of a comma-separated list (`?topics=a,b`): each must exist
+    /// ([`TopicError::Unknown`]) unless `create`; a malformed list is
+    /// [`TopicError::BadName`]. Answer an error with a `400` and its text.
+    pub fn topics(&mut self, list: &str, create: bool) -> Result<Vec<TopicId>, TopicError> {
+        self.core.feeds.list(list, create)
     }
 
     /// Removes a topic: its followers get a last `removed` event and follow

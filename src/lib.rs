@@ -141,6 +141,8 @@ pub mod app;
 
 pub mod server;
 
+pub mod prelude;
+
 #[cfg(feature = "client")]
 pub mod client;
 

@@ -99,6 +99,11 @@ pub struct Limits {
     pub later_timeout: Duration,
     /// How long a graceful shutdown waits for queued bytes to drain. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// At shutdown, event streams and held long-polls are told when to come
+    /// back (`retry:`, `Retry-After`): at a random point in this window, so a
+    /// restart does not bring every client back in the same second. Default
+    /// 10 s: a thousand clients then arrive at about a hundred a second.
+    pub reconnect_spread: Duration,
     /// Topics (rooms) that may exist at once. Default 10 000: a topic with an
     /// empty history costs a few hundred bytes, so the bound is about memory
     /// a client could make the server spend through an app that creates
@@ -140,6 +145,7 @@ impl Default for Limits {
             sse_keepalive: Duration::from_secs(15),
             long_poll_timeout: Duration::from_secs(25),
             shutdown_timeout: Duration::from_secs(5),
+            reconnect_spread: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             later_timeout: Duration::from_secs(30),
             max_topics: 10_000,

@@ -39,8 +39,11 @@ const deadline = setTimeout(() => {
 let restarted = null;   // the server this script started
 let browser = null;
 
-async function publish(text, event) {
-  const url = `${BASE}/publish` + (event ? `?event=${encodeURIComponent(event)}` : '');
+async function publish(text, event, topic) {
+  const params = [];
+  if (event) params.push(`event=${encodeURIComponent(event)}`);
+  if (topic) params.push(`topic=${encodeURIComponent(topic)}`);
+  const url = `${BASE}/publish` + (params.length ? '?' + params.join('&') : '');
   const res = await fetch(url, { method: 'POST', body: text });
   if (!res.ok) throw new Error(`POST ${url} → ${res.status} ${await res.text()}`);
   return (await res.json()).id;
@@ -234,10 +237,23 @@ try {
     .map((c) => `${NAMES[c]} lacks ${complete.missing[c].join(', ')}`).join('; '));
   await noDuplicates(page, 'after restart');
 
+  // 4. Rooms: follow two rooms; an event published to the second reaches every column,
+  //    and the JSON transports show its room.
+  const followed = await page.evaluate(() => window.pushloop.follow('feed,news'));
+  if (followed) pass('rooms: the page follows feed and news');
+  else fail('rooms', 'follow("feed,news") was refused');
+  await allConnected(page, 'rooms', 8000);
+  const newsId = await publish('breaking: rooms work', 'news', 'news');
+  await waitInColumns(page, 'rooms: news event', 8000, { id: newsId });
+  const rooms = await page.evaluate((id) => [...document.querySelectorAll(`ol.events li[data-id="${id}"] .room`)]
+    .map((r) => r.textContent), newsId);
+  if (rooms.filter((r) => r === '#news').length >= 3) pass('rooms: polls and WebSocket rows say #news');
+  else fail('rooms: room labels', JSON.stringify(rooms));
+
   if (pageErrors.length) fail('page errors', pageErrors.join(' | '));
   else pass('no uncaught errors in the page');
 
-  // 4. A screenshot for people.
+  // 5. A screenshot for people.
   mkdirSync(ARTIFACTS, { recursive: true });
   const shot = path.resolve(ARTIFACTS, 'browser.png');
   await page.evaluate(() => window.scrollTo(0, 0));

@@ -62,7 +62,7 @@ eid = int(sys.argv[3])
 events = json.loads(raw)                # strict: control chars must be escaped
 assert isinstance(events, list), f"not an array: {type(events).__name__}"
 for e in events:
-    assert set(e) == {"id", "event", "data"}, f"keys {sorted(e)}"
+    assert set(e) == {"id", "topic", "event", "data"}, f"keys {sorted(e)}"
 ids = [e["id"] for e in events]
 assert ids == sorted(ids) and len(set(ids)) == len(ids), "ids not strictly increasing"
 match = [e for e in events if e["id"] == eid]

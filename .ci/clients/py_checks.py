@@ -151,6 +151,51 @@ async def check_chat():
         assert ea["id"] == eb["id"], f"ids differ {ea['id']} {eb['id']}"
 
 
+async def check_two_rooms():
+    async with ws_connect(f"{CHAT}?topics=feed,news") as a, ws_connect(f"{CHAT}?topics=news") as b:
+        await asyncio.sleep(0.2)  # both subscribed before the publishes
+        marker = f"py-{os.getpid()}"
+        await a.send(f"@news {marker} to news")  # "@room text" publishes to that room
+        await a.send(f"{marker} to feed")  # else the first room followed
+
+        async def collect(ws, want):
+            got = []
+            while len(got) < want:
+                ev = json.loads(await ws.recv())
+                if ev.get("event") == "chat" and str(ev.get("data", "")).startswith(marker):
+                    got.append(ev)
+            return got
+
+        got_a, got_b = await asyncio.wait_for(asyncio.gather(collect(a, 2), collect(b, 1)), 5)
+        rooms_a = [ev["topic"] for ev in got_a]
+        assert rooms_a == ["news", "feed"], f"sender got {rooms_a}"
+        assert [ev["topic"] for ev in got_b] == ["news"], f"news-only got {got_b}"
+        assert got_a[0]["id"] < got_a[1]["id"], "one id space, increasing"
+
+
+async def check_metrics():
+    """GET /metrics parses with the Prometheus client's own text parser."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def fetch():
+        with urlopen(f"http://{ADDR}/metrics", timeout=5) as res:
+            assert res.status == 200, f"HTTP {res.status}"
+            assert res.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            return res.read().decode()
+
+    text = await asyncio.get_running_loop().run_in_executor(None, fetch)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("pushloop_connections", "pushloop_requests", "pushloop_closes", "pushloop_events_published"):
+        assert name in families, f"{name} missing from {sorted(families)}"
+    transports = {s.labels.get("transport") for s in families["pushloop_connections"].samples}
+    assert transports == {"http", "poll", "longpoll", "sse", "websocket"}, transports
+    closes = families["pushloop_closes"].samples
+    assert any(s.labels["transport"] == "websocket" for s in closes), "no WebSocket ending counted yet"
+    return f"{len(families)} families, {sum(len(f.samples) for f in families.values())} samples"
+
+
 CHECKS = [
     ("py-websockets /echo text", check_text),
     ("py-websockets /echo binary", check_binary),
@@ -162,6 +207,8 @@ CHECKS = [
     ("py-websockets /echo close 4001 'custom' echoed", check_close_4001),
     ("py-websockets /echo invalid UTF-8 text -> close 1007", check_invalid_utf8),
     ("py-websockets /chat two clients get the chat event", check_chat),
+    ("py-websockets /chat?topics=feed,news follows two rooms", check_two_rooms),
+    ("prometheus_client parses GET /metrics", check_metrics),
 ]
 
 

@@ -56,11 +56,11 @@ if [ ${#need[@]} -gt 0 ]; then
     say "apt-get install ${need[*]} failed"
 fi
 
-# ---- Python websockets in a venv (pinned in requirements.txt)
+# ---- Python websockets and prometheus-client in a venv (pinned in requirements.txt)
 VENV=$HERE/.venv
 PY=$VENV/bin/python
 want_ws=$(sed -n 's/^websockets==//p' "$HERE/requirements.txt")
-if ! "$PY" -c "import websockets,sys; sys.exit(websockets.__version__ != '$want_ws')" 2>/dev/null; then
+if ! "$PY" -c "import websockets, prometheus_client, sys; sys.exit(websockets.__version__ != '$want_ws')" 2>/dev/null; then
   rm -rf "$VENV"
   if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
     # Debian splits ensurepip out of python3

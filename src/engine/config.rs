@@ -29,6 +29,10 @@ pub struct Config {
     /// Where to write the protocol trace (see [`crate::engine::trace`]), if
     /// anywhere. Default: nowhere.
     pub trace: Option<TraceOutput>,
+    /// Write a line on stderr for each notable event: out of descriptors,
+    /// listener errors, the phases of a shutdown. Default off (a library
+    /// does not print unasked); the demo binary turns it on (`--quiet` off).
+    pub log: bool,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             handle_capacity: 4096,
             read_buffer_bytes: 64 * 1024,
             trace: None,
+            log: false,
         }
     }
 }

@@ -17,7 +17,7 @@
 use mio::net::TcpStream;
 
 use crate::engine::outbox::Outbox;
-pub use crate::engine::stats::Transport;
+pub use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
 use crate::http::HttpSession;
 use crate::ids::TopicId;
@@ -130,6 +130,8 @@ pub struct Connection {
     pub paused: bool,
     /// The peer has sent its FIN (it may still read).
     pub peer_fin: bool,
+    /// Why the connection is ending, once known (the first reason wins).
+    pub ending: Option<Ending>,
 }
 
 impl Connection {
@@ -152,6 +154,7 @@ impl Connection {
             in_ready: false,
             paused: false,
             peer_fin: false,
+            ending: None,
         }
     }
 
@@ -184,6 +187,16 @@ impl Connection {
     /// data frames after our Close frame).
     pub fn is_open_websocket(&self) -> bool {
         matches!(&self.kind, Kind::WebSocket(ws) if ws.session.can_send())
+    }
+
+    /// True for an event stream.
+    pub fn is_event_stream(&self) -> bool {
+        matches!(self.kind, Kind::EventStream)
+    }
+
+    /// True for a long-poll being held.
+    pub fn is_held_long_poll(&self) -> bool {
+        matches!(&self.kind, Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }))
     }
 
     /// True once the connection is only writing its last bytes.

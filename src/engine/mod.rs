@@ -30,6 +30,7 @@ pub mod streams;
 pub mod timers;
 pub mod trace;
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::net::Shutdown;
 use std::time::Duration;
@@ -42,11 +43,14 @@ use crate::engine::handle::Handle;
 use crate::engine::outbox::{FanoutLine, Flushed, Kind as Chunk, Spare};
 use crate::engine::slab::Slab;
 use crate::engine::stats::Stats;
+use crate::engine::stats::{Ending, TimeoutKind};
 use crate::engine::timers::{Timers, Wake};
 use crate::engine::trace::Tracer;
 use crate::feeds::Feeds;
-use crate::http::HttpConfig;
+use crate::http::session::HttpTimeout;
+use crate::http::{HttpConfig, Response};
 use crate::ids::TimerId;
+use crate::sse;
 use crate::time::Instant;
 use crate::ws::close::CloseCode;
 use crate::ws::session::{SessionConfig, Timeout};
@@ -83,12 +87,17 @@ pub struct Core {
     pub(crate) catching_up: HashMap<Token, u64>,
     /// Connections to remove (the loop tells the `App` about WebSockets).
     pub(crate) dead: Vec<Token>,
+    /// The app's own data per connection ([`crate::app::Context::set_data`]):
+    /// a side table, so connections without any cost nothing.
+    pub(crate) data: HashMap<Token, Box<dyn Any>>,
     pub(crate) handle: Handle,
     /// Set when a graceful shutdown began; the loop ends when every
     /// connection is gone or this deadline passes.
     pub(crate) shutdown_deadline: Option<Instant>,
     /// The protocol trace, when asked for.
     pub(crate) tracer: Option<Tracer>,
+    /// The state of the jitter generator (see [`Core::jitter`]).
+    rng: u64,
 }
 
 impl Core {
@@ -118,9 +127,12 @@ impl Core {
             recipients: Vec::new(),
             catching_up: HashMap::new(),
             dead: Vec::new(),
+            data: HashMap::new(),
             handle,
             shutdown_deadline: None,
             tracer,
+            // Any non-zero seed; the ids' seed differs per run, so does this.
+            rng: id_seed | 1,
         }
     }
 
@@ -200,7 +212,10 @@ impl Core {
                 conn.deadline = Some(now + self.config.limits.sse_keepalive);
                 self.push_protocol(token, &|out| crate::sse::encode_comment("", out));
             }
-            Kind::Closing(_) if own_due => self.dead.push(token),
+            Kind::Closing(_) if own_due => {
+                self.end(token, Ending::Timeout(TimeoutKind::Close));
+                self.dead.push(token);
+            }
             Kind::EventStream | Kind::Closing(_) => {}
         }
         self.rearm(token);
@@ -219,6 +234,12 @@ impl Core {
         };
         let what = format!("{} timeout", timeout.name());
         self.trace(|tracer, now| tracer.note(now, token, "timeout", &what, "RFC 9112 §9.5"));
+        let kind = match timeout {
+            HttpTimeout::Idle => TimeoutKind::Idle,
+            HttpTimeout::Head => TimeoutKind::Handshake,
+            HttpTimeout::Body => TimeoutKind::Body,
+        };
+        self.end(token, Ending::Timeout(kind));
         if out.is_empty() {
             self.dead.push(token);
         } else {
@@ -234,6 +255,12 @@ impl Core {
             session.handle_timeout(env)
         });
         if let Some(Some(timeout)) = timeout {
+            let kind = match timeout {
+                Timeout::Idle => TimeoutKind::Idle,
+                Timeout::Pong => TimeoutKind::Pong,
+                Timeout::Close => TimeoutKind::Close,
+            };
+            self.end(token, Ending::Timeout(kind));
             let what = format!("{} timeout", timeout.name());
             self.trace(|tracer, now| tracer.note(now, token, "timeout", &what, "RFC 6455 §7.1"));
             if matches!(timeout, Timeout::Pong | Timeout::Close) {
@@ -262,6 +289,14 @@ impl Core {
     }
 
     // ---- Closing -------------------------------------------------------------------
+
+    /// Records why a connection is ending, unless a reason is known already
+    /// (the first one is the cause; what follows is its consequence).
+    pub(crate) fn end(&mut self, token: Token, ending: Ending) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.ending.get_or_insert(ending);
+        }
+    }
 
     /// After a write: moves a closing connection along (half-close and
     /// linger, or close), or lets a paused connection read again once its
@@ -320,6 +355,7 @@ impl Core {
         };
         match &conn.kind {
             Kind::WebSocket(_) => {
+                self.end(token, Ending::CloseSent(code.0));
                 let sent = self.ws_do(token, Chunk::Protocol, |session, env| {
                     session.close(code, reason, env)
                 });
@@ -377,36 +413,91 @@ impl Core {
 
     /// Closes every connection (WebSockets with `1001 Going Away`) and sets
     /// the deadline by which the loop ends.
+    ///
+    /// The drain, for each kind of connection:
+    /// - between requests (or never used): closed at once, nothing is owed;
+    /// - a request being read or answered: it finishes, answered with
+    ///   `Connection: close` (keep-alive is off from now on);
+    /// - a held long-poll: `503` with a `Retry-After` spread over
+    ///   `reconnect_spread` (RFC 9110 §10.2.3), so clients do not all come back in
+    ///   the same second;
+    /// - a request answered later (`Reply::Later`): it has until three
+    ///   quarters of `shutdown_timeout`, then `504`;
+    /// - an event stream: a last `retry:` spread the same way (WHATWG HTML
+    ///   §9.2.6: the browser waits that long before reconnecting), then its end;
+    /// - a WebSocket: close `1001 Going Away` (RFC 6455 §7.4.1) and its handshake.
     pub fn begin_shutdown(&mut self) {
         if self.shutdown_deadline.is_some() {
             return;
         }
-        self.shutdown_deadline = Some(self.now + self.config.limits.shutdown_timeout);
+        let limits = self.config.limits;
+        self.shutdown_deadline = Some(self.now + limits.shutdown_timeout);
+        let later_by = self.now + limits.shutdown_timeout * 3 / 4;
+        self.log(&format!(
+            "shutdown: stopped accepting; draining {} connections (deadline {} ms)",
+            self.conns.len(),
+            limits.shutdown_timeout.as_millis()
+        ));
         for token in self.conns.tokens() {
+            self.end(token, Ending::Shutdown);
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
-            let idle_http = match &conn.kind {
+            match &conn.kind {
+                Kind::Http(http) if http.waiting == Waiting::Later => {
+                    conn.deadline = Some(conn.deadline.map_or(later_by, |d| d.min(later_by)));
+                    self.rearm(token);
+                }
+                Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }) => {
+                    let seconds = 1 + self.jitter(limits.reconnect_spread).as_secs();
+                    let busy = Response::text(503, "the server is restarting")
+                        .header("Retry-After", &seconds.to_string());
+                    self.answer_with(token, &busy);
+                }
                 Kind::Http(http) => {
-                    http.session.is_idle() && conn.leftover.is_empty() && conn.outbox.is_empty()
+                    if http.session.is_idle() && conn.leftover.is_empty() && conn.outbox.is_empty()
+                    {
+                        // Between requests (or never used, like a browser's
+                        // preconnected socket): nothing is owed, no lingering close.
+                        self.dead.push(token);
+                    }
+                    // Otherwise the request under way finishes, answered with
+                    // `Connection: close`.
                 }
-                _ => false,
-            };
-            let held = matches!(&conn.kind, Kind::Http(http) if http.waiting != Waiting::Nothing);
-            if idle_http {
-                // Between requests (or never used, like a browser's
-                // preconnected socket): nothing is owed, so no lingering close.
-                self.dead.push(token);
-            } else if held {
-                // A held answer is given now (what there is), then the
-                // connection closes.
-                match conn.http().map(|http| &http.waiting) {
-                    Some(Waiting::LongPoll { .. }) => self.answer_long_poll(token),
-                    _ => self.respond_late(token),
+                Kind::EventStream => {
+                    let retry = self.config.sse_retry_ms.saturating_add(
+                        u32::try_from(self.jitter(limits.reconnect_spread).as_millis())
+                            .unwrap_or(u32::MAX),
+                    );
+                    self.push_protocol(token, &|out| sse::encode_retry(retry, out));
+                    self.close_after_answer(token, true);
                 }
-            } else {
-                self.close(token, CloseCode::GOING_AWAY, "server shutting down");
+                Kind::WebSocket(_) => {
+                    self.close(token, CloseCode::GOING_AWAY, "server shutting down");
+                }
+                Kind::Closing(_) => {}
             }
+        }
+    }
+
+    /// A random duration in `[0, window)`, for spreading reconnections.
+    /// xorshift64*: not cryptographic, and it need not be — it only keeps
+    /// clients from coming back in lock step.
+    pub(crate) fn jitter(&mut self, window: Duration) -> Duration {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let random = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1);
+        Duration::from_micros(random % micros)
+    }
+
+    /// One line on stderr for an operator (when `Config::log` is on).
+    pub(crate) fn log(&self, line: &str) {
+        if self.config.log {
+            eprintln!("pushloop: {line}");
         }
     }
 

@@ -42,9 +42,10 @@ use std::sync::Arc;
 use mio::{Interest, Token};
 
 use crate::engine::last_write::LastWrite;
-use crate::engine::stats::Transport;
+use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
 use crate::engine::Core;
+use crate::feeds::{Direct, Payload};
 use crate::limits::SlowReader;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::{encode_frame, OpCode, MAX_HEADER_LEN};
@@ -424,6 +425,7 @@ impl Core {
                 // Unsent messages and events are dropped so the close is not
                 // stuck behind them; the client resumes from its cursor.
                 conn.outbox.drop_unstarted_data();
+                conn.ending.get_or_insert(Ending::SlowReader);
                 if conn.is_open_websocket() {
                     self.close(token, CloseCode::POLICY_VIOLATION, "slow reader");
                 } else {
@@ -552,23 +554,46 @@ impl Core {
         self.trace(|tracer, now| tracer.bytes_out(now, token, Outgoing::Frames, &bytes));
     }
 
-    /// Sends a message to one open WebSocket, under the slow-reader policy.
+    /// Sends a message to one connection alone, under the slow-reader policy:
+    /// a WebSocket gets a frame; an event stream an SSE event of type
+    /// `message` (bytes in base64); a held long-poll is answered with it now
+    /// (a JSON array of one `{"event":"message","data":…}`). No id, no topic:
+    /// it is not a feed event, and no cursor can bring it back.
     pub fn send(&mut self, token: Token, message: Message) -> Result<(), SendError> {
-        if !self
-            .conns
-            .get(token)
-            .is_some_and(|conn| conn.is_open_websocket())
-        {
+        let Some(conn) = self.conns.get(token) else {
+            return Err(SendError::NotOpen);
+        };
+        if conn.is_open_websocket() {
+            let (opcode, payload) = message.frame();
+            self.admit(token, payload.len())?;
+            return match self.ws_do(token, Kind::Data, |session, env| {
+                session.send(opcode, payload, env)
+            }) {
+                Some(Ok(())) => Ok(()),
+                _ => Err(SendError::NotOpen),
+            };
+        }
+        let streaming = conn.is_event_stream();
+        let polling = conn.is_held_long_poll();
+        if !streaming && !polling {
             return Err(SendError::NotOpen);
         }
-        let (opcode, payload) = message.frame();
-        self.admit(token, payload.len())?;
-        match self.ws_do(token, Kind::Data, |session, env| {
-            session.send(opcode, payload, env)
-        }) {
-            Some(Ok(())) => Ok(()),
-            _ => Err(SendError::NotOpen),
+        let payload = match message {
+            Message::Text(text) => Payload::Text(text),
+            Message::Binary(bytes) => Payload::Binary(bytes),
+        };
+        let direct = Direct::encode(payload).map_err(|_| SendError::NotOpen)?;
+        if streaming {
+            self.admit(token, direct.sse.len())?;
+            self.push_owned(token, Kind::Data, &|out| out.extend_from_slice(&direct.sse));
+        } else {
+            let mut body = Vec::with_capacity(direct.json.len() + 2);
+            body.push(b'[');
+            body.extend_from_slice(&direct.json);
+            body.push(b']');
+            self.answer_long_poll_with(token, &body);
         }
+        Ok(())
     }
 
     /// Sends a message to every open WebSocket but `except`: one frame,
@@ -694,6 +719,7 @@ impl Core {
             Err(_) => {
                 // The peer is gone (reset, broken pipe): nothing more can be said.
                 conn.outbox.clear();
+                conn.ending.get_or_insert(Ending::Reset);
                 self.dead.push(token);
                 return;
             }

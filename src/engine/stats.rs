@@ -1,7 +1,16 @@
-//! Counters of a loop, by transport (see `GET /stats` in the demo).
+//! Counters of a loop: by transport, and why each connection ended — as JSON
+//! (`GET /stats` in the demo) and in the Prometheus text exposition format
+//! (`GET /metrics`).
+//!
+//! Reading list: Prometheus "Exposition formats" (text format 0.0.4: `# HELP`,
+//! `# TYPE`, `name{label="value"} number`, one sample per line) and "Metric
+//! and label naming" (`_total` for counters, base units, bounded label values).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// The per-transport bucket a connection's counters go to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transport {
     /// Plain HTTP responses (including errors and the demo page).
     Http,
@@ -15,6 +24,126 @@ pub enum Transport {
     WebSocket,
 }
 
+impl Transport {
+    /// Every transport, in the order the counters list them.
+    pub const ALL: [Transport; 5] = [
+        Transport::Http,
+        Transport::Poll,
+        Transport::LongPoll,
+        Transport::EventStream,
+        Transport::WebSocket,
+    ];
+
+    /// The transport's name in the counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Poll => "poll",
+            Transport::LongPoll => "longpoll",
+            Transport::EventStream => "sse",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Which deadline ended a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimeoutKind {
+    /// A request head (or, over TLS, the handshake) was not complete in time.
+    Handshake,
+    /// A request body was not complete in time.
+    Body,
+    /// The peer sent nothing for `idle_timeout`.
+    Idle,
+    /// A WebSocket ping went unanswered.
+    Pong,
+    /// A closing handshake, or the last bytes of a closing connection, took too long.
+    Close,
+}
+
+impl TimeoutKind {
+    /// The kind's name in the counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeoutKind::Handshake => "handshake",
+            TimeoutKind::Body => "body",
+            TimeoutKind::Idle => "idle",
+            TimeoutKind::Pong => "pong",
+            TimeoutKind::Close => "close",
+        }
+    }
+}
+
+/// Why a connection ended: the first reason the loop learns wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ending {
+    /// The peer closed TCP with nothing owed: a kept-alive HTTP client going,
+    /// an event stream's reader leaving.
+    PeerLeft,
+    /// The WebSocket peer sent its Close first, with this code (1005: none).
+    CloseReceived(u16),
+    /// We sent a Close first, with this code (1002/1007/1009 for the peer's
+    /// protocol errors, 1011 for a panic, the app's own codes).
+    CloseSent(u16),
+    /// A WebSocket ended without any Close frame (RFC 6455 §7.1.5: 1006).
+    Lost,
+    /// We refused a request with this status and closed (400, 405, 413, 426…).
+    Refused(u16),
+    /// We closed after an answer (`Connection: close`, HTTP/1.0, a stream's end).
+    Answered,
+    /// A deadline passed.
+    Timeout(TimeoutKind),
+    /// Let go under the slow-reader policy.
+    SlowReader,
+    /// The server shut down.
+    Shutdown,
+    /// The socket failed (reset, broken pipe).
+    Reset,
+}
+
+impl Ending {
+    /// The reason's label value.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ending::PeerLeft => "peer_left",
+            Ending::CloseReceived(_) => "close_received",
+            Ending::CloseSent(_) => "close_sent",
+            Ending::Lost => "lost",
+            Ending::Refused(_) => "refused",
+            Ending::Answered => "answered",
+            Ending::Timeout(_) => "timeout",
+            Ending::SlowReader => "slow_reader",
+            Ending::Shutdown => "shutdown",
+            Ending::Reset => "reset",
+        }
+    }
+
+    /// The detail label value: a close code, a status, a timeout's kind, or
+    /// empty. Close codes a peer may pick freely (3000-4999, RFC 6455 §7.4.2)
+    /// are bucketed by thousand, so a peer cannot grow the label set.
+    pub fn detail(self) -> String {
+        match self {
+            Ending::CloseReceived(code) | Ending::CloseSent(code) => match code {
+                3000..=3999 => "3xxx".into(),
+                4000..=4999 => "4xxx".into(),
+                code => code.to_string(),
+            },
+            Ending::Lost => "1006".into(),
+            Ending::Refused(status) => status.to_string(),
+            Ending::Timeout(kind) => kind.name().into(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A metric family per transport: name, type, help, and how to read it.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TransportStats) -> u64,
+);
+
 /// Counters of one transport.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TransportStats {
@@ -22,13 +151,15 @@ pub struct TransportStats {
     pub connections: u64,
     /// Requests (or upgrades) served by this transport since start.
     pub requests: u64,
+    /// Bytes read from its connections.
+    pub bytes_read: u64,
     /// Bytes queued for writing (heads, frames, events).
     pub bytes_written: u64,
     /// Feed events delivered (a poll answer counts its events).
     pub events_delivered: u64,
 }
 
-/// Per-transport counters of a server.
+/// The counters of a server.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Plain HTTP responses.
@@ -41,6 +172,8 @@ pub struct Stats {
     pub event_stream: TransportStats,
     /// WebSockets.
     pub websocket: TransportStats,
+    /// Events published (once each, however many received them).
+    pub events_published: u64,
     /// Times a queue was past `max_queued_bytes` when data was sent to it.
     pub slow_readers: u64,
     /// Messages dropped under `SlowReader::Drop`.
@@ -52,17 +185,31 @@ pub struct Stats {
     /// Times a connection's input was paused because its queue was past
     /// `max_queued_bytes` (it is read again once the queue drains).
     pub paused_reads: u64,
+    /// WebSocket opening handshakes refused (RFC 6455 §4.2.1 checks, Origin).
+    pub handshake_failures: u64,
+    /// Connections ended, by the transport they were in and why.
+    pub closes: BTreeMap<(Transport, Ending), u64>,
 }
 
 impl Stats {
     /// The counters of a transport.
-    pub(crate) fn of(&mut self, transport: Transport) -> &mut TransportStats {
+    pub fn of(&mut self, transport: Transport) -> &mut TransportStats {
         match transport {
             Transport::Http => &mut self.http,
             Transport::Poll => &mut self.poll,
             Transport::LongPoll => &mut self.long_poll,
             Transport::EventStream => &mut self.event_stream,
             Transport::WebSocket => &mut self.websocket,
+        }
+    }
+
+    fn get(&self, transport: Transport) -> &TransportStats {
+        match transport {
+            Transport::Http => &self.http,
+            Transport::Poll => &self.poll,
+            Transport::LongPoll => &self.long_poll,
+            Transport::EventStream => &self.event_stream,
+            Transport::WebSocket => &self.websocket,
         }
     }
 
@@ -83,30 +230,217 @@ impl Stats {
         self.of(to).connections += 1;
     }
 
-    /// The counters as a JSON object, transports by name.
+    /// Counts a connection that ended.
+    pub(crate) fn ended(&mut self, transport: Transport, ending: Ending) {
+        self.of(transport).connections -= 1;
+        *self.closes.entry((transport, ending)).or_default() += 1;
+    }
+
+    /// Connections of `transport` that ended for `reason` (any detail).
+    pub fn closes_of(&self, transport: Transport, reason: &str) -> u64 {
+        self.closes
+            .iter()
+            .filter(|((t, ending), _)| *t == transport && ending.reason() == reason)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// The counters as a JSON object: transports by name, then the totals,
+    /// then `closes` as a list of `{transport, reason, detail, count}`.
     pub fn to_json(&self) -> String {
-        let transports = [
-            ("http", &self.http),
-            ("poll", &self.poll),
-            ("longpoll", &self.long_poll),
-            ("sse", &self.event_stream),
-            ("websocket", &self.websocket),
-        ];
         let mut json = String::from("{");
-        for (name, t) in transports {
-            json.push_str(&format!(
-                "\"{name}\":{{\"connections\":{},\"requests\":{},\"bytes_written\":{},\"events_delivered\":{}}},",
-                t.connections, t.requests, t.bytes_written, t.events_delivered
-            ));
+        for transport in Transport::ALL {
+            let t = self.get(transport);
+            let _ = write!(
+                json,
+                "\"{}\":{{\"connections\":{},\"requests\":{},\"bytes_read\":{},\"bytes_written\":{},\"events_delivered\":{}}},",
+                transport.name(),
+                t.connections,
+                t.requests,
+                t.bytes_read,
+                t.bytes_written,
+                t.events_delivered
+            );
         }
-        json.push_str(&format!(
-            "\"slow_readers\":{},\"dropped_messages\":{},\"refused_connections\":{},\"panics\":{},\"paused_reads\":{}}}",
+        let _ = write!(
+            json,
+            "\"events_published\":{},\"slow_readers\":{},\"dropped_messages\":{},\"refused_connections\":{},\"panics\":{},\"paused_reads\":{},\"handshake_failures\":{},\"closes\":[",
+            self.events_published,
             self.slow_readers,
             self.dropped_messages,
             self.refused_connections,
             self.panics,
-            self.paused_reads
-        ));
+            self.paused_reads,
+            self.handshake_failures
+        );
+        for (i, ((transport, ending), count)) in self.closes.iter().enumerate() {
+            let _ = write!(
+                json,
+                "{}{{\"transport\":\"{}\",\"reason\":\"{}\",\"detail\":\"{}\",\"count\":{count}}}",
+                if i > 0 { "," } else { "" },
+                transport.name(),
+                ending.reason(),
+                ending.detail()
+            );
+        }
+        json.push_str("]}");
         json
+    }
+
+    /// The counters in the Prometheus text exposition format (0.0.4), one
+    /// family per counter, transports and endings as labels.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let per_transport: [Family; 5] = [
+            ("pushloop_connections", "gauge", "Open connections.", |t| {
+                t.connections
+            }),
+            (
+                "pushloop_requests_total",
+                "counter",
+                "Requests and upgrades served.",
+                |t| t.requests,
+            ),
+            (
+                "pushloop_read_bytes_total",
+                "counter",
+                "Bytes read from connections.",
+                |t| t.bytes_read,
+            ),
+            (
+                "pushloop_written_bytes_total",
+                "counter",
+                "Bytes queued for writing.",
+                |t| t.bytes_written,
+            ),
+            (
+                "pushloop_events_delivered_total",
+                "counter",
+                "Feed events delivered.",
+                |t| t.events_delivered,
+            ),
+        ];
+        for (name, kind, help, value) in per_transport {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for transport in Transport::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{transport=\"{}\"}} {}",
+                    transport.name(),
+                    value(self.get(transport))
+                );
+            }
+        }
+        let totals = [
+            (
+                "pushloop_events_published_total",
+                "Events published.",
+                self.events_published,
+            ),
+            (
+                "pushloop_slow_readers_total",
+                "Sends to a queue past max_queued_bytes.",
+                self.slow_readers,
+            ),
+            (
+                "pushloop_dropped_messages_total",
+                "Messages dropped under SlowReader::Drop.",
+                self.dropped_messages,
+            ),
+            (
+                "pushloop_refused_connections_total",
+                "Connections refused at max_connections.",
+                self.refused_connections,
+            ),
+            (
+                "pushloop_panics_total",
+                "Callbacks that panicked.",
+                self.panics,
+            ),
+            (
+                "pushloop_paused_reads_total",
+                "Reads paused while a queue was past its bound.",
+                self.paused_reads,
+            ),
+            (
+                "pushloop_handshake_failures_total",
+                "WebSocket opening handshakes refused.",
+                self.handshake_failures,
+            ),
+        ];
+        for (name, help, value) in totals {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let name = "pushloop_closes_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections ended, by transport, reason and detail (close code, status or timeout).\n# TYPE {name} counter"
+        );
+        for ((transport, ending), count) in &self.closes {
+            let _ = writeln!(
+                out,
+                "{name}{{transport=\"{}\",reason=\"{}\",detail=\"{}\"}} {count}",
+                transport.name(),
+                ending.reason(),
+                ending.detail()
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_help_type_and_labelled_samples() {
+        let mut stats = Stats::default();
+        stats.websocket.connections = 2;
+        stats.events_published = 7;
+        stats
+            .closes
+            .insert((Transport::WebSocket, Ending::CloseReceived(1000)), 3);
+        stats
+            .closes
+            .insert((Transport::WebSocket, Ending::CloseSent(4321)), 1);
+        stats
+            .closes
+            .insert((Transport::Http, Ending::Timeout(TimeoutKind::Idle)), 1);
+        let text = stats.to_prometheus();
+        assert!(text.contains("# TYPE pushloop_connections gauge\n"));
+        assert!(text.contains("pushloop_connections{transport=\"websocket\"} 2\n"));
+        assert!(text.contains("pushloop_events_published_total 7\n"));
+        assert!(text.contains(
+            "pushloop_closes_total{transport=\"websocket\",reason=\"close_received\",detail=\"1000\"} 3\n"
+        ));
+        assert!(
+            text.contains("reason=\"close_sent\",detail=\"4xxx\"} 1\n"),
+            "a peer's own codes are bucketed"
+        );
+        assert!(text.contains("reason=\"timeout\",detail=\"idle\"} 1\n"));
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(
+                value.parse::<u64>().is_ok(),
+                "one number per sample: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_lists_the_closes() {
+        let mut stats = Stats::default();
+        stats
+            .closes
+            .insert((Transport::EventStream, Ending::SlowReader), 2);
+        let json = stats.to_json();
+        assert!(json.ends_with(
+            "\"closes\":[{\"transport\":\"sse\",\"reason\":\"slow_reader\",\"detail\":\"\",\"count\":2}]}"
+        ));
+        assert_eq!(stats.closes_of(Transport::EventStream, "slow_reader"), 2);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use mio::Token;
 
-use crate::engine::connection::{Kind, Transport, Waiting};
+use crate::engine::connection::{Ending, Kind, Transport, Waiting};
 use crate::engine::outbox::{Kind as Chunk, SendError};
 use crate::engine::Core;
 use crate::feeds::{Entry, Payload, PublishError};
@@ -59,6 +59,9 @@ impl Core {
 
     /// After an answer: the next request (the session reads again), or the end.
     fn after_answer(&mut self, token: Token, framing: Framing) {
+        if !framing.keep_alive {
+            self.end(token, Ending::Answered);
+        }
         if framing.keep_alive {
             // Requests pipelined behind this one are handled next.
             if let Some(conn) = self.conns.get_mut(token) {
@@ -193,6 +196,28 @@ impl Core {
             return;
         };
         self.answer_poll_now(token, &topics, after, &mut Vec::new(), Transport::LongPoll);
+    }
+
+    /// Answers a held long-poll with `body` (a JSON array) instead of events:
+    /// a message sent to it alone ([`Core::send`]).
+    pub(crate) fn answer_long_poll_with(&mut self, token: Token, body: &[u8]) {
+        let headers: Vec<(String, String)> = self
+            .poll_headers()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        if let Some(conn) = self.conns.get_mut(token) {
+            if conn.transport == Transport::LongPoll {
+                self.stats.move_to(&mut conn.transport, Transport::Http);
+            }
+        }
+        self.answer(token, false, &|framing, out| {
+            let fields: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            write_answer(out, 200, &fields, body, framing)
+        });
     }
 
     /// Answers a poll with the events after `after` on `topics` now, sharing
@@ -411,6 +436,7 @@ impl Core {
         except: Option<Token>,
     ) -> Result<u64, PublishError> {
         let entry = self.feeds.publish(topic, event, payload)?;
+        self.stats.events_published += 1;
         let mut recipients = std::mem::take(&mut self.recipients);
         self.feeds.followers(topic, &mut recipients);
         for &token in &recipients {

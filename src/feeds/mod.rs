@@ -34,7 +34,9 @@ use std::collections::{BTreeMap, HashMap};
 use mio::Token;
 
 use crate::ids::TopicId;
-pub use topic::{Entry, HistoryLimits, Payload, PublishError, Topic, DEFAULT_EVENT, RESYNC_EVENT};
+pub use topic::{
+    Direct, Entry, HistoryLimits, Payload, PublishError, Topic, DEFAULT_EVENT, RESYNC_EVENT,
+};
 
 /// The longest topic name, in bytes: names travel in URLs and in every JSON
 /// copy of every event.
@@ -58,6 +60,8 @@ pub enum TopicError {
     BadName,
     /// `max_topics` topics exist already.
     TooMany,
+    /// No topic has this name.
+    Unknown,
 }
 
 impl std::fmt::Display for TopicError {
@@ -65,6 +69,7 @@ impl std::fmt::Display for TopicError {
         f.write_str(match self {
             TopicError::BadName => "a topic name is 1-64 of A-Z a-z 0-9 - _ . : ~ @",
             TopicError::TooMany => "too many topics",
+            TopicError::Unknown => "no such topic",
         })
     }
 }
@@ -204,6 +209,26 @@ impl Feeds {
         Ok(id)
     }
 
+    /// The topics of a comma-separated list (`topics=a,b`): each must exist,
+    /// or with `create`, be a name that can be created. An empty element
+    /// (`a,,b`, a trailing comma) makes the list malformed (`BadName`); a
+    /// name twice counts once.
+    pub fn list(&mut self, list: &str, create: bool) -> Result<Vec<TopicId>, TopicError> {
+        let mut topics = Vec::new();
+        for name in list.split(',') {
+            let topic = match self.find(name) {
+                Some(topic) => topic,
+                None if !is_topic_name(name) => return Err(TopicError::BadName),
+                None if create => self.topic(name)?,
+                None => return Err(TopicError::Unknown),
+            };
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        Ok(topics)
+    }
+
     /// The topic of that name, if it exists (a hash lookup).
     pub fn find(&self, name: &str) -> Option<TopicId> {
         self.by_name.get(name).copied()
@@ -234,6 +259,11 @@ impl Feeds {
     /// when nothing was published yet).
     pub fn latest_id(&self) -> u64 {
         self.next_id - 1
+    }
+
+    /// The names of every topic, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(|name| &**name)
     }
 
     /// How many topics exist.
@@ -535,6 +565,19 @@ mod tests {
 
     fn ids(replay: &Replay) -> Vec<u64> {
         replay.entries.iter().map(|entry| entry.id).collect()
+    }
+
+    #[test]
+    fn topic_lists_are_checked_element_by_element() {
+        let mut feeds = feeds();
+        let a = feeds.topic("a").unwrap();
+        assert_eq!(feeds.list("a", false), Ok(vec![a]));
+        assert_eq!(feeds.list("a,b", false), Err(TopicError::Unknown));
+        assert_eq!(feeds.list("a,,b", true), Err(TopicError::BadName));
+        assert_eq!(feeds.list("a,", true), Err(TopicError::BadName));
+        let both = feeds.list("a,b,a", true).unwrap();
+        assert_eq!(both.len(), 2, "b created, a counted once");
+        assert_eq!(feeds.find("b"), Some(both[1]));
     }
 
     #[test]

@@ -28,13 +28,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::app::{Accept, App, ConnId, Context, Reply, Upgrading};
 use crate::engine::config::Config;
-use crate::engine::connection::{Closing, Connection, Kind, Transport, Waiting, WsConn};
+use crate::engine::connection::{Closing, Connection, Ending, Kind, Transport, Waiting, WsConn};
 use crate::engine::handle::{Command, Handle};
 use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
 use crate::engine::timers::Wake;
 use crate::engine::Core;
-use crate::feeds::Payload;
 use crate::http::{httparse, HttpSession, HttpStep, Request, Response};
 use crate::ids::TopicId;
 use crate::sse;
@@ -74,12 +73,19 @@ pub(crate) struct EventLoop {
     pub(crate) core: Core,
     commands: Receiver<Command>,
     accept_paused: bool,
+    /// Accepting failed for want of file descriptors and has not succeeded
+    /// since (logged once per episode, not at every retry).
+    out_of_descriptors: bool,
 }
 
 /// What the reply to a request asks the engine to do, once the request
 /// (which borrows the session and the read buffer) is dropped.
 enum Next {
     Respond(Response),
+    /// Refuse with this response and close (counted as a refusal).
+    Refuse(Response),
+    /// The opening handshake broke RFC 6455 §4.2.1 (or the Origin policy).
+    HandshakeRefused(HandshakeError),
     Poll(Vec<TopicId>, u64),
     LongPoll(Vec<TopicId>, u64),
     EventStream(Vec<TopicId>, Option<u64>),
@@ -97,7 +103,12 @@ impl EventLoop {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, commands) = sync_channel(config.handle_capacity.max(1));
-        let handle = Handle::new(sender, waker, Arc::new(AtomicBool::new(false)));
+        let handle = Handle::new(
+            sender,
+            waker,
+            Arc::new(AtomicBool::new(false)),
+            config.history,
+        );
         // The buffer must hold an unfinished head plus room to read more.
         let scratch_len = config
             .read_buffer_bytes
@@ -117,6 +128,7 @@ impl EventLoop {
             core,
             commands,
             accept_paused: false,
+            out_of_descriptors: false,
         })
     }
 
@@ -126,7 +138,12 @@ impl EventLoop {
 
     pub(crate) fn run(mut self, mut app: impl App) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        self.core.handle.set_loop_thread();
         self.core.tick();
+        self.core.log(&format!(
+            "listening on {} (at most {} connections)",
+            self.local_addr, self.core.config.limits.max_connections
+        ));
         guarded(&mut self.core, &mut app, |app, ctx| app.start(ctx));
         loop {
             // 5 and 6 of the previous turn (and of `start`): write answers,
@@ -136,6 +153,11 @@ impl EventLoop {
             self.reap(&mut app);
             if let Some(deadline) = self.core.shutdown_deadline {
                 if self.core.conns.is_empty() || self.core.now >= deadline {
+                    let left = self.core.conns.len();
+                    self.core.log(&match left {
+                        0 => "shutdown: done, every connection closed".to_owned(),
+                        n => format!("shutdown: deadline passed, {n} connections cut"),
+                    });
                     return Ok(());
                 }
             }
@@ -217,6 +239,13 @@ impl EventLoop {
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                 Err(error) if is_out_of_descriptors(&error) => {
+                    if !self.out_of_descriptors {
+                        self.out_of_descriptors = true;
+                        self.core.log(&format!(
+                            "accept: {error}; pausing {} ms at a time until one is free",
+                            ACCEPT_PAUSE.as_millis()
+                        ));
+                    }
                     self.accept_paused = true;
                     self.core
                         .timers
@@ -226,6 +255,10 @@ impl EventLoop {
                 // A connection reset before we took it, and the like.
                 Err(_) => continue,
             };
+            if self.out_of_descriptors {
+                self.out_of_descriptors = false;
+                self.core.log("accept: descriptors available again");
+            }
             let core = &mut self.core;
             if core.conns.len() >= core.config.limits.max_connections
                 || core.shutdown_deadline.is_some()
@@ -290,6 +323,8 @@ impl EventLoop {
                 self.peer_closed(token);
             }
             Ok(n) => {
+                let transport = conn.transport;
+                self.core.stats.of(transport).bytes_read += n as u64;
                 self.process(app, token, kept + n);
                 let peer_fin = self.core.conns.get(token).is_some_and(|c| c.peer_fin);
                 // A full read may have left more; a FIN seen with data must
@@ -303,7 +338,10 @@ impl EventLoop {
                     self.process(app, token, kept);
                 }
             }
-            Err(_) => self.peer_closed(token),
+            Err(_) => {
+                self.core.end(token, Ending::Reset);
+                self.peer_closed(token);
+            }
         }
     }
 
@@ -330,14 +368,21 @@ impl EventLoop {
             // Still writing our last bytes: the close follows them.
             Kind::Closing(Closing::Flushing { .. }) => {}
             // A half-closed reader gets what is queued for it, then the end.
-            Kind::EventStream => self.core.close_after_answer(token, false),
+            Kind::EventStream => {
+                self.core.end(token, Ending::PeerLeft);
+                self.core.close_after_answer(token, false);
+            }
             // RFC 6455 §7.1.5: no Close frame was received: 1006 (reported
             // when the connection is reaped).
             Kind::WebSocket(ws) => {
                 ws.session.on_eof();
+                self.core.end(token, Ending::Lost);
                 self.core.dead.push(token);
             }
-            _ => self.core.dead.push(token),
+            _ => {
+                self.core.end(token, Ending::PeerLeft);
+                self.core.dead.push(token);
+            }
         }
     }
 
@@ -442,6 +487,7 @@ impl EventLoop {
                 }
                 Err(error) => {
                     self.put_back(token, session);
+                    self.core.end(token, Ending::Refused(error.status()));
                     self.core
                         .push_protocol(token, &|out| error.write_response(out));
                     self.core.close_after_answer(token, true);
@@ -492,7 +538,7 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
         return upgrade(core, app, token, req);
     }
     let Some(reply) = guarded(core, app, |app, ctx| app.request(ctx, id, req, body)) else {
-        return Next::Respond(Response::text(500, "internal error"));
+        return Next::Refuse(Response::text(500, "internal error"));
     };
     match reply {
         Reply::Response(response) => {
@@ -506,10 +552,10 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
             // id it saw as `Last-Event-ID`; it wins over the first cursor.
             match req.header("last-event-id").map(sse::parse_last_event_id) {
                 Some(Ok(id)) => Next::EventStream(topics, Some(id)),
-                Some(Err(_)) => Next::Respond(
-                    Response::text(400, "Last-Event-ID must be a decimal event id")
-                        .header("Connection", "close"),
-                ),
+                Some(Err(_)) => Next::Refuse(Response::text(
+                    400,
+                    "Last-Event-ID must be a decimal event id",
+                )),
                 None => Next::EventStream(topics, after),
             }
         }
@@ -520,25 +566,18 @@ fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, bo
 /// RFC 6455 §4.2: validate the handshake, apply the Origin policy, ask
 /// the app; the 101 head is built here, while the request is at hand.
 fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) -> Next {
-    let refuse = |error: HandshakeError| {
-        let mut out = Vec::new();
-        error.write_response(&mut out);
-        Next::Upgrade(out, Accept::new())
-    };
     let offer = match handshake::check(req) {
         Ok(offer) => offer,
-        Err(error) => return refuse(error),
+        Err(error) => return Next::HandshakeRefused(error),
     };
     if !core.config.origin_policy.allows(offer.origin()) {
-        return refuse(HandshakeError::ForbiddenOrigin);
+        return Next::HandshakeRefused(HandshakeError::ForbiddenOrigin);
     }
     let id = ConnId(token);
     let accept = match guarded(core, app, |app, ctx| app.upgrade(ctx, id, req, &offer)) {
         Some(Upgrading::Accept(accept)) => accept,
-        Some(Upgrading::Reject(response)) => {
-            return Next::Respond(response.header("Connection", "close"))
-        }
-        None => return Next::Respond(Response::text(500, "internal error")),
+        Some(Upgrading::Reject(response)) => return Next::Refuse(response),
+        None => return Next::Refuse(Response::text(500, "internal error")),
     };
     let mut switching = Vec::with_capacity(160);
     if offer
@@ -546,7 +585,7 @@ fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) -> 
         .is_err()
     {
         // The app chose a subprotocol the client did not offer: our bug.
-        return Next::Respond(Response::text(500, "internal error"));
+        return Next::Refuse(Response::text(500, "internal error"));
     }
     Next::Upgrade(switching, accept)
 }
@@ -556,6 +595,17 @@ impl EventLoop {
     fn act(&mut self, app: &mut impl App, token: Token, next: Next) -> bool {
         match next {
             Next::Respond(response) => self.core.answer_with(token, &response),
+            Next::Refuse(response) => {
+                self.core.end(token, Ending::Refused(response.status));
+                let closing = response.header("Connection", "close");
+                self.core.answer_with(token, &closing);
+            }
+            Next::HandshakeRefused(error) => {
+                self.core.stats.handshake_failures += 1;
+                self.core.end(token, Ending::Refused(error.status()));
+                self.core
+                    .answer(token, true, &|_, out| error.write_response(out));
+            }
             Next::Poll(topics, after) => self.core.answer_poll(token, &topics, after),
             Next::LongPoll(topics, after) => self.core.start_long_poll(token, topics, after),
             Next::EventStream(topics, cursor) => {
@@ -567,8 +617,7 @@ impl EventLoop {
         false
     }
 
-    /// Writes the 101 (or the handshake's refusal) and, on success, turns
-    /// the connection into a WebSocket and tells the app.
+    /// Writes the 101, turns the connection into a WebSocket, and tells the app.
     fn open_websocket(
         &mut self,
         app: &mut impl App,
@@ -576,7 +625,6 @@ impl EventLoop {
         head: Vec<u8>,
         accept: Accept,
     ) -> bool {
-        let switching = head.starts_with(b"HTTP/1.1 101");
         let now = self.core.now;
         let Some(http) = self.core.conns.get_mut(token).and_then(Connection::http) else {
             return false;
@@ -585,10 +633,6 @@ impl EventLoop {
         http.session.finish();
         self.core
             .push_protocol(token, &|out| out.extend_from_slice(&head));
-        if !switching {
-            self.core.close_after_answer(token, true);
-            return false;
-        }
         let limits = self.core.websocket.limits;
         let Some(conn) = self.core.conns.get_mut(token) else {
             return false;
@@ -678,11 +722,14 @@ impl EventLoop {
                 // backed up goes out after the batch, below).
                 Event::Ping(_) | Event::Pong(_) => {}
                 Event::Closed { code, reason } => {
+                    self.core.end(token, Ending::CloseReceived(code.0));
                     report_close(&mut self.core, app, token, code, reason);
                     self.core.finish_websocket(token);
                     break;
                 }
                 Event::Failed(error) => {
+                    self.core
+                        .end(token, Ending::CloseSent(error.close_code().0));
                     report_close(&mut self.core, app, token, error.close_code(), "");
                     self.core.finish_websocket(token);
                     break;
@@ -752,8 +799,21 @@ impl EventLoop {
                 Command::BroadcastBinary(bytes) => {
                     let _ = core.broadcast(None, Message::Binary(&bytes));
                 }
-                Command::Publish { topic, event, data } => {
-                    let _ = core.publish(topic, event.as_deref(), Payload::Text(&data), None);
+                Command::Publish {
+                    topic,
+                    event,
+                    payload,
+                    reply,
+                } => {
+                    let published =
+                        core.publish(topic, event.as_deref(), payload.as_payload(), None);
+                    if let Some(reply) = reply {
+                        // The caller may have stopped waiting; nothing to do then.
+                        let _ = reply.send(published);
+                    }
+                }
+                Command::Topic { name, reply } => {
+                    let _ = reply.send(core.feeds.topic(&name));
                 }
                 Command::Close(id, code, reason) => {
                     let _ = core.close(id.0, code, &reason);
@@ -800,12 +860,20 @@ impl EventLoop {
     fn reap(&mut self, app: &mut impl App) {
         while let Some(token) = self.core.dead.pop() {
             report_close(&mut self.core, app, token, CloseCode::ABNORMAL, "");
+            // After App::close, which may still read it.
+            self.core.data.remove(&token);
             self.core.feeds.forget(token);
             self.core.catching_up.remove(&token);
             if let Some(conn) = self.core.conns.remove(token) {
                 self.core
                     .trace(|tracer, now| tracer.note(now, token, "tcp", "closed", ""));
-                self.core.stats.of(conn.transport).connections -= 1;
+                // A WebSocket that ends with no reason known lost its peer
+                // (RFC 6455 §7.1.5); anything else saw its peer go.
+                let ending = conn.ending.unwrap_or(match conn.kind {
+                    Kind::WebSocket(_) => Ending::Lost,
+                    _ => Ending::PeerLeft,
+                });
+                self.core.stats.ended(conn.transport, ending);
                 // Dropping the stream closes the socket and removes it from epoll.
             }
         }

@@ -31,7 +31,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crate::engine::config::Config;
-pub use crate::engine::handle::{Command, Handle, HandleError};
+pub use crate::engine::handle::{Command, Handle, HandleError, OwnedPayload};
 pub use crate::engine::stats::{Stats, TransportStats};
 pub use crate::engine::trace::TraceOutput;
 

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use pushloop::app::App;
 use pushloop::server::{Config, Handle, Server};
+use pushloop::sse::{ParsedEvent, StreamParser};
 use pushloop::ws::close::CloseCode;
 use pushloop::ws::frame::{encode_frame, OpCode, Role};
-use pushloop::ws::frame::{Message, MessageDecoder, MessageLimits, Step};
+use pushloop::ws::frame::{Decoded, MessageDecoder, MessageLimits, Step};
 
 /// How long any single test read waits before failing the test.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,6 +67,98 @@ pub fn serve<A: App + 'static>(
         addr,
         handle,
         thread: Some(thread),
+    }
+}
+
+/// A counter from `/stats`, e.g. `stat(addr, "sse", "connections")`.
+pub fn stat(addr: SocketAddr, transport: &str, field: &str) -> u64 {
+    let json = get(addr, "/stats").text();
+    let section = &json[json
+        .find(&format!("\"{transport}\":{{"))
+        .expect("transport")..];
+    let value =
+        &section[section.find(&format!("\"{field}\":")).expect("field") + field.len() + 3..];
+    value[..value.find([',', '}']).expect("end")]
+        .parse()
+        .expect("number")
+}
+
+/// An event-stream reader: a socket plus the browser's parser.
+pub struct EventStream {
+    pub stream: TcpStream,
+    pub parser: StreamParser,
+    pub head: HttpResponse,
+    pub raw: Vec<u8>,
+    /// Events dispatched by bytes that came with the head.
+    early: Vec<ParsedEvent>,
+}
+
+impl EventStream {
+    pub fn open(addr: SocketAddr, path: &str, last_event_id: Option<u64>) -> EventStream {
+        let mut stream = connect(addr);
+        let header = last_event_id
+            .map(|id| format!("Last-Event-ID: {id}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{header}\r\n"
+        )
+        .unwrap();
+        let mut buffered = Vec::new();
+        let mut buf = [0; 4096];
+        let head_end = loop {
+            let n = stream.read(&mut buf).expect("head");
+            assert!(n > 0, "closed before the head");
+            buffered.extend_from_slice(&buf[..n]);
+            if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        let mut headers = [pushloop::http::httparse::EMPTY_HEADER; 32];
+        let mut response = pushloop::http::httparse::Response::new(&mut headers);
+        response.parse(&buffered).expect("head parses");
+        let head = HttpResponse {
+            status: response.code.unwrap_or(0),
+            headers: response
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            body: Vec::new(),
+        };
+        let mut reader = EventStream {
+            stream,
+            parser: StreamParser::new(1 << 20),
+            head,
+            raw: Vec::new(),
+            early: Vec::new(),
+        };
+        let rest = buffered.split_off(head_end);
+        reader.raw.extend_from_slice(&rest);
+        reader.early = reader.pending(&rest);
+        reader
+    }
+
+    pub fn pending(&mut self, bytes: &[u8]) -> Vec<ParsedEvent> {
+        self.parser.feed(bytes).expect("valid event stream")
+    }
+
+    /// Reads until `count` events were dispatched (or panics after the timeout).
+    pub fn events(&mut self, count: usize) -> Vec<ParsedEvent> {
+        let mut events = std::mem::take(&mut self.early);
+        let mut buf = [0; 65536];
+        while events.len() < count {
+            let n = self.stream.read(&mut buf).expect("stream read");
+            assert!(n > 0, "stream ended after {} events", events.len());
+            self.raw.extend_from_slice(&buf[..n]);
+            events.extend(self.pending(&buf[..n]));
+        }
+        events
     }
 }
 
@@ -305,12 +398,12 @@ impl WsClient {
             match self.decoder.step(&mut self.buffered) {
                 Ok(Step::Message { message, used }) => {
                     let received = match message {
-                        Message::Text(t) => Received::Text(t.to_owned()),
-                        Message::Binary(b) => Received::Binary(b.to_vec()),
-                        Message::Ping(p) => Received::Ping(p.to_vec()),
-                        Message::Pong(p) => Received::Pong(p.to_vec()),
-                        Message::Close(None) => Received::Close(None, String::new()),
-                        Message::Close(Some((code, reason))) => {
+                        Decoded::Text(t) => Received::Text(t.to_owned()),
+                        Decoded::Binary(b) => Received::Binary(b.to_vec()),
+                        Decoded::Ping(p) => Received::Ping(p.to_vec()),
+                        Decoded::Pong(p) => Received::Pong(p.to_vec()),
+                        Decoded::Close(None) => Received::Close(None, String::new()),
+                        Decoded::Close(Some((code, reason))) => {
                             Received::Close(Some(code.0), reason.to_owned())
                         }
                     };

@@ -57,7 +57,7 @@ use core::time::Duration;
 
 use super::close::{encode_close_payload, CloseCode, MAX_REASON_LEN};
 use super::frame::{encode_frame, FrameHeader, OpCode, Role};
-use super::frame::{Message, MessageDecoder, MessageError, MessageLimits, Step as DecoderStep};
+use super::frame::{Decoded, MessageDecoder, MessageError, MessageLimits, Step as DecoderStep};
 use crate::time::Instant;
 
 /// The rules a session plays by; one value serves every session of a server.
@@ -353,18 +353,18 @@ impl Session {
         let open = matches!(self.state, State::Open { .. });
         let event = match message {
             // §5.5.1: after our Close, the peer's data is read and dropped.
-            Message::Text(_) | Message::Binary(_) if !open => return Step::Progress { used },
-            Message::Text(text) => {
+            Decoded::Text(_) | Decoded::Binary(_) if !open => return Step::Progress { used },
+            Decoded::Text(text) => {
                 // The pong owed for earlier pings goes before whatever the
                 // answer to this message will be.
                 self.poll_transmit(env);
                 Event::Text(text)
             }
-            Message::Binary(bytes) => {
+            Decoded::Binary(bytes) => {
                 self.poll_transmit(env);
                 Event::Binary(bytes)
             }
-            Message::Ping(payload) => {
+            Decoded::Ping(payload) => {
                 // §5.5.2: a Ping is answered with a Pong carrying its payload.
                 // §5.5.3: "If an endpoint receives a Ping frame and has not yet
                 // sent Pong frame(s) in response to previous Ping frame(s), the
@@ -383,8 +383,8 @@ impl Session {
                 }
                 Event::Ping(payload)
             }
-            Message::Pong(payload) => Event::Pong(payload),
-            Message::Close(close) => {
+            Decoded::Pong(payload) => Event::Pong(payload),
+            Decoded::Close(close) => {
                 // §7.1.5: no code in the peer's Close is reported as 1005.
                 let (code, reason) = close.unwrap_or((CloseCode::NO_STATUS, ""));
                 if open {

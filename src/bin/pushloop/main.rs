@@ -1,35 +1,72 @@
-//! The pushloop demo server: one feed, four transports, one port.
+//! The pushloop demo server: rooms (topics) on four transports, one port.
 //!
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
 //! ```
 //!
-//! | route                    | what                                                    |
-//! |--------------------------|---------------------------------------------------------|
-//! | `GET /`                  | the demo page: the feed through all four transports     |
-//! | `GET /echo`              | WebSocket echo (text and binary), 16 MiB messages       |
-//! | `GET /chat?after=ID`     | WebSocket chat: feed events in, messages published out  |
-//! | `GET /events?after=ID`   | SSE stream of the feed; `Last-Event-ID` replays         |
-//! | `POST /publish?event=N`  | body → one event on the feed (1 MiB limit → 413)        |
-//! | `GET /poll?after=ID`     | short poll: events after ID as JSON, at once            |
-//! | `GET /longpoll?after=ID` | long poll: held until an event after ID, or 25 s        |
-//! | `GET /stats`             | per-transport counters as JSON                          |
+//! | route                                   | what                                              |
+//! |-----------------------------------------|---------------------------------------------------|
+//! | `GET /`                                 | the demo page: the rooms through all four transports |
+//! | `GET /echo`                             | WebSocket echo (text and binary), 16 MiB messages |
+//! | `GET /chat?topics=a,b&after=ID`         | WebSocket: the rooms' events; what you send is published |
+//! | `GET /events?topics=a,b&after=ID`       | SSE; `Last-Event-ID` replays what was missed      |
+//! | `POST /publish?topic=a&event=NAME`      | body → one event (text; JSON with `&json=1`; bytes as `application/octet-stream`) |
+//! | `GET /poll?topics=a,b&after=ID`         | short poll: events after ID as JSON, at once      |
+//! | `GET /longpoll?topics=a,b&after=ID`     | long poll: held until an event after ID, or 25 s  |
+//! | `GET /topics`, `DELETE /topics/NAME`    | the rooms; remove one                             |
+//! | `GET /stats`, `GET /metrics`            | counters as JSON; the same in Prometheus text      |
+//!
+//! No `topics` means the room `feed`, so the first version's URLs keep working.
 
-use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pushloop::app::{Accept, App, ConnId, Context, Message, Reply, TimerId, TopicId, Upgrading};
-use pushloop::http::{Request, Response};
+use pushloop::prelude::*;
 use pushloop::server::TraceOutput;
-use pushloop::server::{signal, Config, Server};
-use pushloop::ws::close::CloseCode;
-use pushloop::ws::handshake::Upgrade;
 
 const PAGE: &str = include_str!("page.html");
-const USAGE: &str = "usage: pushloop [--addr HOST:PORT] [--no-tick] [--tick-ms MS] \
-[--max-connections N] [--max-message-bytes N] [--trace]";
+/// The room of the old URLs, and of the ticks.
+const DEFAULT_ROOM: &str = "feed";
+/// Rooms that exist from the start (more are made by publishing to them).
+const ROOMS: [&str; 3] = [DEFAULT_ROOM, "news", "chat"];
+
+/// The flags, their value names, defaults and meaning: `--help` prints this.
+const FLAGS: &[(&str, &str, &str)] = &[
+    ("--addr HOST:PORT", "127.0.0.1:6788", "where to listen"),
+    (
+        "--no-tick",
+        "ticks on",
+        "do not publish a tick every --tick-ms",
+    ),
+    (
+        "--tick-ms MS",
+        "2000",
+        "period of the tick events on the feed room",
+    ),
+    (
+        "--max-connections N",
+        "10000",
+        "open connections of all transports",
+    ),
+    (
+        "--max-message-bytes N",
+        "16777216",
+        "largest WebSocket message (Autobahn sends 16 MiB)",
+    ),
+    (
+        "--trace",
+        "off",
+        "print every head, frame and event with its spec section",
+    ),
+    (
+        "--shutdown-ms MS",
+        "5000",
+        "on SIGTERM/SIGINT, how long the drain may take",
+    ),
+    ("--quiet", "off", "no operational log lines on stderr"),
+    ("-h, --help", "", "this text"),
+];
 
 /// Command-line options.
 struct Options {
@@ -38,16 +75,41 @@ struct Options {
     max_connections: Option<usize>,
     max_message_bytes: usize,
     trace: bool,
+    shutdown: Option<Duration>,
+    quiet: bool,
 }
 
-fn parse_options() -> Result<Options, String> {
+/// What the command line asks for.
+enum Command {
+    Run(Options),
+    Help,
+}
+
+fn usage() -> String {
+    let mut text = String::from(
+        "pushloop: push to browsers and devices by short poll, long poll, SSE and WebSocket\n\n\
+         usage: pushloop [FLAGS]\n\n",
+    );
+    for (flag, default, what) in FLAGS {
+        let default = if default.is_empty() {
+            String::new()
+        } else {
+            format!(" (default: {default})")
+        };
+        text.push_str(&format!("  {flag:<24} {what}{default}\n"));
+    }
+    text
+}
+
+fn parse_options() -> Result<Command, String> {
     let mut options = Options {
         addr: "127.0.0.1:6788".into(),
         tick: Some(Duration::from_secs(2)),
         max_connections: None,
-        // Autobahn's largest cases send 16 MiB messages to /echo.
         max_message_bytes: 16 << 20,
         trace: false,
+        shutdown: None,
+        quiet: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -56,6 +118,13 @@ fn parse_options() -> Result<Options, String> {
             "--addr" => options.addr = value("--addr")?,
             "--no-tick" => options.tick = None,
             "--trace" => options.trace = true,
+            "--quiet" => options.quiet = true,
+            "--shutdown-ms" => {
+                let ms = value("--shutdown-ms")?
+                    .parse()
+                    .map_err(|_| "--shutdown-ms takes milliseconds")?;
+                options.shutdown = Some(Duration::from_millis(ms));
+            }
             "--tick-ms" => {
                 let ms = value("--tick-ms")?
                     .parse()
@@ -69,26 +138,33 @@ fn parse_options() -> Result<Options, String> {
                 options.max_connections = Some(n);
             }
             "--max-message-bytes" => {
-                let n = value("--max-message-bytes")?
+                options.max_message_bytes = value("--max-message-bytes")?
                     .parse()
                     .map_err(|_| "--max-message-bytes takes a number")?;
-                options.max_message_bytes = n;
             }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(format!("unknown argument {other} (try --help)")),
         }
     }
-    Ok(options)
+    Ok(Command::Run(options))
 }
 
 /// The demo application.
 struct Demo {
     feed: TopicId,
-    /// Sockets on `/chat` (the others are on `/echo`).
-    chatters: HashSet<ConnId>,
     tick: Option<Duration>,
     ticks: u64,
     started: Instant,
+}
+
+/// What a `/chat` socket keeps: the rooms it follows (the first is where its
+/// messages go, unless one starts with `@room `).
+struct Chatter {
+    rooms: Vec<String>,
+}
+
+fn bad_request(reason: &str) -> Reply {
+    Reply::Response(Response::text(400, reason))
 }
 
 /// `?after=ID`: absent is `None`; anything but a decimal u64 is a 400.
@@ -98,7 +174,19 @@ fn cursor(req: &Request) -> Result<Option<u64>, Reply> {
         Some(text) => text
             .parse()
             .map(Some)
-            .map_err(|_| Reply::Response(Response::text(400, "after must be a decimal event id"))),
+            .map_err(|_| bad_request("after must be a decimal event id")),
+    }
+}
+
+/// `?topics=a,b`: existing rooms only; none given means the feed room.
+fn rooms(ctx: &mut Context, req: &Request) -> Result<Vec<TopicId>, String> {
+    match req.query_param("topics") {
+        None => Ok(vec![ctx
+            .find_topic(DEFAULT_ROOM)
+            .ok_or("the feed room is gone")?]),
+        Some(list) => ctx
+            .topics(&list, false)
+            .map_err(|error| format!("topics: {error}")),
     }
 }
 
@@ -109,16 +197,33 @@ fn unix_ms() -> u128 {
 }
 
 impl Demo {
-    fn publish(&mut self, req: &Request, body: &[u8], ctx: &mut Context) -> Reply {
-        let Ok(data) = std::str::from_utf8(body) else {
-            return Reply::Response(Response::text(400, "the body must be UTF-8 text"));
+    /// `POST /publish?topic=a&event=NAME`: the body as text, JSON (`&json=1`
+    /// or `Content-Type: application/json`) or bytes
+    /// (`Content-Type: application/octet-stream`).
+    fn publish(&mut self, ctx: &mut Context, req: &Request, body: &[u8]) -> Reply {
+        let name = req.query_param("topic");
+        let topic = match ctx.topic(name.as_deref().unwrap_or(DEFAULT_ROOM)) {
+            Ok(topic) => topic,
+            Err(error) => return bad_request(&format!("topic: {error}")),
         };
-        match ctx.publish(self.feed, req.query_param("event"), data) {
+        let content_type = req.header_str("content-type").unwrap_or("");
+        let json = req.query_param("json").is_some_and(|v| v == "1")
+            || content_type.starts_with("application/json");
+        let binary = content_type.starts_with("application/octet-stream");
+        let payload = match std::str::from_utf8(body) {
+            _ if binary => Payload::Binary(body),
+            Ok(text) if json => Payload::Json(text),
+            Ok(text) => Payload::Text(text),
+            Err(_) => {
+                return bad_request(
+                    "a text body must be UTF-8 (send bytes as application/octet-stream)",
+                )
+            }
+        };
+        let event = req.query_param("event");
+        match ctx.publish_payload(topic, event.as_deref(), payload, None) {
             Ok(id) => Reply::Response(Response::json(200, format!("{{\"id\":{id}}}"))),
-            Err(_) => Reply::Response(Response::text(
-                400,
-                "the event name must not contain line breaks",
-            )),
+            Err(error) => Reply::Response(Response::text(error.status(), &error.to_string())),
         }
     }
 
@@ -128,6 +233,19 @@ impl Demo {
             self.started.elapsed().as_millis(),
             ctx.stats().to_json()
         );
+        Reply::Response(Response::json(200, json).header("Cache-Control", "no-store"))
+    }
+
+    fn topics(&self, ctx: &mut Context) -> Reply {
+        let mut json = String::from("{\"topics\":[");
+        for (i, name) in ctx.topic_names().iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            // Topic names need no escaping (see `pushloop::feeds::is_topic_name`).
+            json.push_str(&format!("\"{name}\""));
+        }
+        json.push_str("]}");
         Reply::Response(Response::json(200, json).header("Cache-Control", "no-store"))
     }
 }
@@ -144,58 +262,131 @@ impl App for Demo {
             Ok(after) => after,
             Err(reply) => return reply,
         };
-        match (req.method(), req.path()) {
-            ("GET", "/") => Reply::Response(Response::html(200, PAGE)),
-            ("GET", "/echo" | "/chat") => Reply::Response(
+        // RFC 9110 §9.3.2: HEAD is GET without the body (the session drops it).
+        let method = match req.method() {
+            "HEAD" => "GET",
+            method => method,
+        };
+        let segments: Vec<_> = req.path_segments().collect();
+        let segments: Vec<&str> = segments.iter().map(|s| &**s).collect();
+        let topics = |ctx: &mut Context| rooms(ctx, req);
+        match (method, segments.as_slice()) {
+            ("GET", [""]) => Reply::Response(Response::html(200, PAGE)),
+            ("GET", ["echo" | "chat"]) => Reply::Response(
                 Response::text(426, "this route speaks WebSocket").header("Upgrade", "websocket"),
             ),
-            ("GET", "/events") => Reply::EventStream {
-                topics: vec![self.feed],
-                after,
+            ("GET", ["events"]) => match topics(ctx) {
+                Ok(topics) => Reply::EventStream { topics, after },
+                Err(reason) => bad_request(&reason),
             },
-            ("POST", "/publish") => self.publish(req, body, ctx),
-            ("GET", "/poll") => Reply::Poll {
-                topics: vec![self.feed],
-                after: after.unwrap_or(0),
+            ("GET", ["poll"]) => match topics(ctx) {
+                Ok(topics) => Reply::Poll {
+                    topics,
+                    after: after.unwrap_or(0),
+                },
+                Err(reason) => bad_request(&reason),
             },
-            ("GET", "/longpoll") => Reply::LongPoll {
-                topics: vec![self.feed],
-                after: after.unwrap_or(0),
+            ("GET", ["longpoll"]) => match topics(ctx) {
+                Ok(topics) => Reply::LongPoll {
+                    topics,
+                    after: after.unwrap_or(0),
+                },
+                Err(reason) => bad_request(&reason),
             },
-            ("GET", "/stats") => self.stats(ctx),
-            (_, "/" | "/events" | "/publish" | "/poll" | "/longpoll" | "/stats") => {
-                Reply::Response(Response::text(405, "method not allowed"))
+            ("POST", ["publish"]) => self.publish(ctx, req, body),
+            ("GET", ["topics"]) => self.topics(ctx),
+            ("DELETE", ["topics", name]) => match ctx.find_topic(name) {
+                Some(topic) if topic != self.feed => {
+                    ctx.remove_topic(topic);
+                    Reply::Response(Response::new(204))
+                }
+                Some(_) => bad_request("the feed room stays"),
+                None => Reply::Response(Response::text(404, "no such topic")),
+            },
+            ("GET", ["stats"]) => self.stats(ctx),
+            ("GET", ["metrics"]) => Reply::Response(
+                Response::new(200)
+                    // The Prometheus text exposition format, version 0.0.4.
+                    .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                    .header("Cache-Control", "no-store")
+                    .body(ctx.stats().to_prometheus()),
+            ),
+            // RFC 9110 §15.5.6: a 405 lists the methods the resource has.
+            (_, ["" | "events" | "poll" | "longpoll" | "topics" | "stats" | "metrics"]) => {
+                Reply::Response(
+                    Response::text(405, "method not allowed").header("Allow", "GET, HEAD"),
+                )
+            }
+            (_, ["publish"]) => {
+                Reply::Response(Response::text(405, "method not allowed").header("Allow", "POST"))
+            }
+            (_, ["topics", _]) => {
+                Reply::Response(Response::text(405, "method not allowed").header("Allow", "DELETE"))
             }
             _ => Reply::Response(Response::text(404, "not found")),
         }
     }
 
-    fn upgrade(&mut self, _: &mut Context, id: ConnId, req: &Request, _: &Upgrade) -> Upgrading {
+    fn upgrade(&mut self, ctx: &mut Context, id: ConnId, req: &Request, _: &Upgrade) -> Upgrading {
         match req.path() {
             "/echo" => Upgrading::Accept(Accept::new()),
-            "/chat" => match cursor(req) {
-                Ok(after) => {
-                    self.chatters.insert(id);
-                    Upgrading::Accept(Accept::new().subscribe(self.feed, after))
+            "/chat" => {
+                let after = match cursor(req) {
+                    Ok(after) => after,
+                    Err(_) => {
+                        return Upgrading::Reject(Response::text(
+                            400,
+                            "after must be a decimal event id",
+                        ))
+                    }
+                };
+                let topics = match rooms(ctx, req) {
+                    Ok(topics) => topics,
+                    Err(reason) => return Upgrading::Reject(Response::text(400, &reason)),
+                };
+                let rooms = req.query_param("topics").map_or_else(
+                    || vec![DEFAULT_ROOM.to_owned()],
+                    |list| list.split(',').map(str::to_owned).collect(),
+                );
+                ctx.set_data(id, Chatter { rooms });
+                let mut accept = Accept::new();
+                for topic in topics {
+                    accept = accept.subscribe(topic, after);
                 }
-                Err(_) => {
-                    Upgrading::Reject(Response::text(400, "after must be a decimal event id"))
-                }
-            },
+                Upgrading::Accept(accept)
+            }
             _ => Upgrading::Reject(Response::text(404, "not found")),
         }
     }
 
     fn message(&mut self, ctx: &mut Context, id: ConnId, message: Message) {
-        if !self.chatters.contains(&id) {
+        let Some(chatter) = ctx.data::<Chatter>(id) else {
+            // An /echo socket.
             let _ = ctx.send(id, message);
-        } else if let Message::Text(text) = message {
-            let _ = ctx.publish(self.feed, Some("chat"), text);
+            return;
+        };
+        let default_room = chatter.rooms.first().cloned().unwrap_or_default();
+        let (room, payload) = match message {
+            // "@news hello" goes to the room "news"; anything else to the first room.
+            Message::Text(text) => match text.strip_prefix('@').and_then(|t| t.split_once(' ')) {
+                Some((room, rest)) => (room.to_owned(), Payload::Text(rest)),
+                None => (default_room, Payload::Text(text)),
+            },
+            Message::Binary(bytes) => (default_room, Payload::Binary(bytes)),
+        };
+        let published = match ctx.find_topic(&room) {
+            Some(topic) => ctx
+                .publish_payload(topic, Some("chat"), payload, None)
+                .map_err(|error| error.to_string()),
+            None => Err(format!("no room {room}")),
+        };
+        if let Err(reason) = published {
+            // Too big once encoded, or no such room: say so, keep the socket.
+            let mut error = b"{\"error\":".to_vec();
+            pushloop::json::write_str(&mut error, &reason);
+            error.push(b'}');
+            let _ = ctx.send(id, Message::Text(&String::from_utf8_lossy(&error)));
         }
-    }
-
-    fn close(&mut self, _: &mut Context, id: ConnId, _: CloseCode, _: &str) {
-        self.chatters.remove(&id);
     }
 
     fn timer(&mut self, ctx: &mut Context, _: TimerId) {
@@ -207,9 +398,13 @@ impl App for Demo {
 
 fn main() -> ExitCode {
     let options = match parse_options() {
-        Ok(options) => options,
+        Ok(Command::Run(options)) => options,
+        Ok(Command::Help) => {
+            print!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
-            eprintln!("{message}");
+            eprintln!("pushloop: {message}");
             return ExitCode::from(2);
         }
     };
@@ -223,6 +418,10 @@ fn main() -> ExitCode {
     if options.trace {
         config.trace = Some(TraceOutput(Box::new(std::io::stdout())));
     }
+    if let Some(shutdown) = options.shutdown {
+        config.limits.shutdown_timeout = shutdown;
+    }
+    config.log = !options.quiet;
     let mut server = match Server::bind(options.addr.as_str(), config) {
         Ok(server) => server,
         Err(error) => {
@@ -233,12 +432,19 @@ fn main() -> ExitCode {
     if let Err(error) = signal::shutdown_on_signals(server.handle()) {
         eprintln!("pushloop: cannot install signal handling: {error}");
     }
-    let feed = match server.topic("feed") {
-        Ok(feed) => feed,
-        Err(error) => {
-            eprintln!("pushloop: {error}");
-            return ExitCode::FAILURE;
+    let mut feed = None;
+    for room in ROOMS {
+        match server.topic(room) {
+            Ok(topic) if room == DEFAULT_ROOM => feed = Some(topic),
+            Ok(_) => {}
+            Err(error) => {
+                eprintln!("pushloop: {error}");
+                return ExitCode::FAILURE;
+            }
         }
+    }
+    let Some(feed) = feed else {
+        return ExitCode::FAILURE;
     };
     match server.local_addr() {
         Ok(addr) => println!(
@@ -248,7 +454,6 @@ fn main() -> ExitCode {
     }
     let demo = Demo {
         feed,
-        chatters: HashSet::new(),
         tick: options.tick,
         ticks: 0,
         started: Instant::now(),
