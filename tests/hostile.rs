@@ -1090,9 +1090,6 @@ impl Drop for Demo {
 }
 
 #[test]
-#[ignore = "finding: the demo's Demo::publish (src/bin/pushloop/main.rs) answers every \
-            PublishError with 400 \"the event name must not contain line breaks\" \
-            instead of error.status() (413 for TooBig)"]
 fn the_demo_refuses_a_publish_too_big_once_escaped_with_413() {
     let _serial = serial();
     let demo = Demo::start();
