@@ -1,5 +1,6 @@
 //! Everything a server can be configured with.
 
+use crate::engine::lab::LabConfig;
 use crate::engine::trace::TraceOutput;
 use crate::feeds::HistoryLimits;
 use crate::limits::Limits;
@@ -29,6 +30,11 @@ pub struct Config {
     /// Where to write the protocol trace (see [`crate::engine::trace`]), if
     /// anywhere. Default: nowhere.
     pub trace: Option<TraceOutput>,
+    /// The lab: `GET /lab/events?session=S` streams the trace lines of the
+    /// connections whose requests carried `?session=S` (see
+    /// [`crate::engine::lab`]), within these limits. Default: off (the
+    /// route is then the app's, like any other).
+    pub lab: Option<LabConfig>,
 }
 
 impl Default for Config {
@@ -42,6 +48,7 @@ impl Default for Config {
             handle_capacity: 4096,
             read_buffer_bytes: 64 * 1024,
             trace: None,
+            lab: None,
         }
     }
 }

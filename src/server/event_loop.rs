@@ -30,6 +30,7 @@ use crate::app::{Accept, App, ConnId, Context, Reply, Upgrading};
 use crate::engine::config::Config;
 use crate::engine::connection::{Closing, Connection, Kind, Transport, Waiting, WsConn};
 use crate::engine::handle::{Command, Handle};
+use crate::engine::lab::Tag;
 use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
 use crate::engine::timers::Wake;
@@ -82,6 +83,8 @@ enum Next {
     Poll(Vec<TopicId>, u64),
     LongPoll(Vec<TopicId>, u64),
     EventStream(Vec<TopicId>, Option<u64>),
+    /// The lab's stream of a session's trace lines.
+    Lab(Tag),
     Later,
     /// Switch to WebSocket: the 101 head, and what the app asked for.
     Upgrade(Vec<u8>, Accept),
@@ -134,8 +137,10 @@ impl EventLoop {
         self.core.tick();
         guarded(&mut self.core, &mut app, |app, ctx| app.start(ctx));
         loop {
-            // 5 and 6 of the previous turn (and of `start`): write answers,
-            // then a slice of the fan-out line, then reap.
+            // 5 and 6 of the previous turn (and of `start`): the lab's lines
+            // join their streams' queues, answers are written, then a slice
+            // of the fan-out line, then reap.
+            self.core.flush_lab();
             self.core.flush_dirty();
             let fanout_left = self.core.flush_fanout(FANOUT_SLICE);
             self.reap(&mut app);
@@ -145,7 +150,9 @@ impl EventLoop {
                 }
             }
             // Sleep until the earliest deadline, unless there is more to do.
-            let timeout = if fanout_left || !self.core.ready.is_empty() {
+            // (Lines the lab gathered while writing and reaping, a closed
+            // connection's last line among them, go out with one more turn.)
+            let timeout = if fanout_left || !self.core.ready.is_empty() || self.core.lab_waiting() {
                 Some(Duration::ZERO)
             } else {
                 let wake_at = match (self.core.timers.next(), self.core.shutdown_deadline) {
@@ -255,7 +262,7 @@ impl EventLoop {
             }
             core.stats.http.connections += 1;
             core.rearm(token);
-            if core.tracer.is_some() {
+            if core.tracing(token) {
                 let from = format!("accepted from {peer}");
                 core.trace(|tracer, now| tracer.note(now, token, "tcp", &from, ""));
             }
@@ -421,6 +428,9 @@ impl EventLoop {
                     body,
                     used,
                 }) => {
+                    // The lab learns whose the connection is before its head
+                    // is traced, so the head is the session's first line.
+                    self.core.lab_tag(token, &request);
                     self.core
                         .trace(|tracer, now| tracer.head_in(now, token, head));
                     (
@@ -493,6 +503,13 @@ impl EventLoop {
 /// Asks the app about a request and says what to do with its reply.
 fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, body: &[u8]) -> Next {
     let id = ConnId(token);
+    // With the lab on, its stream is the engine's own route.
+    if let Some(lab) = core.lab_request(req) {
+        return match lab {
+            Ok(session) => Next::Lab(session),
+            Err(refusal) => Next::Respond(refusal),
+        };
+    }
     if handshake::is_upgrade_request(req) {
         return upgrade(core, app, token, req);
     }
@@ -566,6 +583,7 @@ impl EventLoop {
             Next::EventStream(topics, cursor) => {
                 self.core.start_event_stream(token, &topics, cursor)
             }
+            Next::Lab(session) => self.core.start_lab_stream(token, session),
             Next::Later => self.core.hold_for_later(token),
             Next::Upgrade(head, accept) => return self.open_websocket(app, token, head, accept),
         }
@@ -652,7 +670,7 @@ impl EventLoop {
             else {
                 break;
             };
-            if self.core.tracer.is_some() {
+            if self.core.tracing(token) {
                 // What came in, then what it made us write.
                 trace_step(&mut self.core, token, header, &step);
                 self.core.trace_frames_out(token, written);
@@ -669,7 +687,7 @@ impl EventLoop {
                 Step::Event { event, used } => (event, used),
             };
             pos += used;
-            if self.core.tracer.is_some() {
+            if self.core.tracing(token) {
                 if let Some(now_state) = ws_state(&self.core, token) {
                     self.core
                         .trace(|tracer, now| tracer.ws_state(now, token, before, now_state));
@@ -825,6 +843,7 @@ impl EventLoop {
             if let Some(conn) = self.core.conns.remove(token) {
                 self.core
                     .trace(|tracer, now| tracer.note(now, token, "tcp", "closed", ""));
+                self.core.lab_forget(token);
                 self.core.stats.of(conn.transport).connections -= 1;
                 // Dropping the stream closes the socket and removes it from epoll.
             }
