@@ -18,6 +18,7 @@ fn help_lists_every_flag_with_its_default_on_stdout() {
         "--max-connections",
         "--max-message-bytes",
         "--trace",
+        "--no-lab",
     ] {
         let line = help
             .lines()

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
+//!                        [--no-lab]
 //! ```
 //!
 //! | route                                   | what                                              |
@@ -16,6 +17,7 @@
 //! | `GET /longpoll?topics=a,b&after=ID`     | long poll: held until an event after ID, or 25 s  |
 //! | `GET /topics`, `DELETE /topics/NAME`    | the rooms; remove one                             |
 //! | `GET /stats`                            | per-transport counters as JSON                    |
+//! | `GET /lab/events?session=S`             | the page's own connections on the wire, live (`--no-lab`: off) |
 //!
 //! No `topics` means the room `feed`, so the first version's URLs keep working.
 
@@ -23,7 +25,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pushloop::prelude::*;
-use pushloop::server::TraceOutput;
+use pushloop::server::{LabConfig, TraceOutput};
 
 const PAGE: &str = include_str!("page.html");
 /// The room of the old URLs, and of the ticks.
@@ -59,6 +61,11 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "off",
         "print every head, frame and event with its spec section",
     ),
+    (
+        "--no-lab",
+        "lab on",
+        "no /lab/events: the page shows no wire view, charts of bytes or table",
+    ),
     ("-h, --help", "", "this text"),
 ];
 
@@ -69,6 +76,7 @@ struct Options {
     max_connections: Option<usize>,
     max_message_bytes: usize,
     trace: bool,
+    lab: bool,
 }
 
 /// What the command line asks for.
@@ -100,6 +108,7 @@ fn parse_options() -> Result<Command, String> {
         max_connections: None,
         max_message_bytes: 16 << 20,
         trace: false,
+        lab: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -108,6 +117,7 @@ fn parse_options() -> Result<Command, String> {
             "--addr" => options.addr = value("--addr")?,
             "--no-tick" => options.tick = None,
             "--trace" => options.trace = true,
+            "--no-lab" => options.lab = false,
             "--tick-ms" => {
                 let ms = value("--tick-ms")?
                     .parse()
@@ -391,6 +401,11 @@ fn main() -> ExitCode {
     }
     if options.trace {
         config.trace = Some(TraceOutput(Box::new(std::io::stdout())));
+    }
+    if options.lab {
+        // The page's wire view: its own connections' trace lines (see
+        // `pushloop::engine::lab`).
+        config.lab = Some(LabConfig::default());
     }
     let mut server = match Server::bind(options.addr.as_str(), config) {
         Ok(server) => server,
