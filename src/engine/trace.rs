@@ -305,9 +305,10 @@ impl Tracer {
         self.emit(Record::new(now, conn, '←', what, &fields, cite));
     }
 
-    /// A step of the closing handshake (RFC 6455 §7.1).
+    /// A step of the closing handshake (RFC 6455 §7.1). A heartbeat's
+    /// answer changes `Open { awaiting_pong }` only: no step, no line.
     pub(crate) fn ws_state(&mut self, now: Instant, conn: Token, from: State, to: State) {
-        if from != to {
+        if from.name() != to.name() {
             self.note(
                 now,
                 conn,
@@ -561,6 +562,43 @@ mod tests {
         );
         assert!(
             text.contains(r#""fields":"len=5 \"say \\\"hi\\\"\"""#),
+            "{text}"
+        );
+    }
+
+    /// A tracer writing text into a buffer the test reads back.
+    fn tracer() -> (Tracer, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+        #[derive(Clone)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared(Default::default());
+        let tracer = Tracer::new(Some(TraceOutput(Box::new(out.clone()))), None).unwrap();
+        (tracer, out.0)
+    }
+
+    #[test]
+    fn a_pong_is_no_step_of_the_closing_handshake() {
+        let (mut tracer, out) = tracer();
+        let waiting = State::Open {
+            awaiting_pong: true,
+        };
+        let open = State::Open {
+            awaiting_pong: false,
+        };
+        tracer.ws_state(Instant::ZERO, Token(1), waiting, open);
+        assert!(out.lock().unwrap().is_empty());
+        tracer.ws_state(Instant::ZERO, Token(1), open, State::CloseSent);
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("· state   websocket open → close-sent"),
             "{text}"
         );
     }
