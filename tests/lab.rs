@@ -156,7 +156,9 @@ fn a_sessions_websocket_frames_show_with_their_fields_and_header_bytes_and_no_on
     let closing = read_until(&mut lab, |e| {
         e.data.contains("\"what\":\"tcp\",\"fields\":\"closed\"")
     });
-    assert!(closing.iter().any(|e| e.data.contains("code=1000 normal closure")));
+    assert!(closing
+        .iter()
+        .any(|e| e.data.contains("code=1000 normal closure")));
 }
 
 #[test]
