@@ -33,7 +33,8 @@ pub struct Config {
     /// The lab: `GET /lab/events?session=S` streams the trace lines of the
     /// connections whose requests carried `?session=S` (see
     /// [`crate::engine::lab`]), within these limits. Default: off (the
-    /// route is then the app's, like any other).
+    /// route is then the app's, like any other). For learning: the lines
+    /// show request heads, cookies included, to whoever has the token.
     pub lab: Option<LabConfig>,
 }
 

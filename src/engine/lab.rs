@@ -35,7 +35,10 @@
 //! only when a stream of its session takes it.
 //!
 //! Off unless [`crate::server::Config::lab`] is set; the demo binary sets
-//! it (`--no-lab` leaves it off).
+//! it (`--no-lab` leaves it off). It is for learning, not for production:
+//! a session's lines hold its requests' heads — cookies and
+//! `Authorization` included — and anyone who opens the stream with the same
+//! token sees them.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -243,11 +246,13 @@ impl Lab {
         self.streams.retain(|s| s.token != conn);
     }
 
-    /// Opens a stream, unless `max_sessions` are open.
-    fn open(&mut self, conn: Token, tag: Tag, now: Instant) -> bool {
-        if self.streams.len() >= self.config.max_sessions {
-            return false;
-        }
+    /// Whether `max_sessions` streams are open.
+    fn is_full(&self) -> bool {
+        self.streams.len() >= self.config.max_sessions
+    }
+
+    /// Opens a stream (the caller checked [`Lab::is_full`]).
+    fn open(&mut self, conn: Token, tag: Tag, now: Instant) {
         self.tags.remove(&conn);
         self.streams.push(Stream {
             token: conn,
@@ -259,7 +264,6 @@ impl Lab {
             pending_lines: 0,
             pending_reported: 0,
         });
-        true
     }
 
     /// Hands each stream's waiting messages to `deliver`, which says whether
@@ -339,7 +343,7 @@ impl Core {
         let Some(lab) = self.lab() else {
             return;
         };
-        if lab.streams.len() >= lab.config.max_sessions {
+        if lab.is_full() {
             let max = lab.config.max_sessions;
             let busy = Response::text(
                 503,
@@ -458,8 +462,8 @@ mod tests {
     fn lines_go_to_the_streams_of_their_session_only() {
         let mut lab = lab(100);
         let (x, y) = (Tag::parse("x").unwrap(), Tag::parse("y").unwrap());
-        assert!(lab.open(Token(10), x, Instant::ZERO));
-        assert!(lab.open(Token(11), y, Instant::ZERO));
+        lab.open(Token(10), x, Instant::ZERO);
+        lab.open(Token(11), y, Instant::ZERO);
         lab.tag(Token(1), x);
         assert!(lab.wants(Token(1)));
         assert!(!lab.wants(Token(2)), "untagged");
@@ -476,11 +480,12 @@ mod tests {
     fn sessions_past_the_limit_are_refused_and_a_closed_one_frees_its_place() {
         let mut lab = lab(100);
         let tag = Tag::parse("x").unwrap();
-        assert!(lab.open(Token(10), tag, Instant::ZERO));
-        assert!(lab.open(Token(11), tag, Instant::ZERO));
-        assert!(!lab.open(Token(12), tag, Instant::ZERO));
+        lab.open(Token(10), tag, Instant::ZERO);
+        assert!(!lab.is_full());
+        lab.open(Token(11), tag, Instant::ZERO);
+        assert!(lab.is_full());
         lab.forget(Token(10));
-        assert!(lab.open(Token(12), tag, Instant::ZERO));
+        assert!(!lab.is_full());
     }
 
     #[test]

@@ -71,28 +71,28 @@ const CITE_COLUMN: usize = 96;
 
 /// One trace line, in parts: what every sink gets.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Record<'a> {
+struct Record<'a> {
     /// When, on the loop's clock.
-    pub(crate) at: Instant,
+    at: Instant,
     /// Whose line it is.
-    pub(crate) conn: Token,
+    conn: Token,
     /// `←` in, `→` out, `·` a change of state.
-    pub(crate) arrow: char,
+    arrow: char,
     /// What it is: `http`, `frame`, `text`, `sse`, `hold`, … (empty on the
     /// continuation lines of a head).
-    pub(crate) what: &'a str,
+    what: &'a str,
     /// The fields, named as the spec names them.
-    pub(crate) fields: &'a str,
+    fields: &'a str,
     /// The section of the spec that governs it (may be empty).
-    pub(crate) cite: &'a str,
+    cite: &'a str,
     /// A frame's header as it was on the wire (RFC 6455 §5.2); empty on
     /// every other line.
-    pub(crate) header: &'a [u8],
+    header: &'a [u8],
     /// Bytes on the wire this line stands for: a whole head (on its first
     /// line), a whole frame, an event, a body. Zero for lines about bytes
     /// another line counted (a message decoded from a frame, a head's
     /// continuation lines) and for notes.
-    pub(crate) wire_bytes: usize,
+    wire_bytes: usize,
 }
 
 impl<'a> Record<'a> {
@@ -125,7 +125,7 @@ impl<'a> Record<'a> {
     }
 
     /// The line as `--trace` prints it (without its newline).
-    pub(crate) fn text(&self) -> String {
+    fn text(&self) -> String {
         // Seconds with milliseconds, in integers: float formatting would add
         // kilobytes of code to the binary for this one column.
         let ms = self.at.as_micros() / 1000;
@@ -153,7 +153,7 @@ impl<'a> Record<'a> {
     /// {"t":1,"conn":"#1","dir":"←","what":"frame","fields":"FIN=1 …","cite":"RFC 6455 §5.2",
     ///  "hex":"81 85 37 fa 21 3d","bytes":11,"line":"   0.001 #1     ← frame   FIN=1 …"}
     /// ```
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+    fn write_json(&self, out: &mut Vec<u8>) {
         let mut arrow = [0; 4];
         let mut hex = String::with_capacity(self.header.len() * 3);
         for (i, byte) in self.header.iter().enumerate() {
