@@ -66,7 +66,10 @@
 //! ([`engine::streams`]) are what a feed does on a connection: event
 //! streams, polls, long-polls, subscriptions, replay that follows the
 //! queue as it drains. Timers ([`engine::timers`]): one heap for every
-//! deadline. Every limit has a name and a default in [`limits`].
+//! deadline. Every limit has a name and a default in [`limits`]. The
+//! trace ([`engine::trace`]) turns what happens into one record per head,
+//! frame and event, for `--trace` and for the lab ([`engine::lab`]), which
+//! streams a page the records of its own connections.
 //!
 //! ## 4. [`app`] and [`server`] — the API and the loop
 //!

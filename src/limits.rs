@@ -1,6 +1,10 @@
 //! Every limit pushloop enforces, in one place: its name, its default, why the
 //! default is what it is, and what the peer sees when it is crossed.
 //!
+//! Two more live beside what they bound: the lab's, which is off unless asked
+//! for ([`crate::engine::lab::LabConfig`]: sessions, lines per second), and
+//! the length of a trace line's fields ([`crate::engine::trace::MAX_FIELD_CHARS`]).
+//!
 //! The protocol layers below the event loop take the numbers they need as plain
 //! arguments (they never see this struct); the server hands them out from here.
 //! Each limit has a test that crosses it (see the module that enforces it).

@@ -20,6 +20,8 @@ fn help_lists_every_flag_with_its_default_on_stdout() {
         "--trace",
         "--shutdown-ms",
         "--quiet",
+        "--threads",
+        "--no-lab",
     ] {
         let line = help
             .lines()

@@ -1,5 +1,6 @@
 //! Everything a server can be configured with.
 
+use crate::engine::lab::LabConfig;
 use crate::engine::trace::TraceOutput;
 use crate::feeds::HistoryLimits;
 use crate::limits::Limits;
@@ -37,6 +38,13 @@ pub struct Config {
     /// [`crate::server::reuseport`]). Default: `SO_REUSEPORT` where the
     /// kernel balances with it, else one acceptor.
     pub share_port: SharePort,
+    /// The lab: `GET /lab/events?session=S` streams the trace lines of the
+    /// connections whose requests carried `?session=S` (see
+    /// [`crate::engine::lab`]), within these limits. Default: off (the
+    /// route is then the app's, like any other). For learning: the lines
+    /// show request heads, cookies included, to whoever has the token.
+    /// With several loops, each loop's lab shows its own connections.
+    pub lab: Option<LabConfig>,
 }
 
 /// How several loops share one listening port.
@@ -64,6 +72,7 @@ impl Default for Config {
             trace: None,
             log: false,
             share_port: SharePort::default(),
+            lab: None,
         }
     }
 }
@@ -84,6 +93,7 @@ impl Config {
             trace: None,
             log: self.log,
             share_port: self.share_port,
+            lab: self.lab,
         }
     }
 }

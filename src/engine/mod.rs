@@ -15,13 +15,15 @@
 //!   long-polls, subscriptions, publishing, replay and catch-up;
 //! - [`timers`]: the deadline heap and user timers;
 //! - [`connection`]: one connection's state; [`slab`]: their tokens;
-//! - [`handle`]: commands from other threads; [`trace`]: `--trace`;
+//! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
+//!   the lines the [`lab`] streams to a page (`/lab/events`);
 //!   [`stats`]: counters; [`config`]: configuration;
 //! - this file: the `Core` itself, deadlines, closing and shutdown.
 
 pub mod config;
 pub mod connection;
 pub mod handle;
+pub mod lab;
 pub(crate) mod last_write;
 pub mod outbox;
 pub mod slab;
@@ -108,7 +110,7 @@ pub struct Core {
     /// Set when a graceful shutdown began; the loop ends when every
     /// connection is gone or this deadline passes.
     pub(crate) shutdown_deadline: Option<Instant>,
-    /// The protocol trace, when asked for.
+    /// The protocol trace and the lab, when either is asked for.
     pub(crate) tracer: Option<Tracer>,
     /// The state of the jitter generator (see [`Core::jitter`]).
     rng: u64,
@@ -123,7 +125,7 @@ impl Core {
         seed: u64,
         origin: std::time::Instant,
     ) -> Core {
-        let tracer = config.trace.take().map(Tracer::new);
+        let tracer = Tracer::new(config.trace.take(), config.lab);
         Core {
             http: config.limits.http(),
             websocket: config.limits.websocket(),
@@ -193,11 +195,21 @@ impl Core {
         self.origin + Duration::from_micros(at.as_micros())
     }
 
-    /// Runs `write` on the tracer, if tracing.
+    /// Runs `write` on the tracer, if there is one (the tracer's calls ask
+    /// their sinks whether they want the connection before formatting).
     pub(crate) fn trace(&mut self, write: impl FnOnce(&mut Tracer, Instant)) {
         if let Some(tracer) = self.tracer.as_mut() {
             write(tracer, self.now);
         }
+    }
+
+    /// Whether a line about this connection would go anywhere: with the
+    /// trace and the lab both off, one `Option` check. Callers ask before
+    /// they copy or format anything for the tracer.
+    pub(crate) fn tracing(&self, token: Token) -> bool {
+        self.tracer
+            .as_ref()
+            .is_some_and(|tracer| tracer.wants(token))
     }
 
     // ---- Deadlines ---------------------------------------------------------------

@@ -403,8 +403,8 @@ impl Core {
         };
         let added = conn.outbox.push_with(kind, &mut self.spare, encode);
         self.stats.of(conn.transport).bytes_written += added as u64;
-        if self.tracer.is_some() && added > 0 {
-            let queued = conn.outbox.len();
+        let queued = conn.outbox.len();
+        if added > 0 && self.tracing(token) {
             let mut bytes = Vec::with_capacity(added);
             encode(&mut bytes);
             self.trace_out(token, &bytes);
@@ -479,7 +479,7 @@ impl Core {
         bytes: &Arc<[u8]>,
         bucket: Transport,
     ) {
-        if self.tracer.is_some() {
+        if self.tracing(token) {
             self.trace_out(token, bytes);
         }
         let Some(conn) = self.conns.get_mut(token) else {
@@ -552,7 +552,7 @@ impl Core {
 
     /// Traces the last `added` bytes queued for a WebSocket as frames.
     pub(crate) fn trace_frames_out(&mut self, token: Token, added: usize) {
-        if self.tracer.is_none() || added == 0 {
+        if added == 0 || !self.tracing(token) {
             return;
         }
         let Some(conn) = self.conns.get(token) else {

@@ -176,11 +176,13 @@ impl Core {
         // Pipelined requests wait in the kernel until this one is answered.
         conn.paused = true;
         self.feeds.wait(token, &topics);
-        let held = format!("long-poll held after={after}");
         if let Some(http) = conn.http() {
             http.waiting = Waiting::LongPoll { topics, after };
         }
-        self.trace(|tracer, now| tracer.note(now, token, "hold", &held, "RFC 9112 §9.3"));
+        if self.tracing(token) {
+            let held = format!("long-poll held after={after}");
+            self.trace(|tracer, now| tracer.note(now, token, "hold", &held, "RFC 9112 §9.3"));
+        }
         self.rearm(token);
     }
 
@@ -260,7 +262,7 @@ impl Core {
                 (bytes, events)
             }
         };
-        if bucket == Transport::LongPoll && self.tracer.is_some() {
+        if bucket == Transport::LongPoll && self.tracing(token) {
             self.trace(|tracer, now| {
                 tracer.note(now, token, "wake", "long-poll answered", "RFC 9112 §9.3")
             });

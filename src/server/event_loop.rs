@@ -29,6 +29,7 @@ use crate::app::{Accept, App, Context, Reply, Upgrading};
 use crate::engine::config::{Config, SharePort};
 use crate::engine::connection::{Closing, Connection, Ending, Kind, Transport, Waiting, WsConn};
 use crate::engine::handle::{Command, Handle, Port};
+use crate::engine::lab::Tag;
 use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
 use crate::engine::timers::Wake;
@@ -163,6 +164,8 @@ enum Next {
     Poll(Vec<TopicId>, u64),
     LongPoll(Vec<TopicId>, u64),
     EventStream(Vec<TopicId>, Option<u64>),
+    /// The lab's stream of a session's trace lines.
+    Lab(Tag),
     Later,
     /// Switch to WebSocket: the 101 head, and what the app asked for.
     Upgrade(Vec<u8>, Accept),
@@ -313,8 +316,10 @@ impl EventLoop {
         ));
         guarded(&mut self.core, &mut app, |app, ctx| app.start(ctx));
         loop {
-            // 5 and 6 of the previous turn (and of `start`): write answers,
-            // then a slice of the fan-out line, then reap.
+            // 5 and 6 of the previous turn (and of `start`): the lab's lines
+            // join their streams' queues, answers are written, then a slice
+            // of the fan-out line, then reap.
+            self.core.flush_lab();
             self.core.flush_dirty();
             let fanout_left = self.core.flush_fanout(FANOUT_SLICE);
             self.reap(&mut app);
@@ -330,7 +335,9 @@ impl EventLoop {
                 }
             }
             // Sleep until the earliest deadline, unless there is more to do.
-            let timeout = if fanout_left || !self.core.ready.is_empty() {
+            // (Lines the lab gathered while writing and reaping, a closed
+            // connection's last line among them, go out with one more turn.)
+            let timeout = if fanout_left || !self.core.ready.is_empty() || self.core.lab_waiting() {
                 Some(Duration::ZERO)
             } else {
                 let wake_at = match (self.core.timers.next(), self.core.shutdown_deadline) {
@@ -475,7 +482,7 @@ impl EventLoop {
         }
         core.stats.http.connections += 1;
         core.rearm(token);
-        if core.tracer.is_some() {
+        if core.tracing(token) {
             let peer = core
                 .conns
                 .get(token)
@@ -659,6 +666,9 @@ impl EventLoop {
                     body,
                     used,
                 }) => {
+                    // The lab learns whose the connection is before its head
+                    // is traced, so the head is the session's first line.
+                    self.core.lab_tag(token, &request);
                     self.core
                         .trace(|tracer, now| tracer.head_in(now, token, head));
                     (
@@ -732,6 +742,13 @@ impl EventLoop {
 /// Asks the app about a request and says what to do with its reply.
 fn dispatch(core: &mut Core, app: &mut impl App, token: Token, req: &Request, body: &[u8]) -> Next {
     let id = core.conn_id(token);
+    // With the lab on, its stream is the engine's own route.
+    if let Some(lab) = core.lab_request(req) {
+        return match lab {
+            Ok(session) => Next::Lab(session),
+            Err(refusal) => Next::Respond(refusal),
+        };
+    }
     if handshake::is_upgrade_request(req) {
         return upgrade(core, app, token, req);
     }
@@ -809,6 +826,7 @@ impl EventLoop {
             Next::EventStream(topics, cursor) => {
                 self.core.start_event_stream(token, &topics, cursor)
             }
+            Next::Lab(session) => self.core.start_lab_stream(token, session),
             Next::Later => self.core.hold_for_later(token),
             Next::Upgrade(head, accept) => return self.open_websocket(app, token, head, accept),
         }
@@ -884,7 +902,7 @@ impl EventLoop {
             else {
                 break;
             };
-            if self.core.tracer.is_some() {
+            if self.core.tracing(token) {
                 // What came in, then what it made us write.
                 trace_step(&mut self.core, token, header, &step);
                 self.core.trace_frames_out(token, written);
@@ -901,7 +919,7 @@ impl EventLoop {
                 Step::Event { event, used } => (event, used),
             };
             pos += used;
-            if self.core.tracer.is_some() {
+            if self.core.tracing(token) {
                 if let Some(now_state) = ws_state(&self.core, token) {
                     self.core
                         .trace(|tracer, now| tracer.ws_state(now, token, before, now_state));
@@ -1082,6 +1100,7 @@ impl EventLoop {
             if let Some(conn) = self.core.conns.remove(token) {
                 self.core
                     .trace(|tracer, now| tracer.note(now, token, "tcp", "closed", ""));
+                self.core.lab_forget(token);
                 // A WebSocket that ends with no reason known lost its peer
                 // (RFC 6455 §7.1.5); anything else saw its peer go.
                 let ending = conn.ending.unwrap_or(match conn.kind {

@@ -33,6 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crate::engine::config::{Config, SharePort};
 pub use crate::engine::handle::{Command, Handle, HandleError, OwnedPayload};
+pub use crate::engine::lab::LabConfig;
 pub use crate::engine::stats::{Stats, TransportStats};
 pub use crate::engine::trace::TraceOutput;
 

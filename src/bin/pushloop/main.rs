@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
-//!                        [--threads N]
+//!                        [--threads N] [--no-lab]
 //! ```
 //!
 //! | route                                   | what                                              |
@@ -17,6 +17,7 @@
 //! | `GET /longpoll?topics=a,b&after=ID`     | long poll: held until an event after ID, or 25 s  |
 //! | `GET /topics`, `DELETE /topics/NAME`    | the rooms; remove one                             |
 //! | `GET /stats`, `GET /metrics`            | counters as JSON; the same in Prometheus text      |
+//! | `GET /lab/events?session=S`             | the page's own connections on the wire, live (`--no-lab`: off) |
 //!
 //! No `topics` means the room `feed`, so the first version's URLs keep working.
 
@@ -24,7 +25,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pushloop::prelude::*;
-use pushloop::server::TraceOutput;
+use pushloop::server::{LabConfig, TraceOutput};
 
 const PAGE: &str = include_str!("page.html");
 /// The room of the old URLs, and of the ticks.
@@ -70,6 +71,11 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "1",
         "event loops, one per thread, on one port (0: one per CPU)",
     ),
+    (
+        "--no-lab",
+        "lab on",
+        "no /lab/events: the page shows no wire view, charts of bytes or table",
+    ),
     ("--quiet", "off", "no operational log lines on stderr"),
     ("-h, --help", "", "this text"),
 ];
@@ -84,6 +90,7 @@ struct Options {
     shutdown: Option<Duration>,
     quiet: bool,
     threads: usize,
+    lab: bool,
 }
 
 /// What the command line asks for.
@@ -118,6 +125,7 @@ fn parse_options() -> Result<Command, String> {
         shutdown: None,
         quiet: false,
         threads: 1,
+        lab: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -138,6 +146,7 @@ fn parse_options() -> Result<Command, String> {
                     .parse()
                     .map_err(|_| "--threads takes a number (0: one per CPU)")?;
             }
+            "--no-lab" => options.lab = false,
             "--tick-ms" => {
                 let ms = value("--tick-ms")?
                     .parse()
@@ -446,6 +455,11 @@ fn main() -> ExitCode {
         config.limits.shutdown_timeout = shutdown;
     }
     config.log = !options.quiet;
+    if options.lab {
+        // The page's wire view: its own connections' trace lines (see
+        // `pushloop::engine::lab`).
+        config.lab = Some(LabConfig::default());
+    }
     let mut server = match Server::bind(options.addr.as_str(), config) {
         Ok(server) => server,
         Err(error) => {
