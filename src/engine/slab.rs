@@ -59,16 +59,7 @@ impl<T> Slab<T> {
     /// Reserves a slot and returns the token it will be known by; `make` builds the
     /// value with that token (a connection registers itself with mio by it).
     pub fn insert_with(&mut self, make: impl FnOnce(Token) -> T) -> Token {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                self.slots.len() - 1
-            }
-        };
+        let index = self.vacant_index();
         let slot = &mut self.slots[index];
         let token = Token(slot.generation << INDEX_BITS | index);
         slot.value = Some(make(token));
@@ -105,6 +96,76 @@ impl<T> Slab<T> {
         self.free.push(index);
         self.len -= 1;
         slot.value.take()
+    }
+
+    /// Reserves a slot for values that come and go under one token: an
+    /// outbound WebSocket keeps its id across reconnects
+    /// ([`crate::engine::outbound`], feature `client`). The slot is empty
+    /// until [`Slab::fill`]; [`Slab::vacate`] empties it again without
+    /// retiring the token, and only [`Slab::release`] retires it. An empty
+    /// reserved slot resolves no token and is not counted in [`Slab::len`].
+    #[cfg(feature = "client")]
+    pub fn reserve(&mut self) -> Token {
+        let index = self.vacant_index();
+        Token(self.slots[index].generation << INDEX_BITS | index)
+    }
+
+    /// An empty slot taken off the free list, or a new one.
+    fn vacant_index(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot {
+                generation: 0,
+                value: None,
+            });
+            self.slots.len() - 1
+        })
+    }
+
+    /// The index of a reserved slot that is empty now, if `token` names one.
+    /// (A freed slot's generation moved on when it was freed, so no token
+    /// handed out names it: an empty slot under a current token is reserved.)
+    #[cfg(feature = "client")]
+    fn empty_reserved(&self, token: Token) -> Option<usize> {
+        let index = token.0 & INDEX_MASK;
+        let slot = self.slots.get(index)?;
+        (slot.generation == token.0 >> INDEX_BITS
+            && slot.value.is_none()
+            && !self.free.contains(&index))
+        .then_some(index)
+    }
+
+    /// Puts a value in a reserved, empty slot; gives it back if `token`
+    /// names no such slot.
+    #[cfg(feature = "client")]
+    pub fn fill(&mut self, token: Token, value: T) -> Result<(), T> {
+        let Some(index) = self.empty_reserved(token) else {
+            return Err(value);
+        };
+        self.slots[index].value = Some(value);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Takes a reserved slot's value out; the token stays reserved (a later
+    /// [`Slab::fill`] is found by it again).
+    #[cfg(feature = "client")]
+    pub fn vacate(&mut self, token: Token) -> Option<T> {
+        let index = self.slot_of(token)?;
+        self.len -= 1;
+        self.slots[index].value.take()
+    }
+
+    /// Ends a reservation made by [`Slab::reserve`]: the slot is freed (and
+    /// its value dropped, if it holds one) and the token stops resolving.
+    #[cfg(feature = "client")]
+    pub fn release(&mut self, token: Token) {
+        if self.remove(token).is_none() {
+            if let Some(index) = self.empty_reserved(token) {
+                let slot = &mut self.slots[index];
+                slot.generation = (slot.generation + 1) & GENERATION_MASK;
+                self.free.push(index);
+            }
+        }
     }
 
     /// Tokens of every live value (a snapshot, so the caller may mutate while walking).
@@ -151,6 +212,55 @@ mod tests {
         let mut slab = Slab::new();
         let token = slab.insert_with(|token| token);
         assert_eq!(slab.get(token), Some(&token));
+    }
+
+    #[test]
+    #[cfg(feature = "client")]
+    fn a_reserved_token_survives_vacate_and_fill_until_released() {
+        let mut slab = Slab::new();
+        let link = slab.reserve();
+        assert_eq!(
+            (slab.get(link), slab.len()),
+            (None, 0),
+            "empty until filled"
+        );
+        assert_eq!(slab.fill(link, "first connection"), Ok(()));
+        assert_eq!((slab.get(link), slab.len()), (Some(&"first connection"), 1));
+        assert_eq!(slab.fill(link, "twice"), Err("twice"), "already full");
+        let other = slab.insert_with(|_| "accepted");
+        assert_ne!(other.0 & INDEX_MASK, link.0 & INDEX_MASK);
+        assert_eq!(slab.vacate(link), Some("first connection"));
+        assert_eq!((slab.get(link), slab.len()), (None, 1));
+        // The vacated slot is not handed to anyone else meanwhile.
+        let third = slab.insert_with(|_| "another");
+        assert_ne!(third.0 & INDEX_MASK, link.0 & INDEX_MASK);
+        assert_eq!(slab.fill(link, "reconnected"), Ok(()));
+        assert_eq!(slab.get(link), Some(&"reconnected"));
+        slab.release(link);
+        assert_eq!((slab.get(link), slab.len()), (None, 2));
+        assert_eq!(slab.fill(link, "stale"), Err("stale"), "released");
+        let reused = slab.insert_with(|_| "new owner");
+        assert_eq!(
+            reused.0 & INDEX_MASK,
+            link.0 & INDEX_MASK,
+            "the slot is free again"
+        );
+        assert_ne!(reused, link);
+    }
+
+    #[test]
+    #[cfg(feature = "client")]
+    fn a_freed_slot_is_not_taken_for_a_reserved_one() {
+        let mut slab = Slab::new();
+        let gone = slab.insert_with(|_| 1);
+        slab.remove(gone);
+        let current = Token((((gone.0 >> INDEX_BITS) + 1) << INDEX_BITS) | (gone.0 & INDEX_MASK));
+        assert_eq!(slab.fill(current, 2), Err(2));
+        assert_eq!(slab.fill(gone, 3), Err(3));
+        let empty_reserved = slab.reserve();
+        slab.release(empty_reserved);
+        assert_eq!(slab.fill(empty_reserved, 4), Err(4));
+        assert!(slab.is_empty());
     }
 
     #[test]
