@@ -41,6 +41,8 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "client")]
+use crate::client::ws::{SetupError, WsConfig, WsError};
 use crate::engine::handle::{Command, Handle, HandleError};
 use crate::engine::stats::Stats;
 use crate::engine::Core;
@@ -181,6 +183,33 @@ pub trait App {
         let _ = (ctx, id, code, reason);
     }
 
+    /// An outbound WebSocket ([`Context::connect`]) could not be opened: an
+    /// attempt failed before its `101` was checked — the name did not
+    /// resolve, the connect was refused or timed out
+    /// ([`WsError::Connect`]), the server's answer failed RFC 6455 §4.1 (a
+    /// status other than `101`, a wrong `Sec-WebSocket-Accept`, a
+    /// subprotocol or extension we did not offer, not HTTP at all:
+    /// [`WsError::Handshake`]), or it came too late or not at all
+    /// ([`WsError::Lost`]). Or the link's [`ReconnectPolicy`] gave up
+    /// ([`WsError::GaveUp`]), after a failed attempt or a lost connection.
+    ///
+    /// `retry` is when the next attempt starts; `None` when the link is over
+    /// (its id then names nothing). A connection that opened is never
+    /// reported here: `open` and `close` tell its life, and what follows
+    /// its end is [`Context::connect`]'s table. (Feature `client`.)
+    ///
+    /// [`ReconnectPolicy`]: crate::client::backoff::ReconnectPolicy
+    #[cfg(feature = "client")]
+    fn connect_failed(
+        &mut self,
+        ctx: &mut Context,
+        id: ConnId,
+        error: &WsError,
+        retry: Option<Duration>,
+    ) {
+        let _ = (ctx, id, error, retry);
+    }
+
     /// A timer fired.
     fn timer(&mut self, ctx: &mut Context, timer: TimerId) {
         let _ = (ctx, timer);
@@ -212,9 +241,11 @@ impl Context<'_> {
         })
     }
 
-    /// Sends a message to every open WebSocket; encoded once, shared by all
-    /// queues of this loop, and queued for the other loops. Returns how many
-    /// queued it on this loop.
+    /// Sends a message to every open WebSocket that a client opened to us
+    /// (the outbound ones of `Context::connect` mask their own frames and
+    /// take no broadcast); encoded once, shared by all queues of this loop,
+    /// and queued for the other loops. Returns how many queued it on this
+    /// loop.
     pub fn broadcast(&mut self, message: Message) -> usize {
         self.broadcast_to_all(None, message)
     }
@@ -373,7 +404,9 @@ impl Context<'_> {
     /// Subscribes an open WebSocket or an event stream of this loop to a
     /// topic, replaying history after `after` first when it is given (see
     /// [`Accept::subscribe`]). A connection of another loop:
-    /// [`SendError::OtherLoop`] (subscribe it from its own loop's callbacks).
+    /// [`SendError::OtherLoop`] (subscribe it from its own loop's callbacks);
+    /// an outbound WebSocket: [`SendError::NotOpen`] (feed events are frames
+    /// encoded once, as a server sends them).
     pub fn subscribe(
         &mut self,
         id: ConnId,
@@ -434,6 +467,58 @@ impl Context<'_> {
     /// This loop's place among the server's loops (0 when alone).
     pub fn loop_index(&self) -> usize {
         usize::from(self.core.loop_index)
+    }
+
+    /// Opens a WebSocket from this loop to a `ws://` URL (feature `client`):
+    /// an outbound link, delivered through the same callbacks as the sockets
+    /// clients open to us — [`App::open`] once its handshake passed RFC 6455
+    /// §4.1's checks, [`App::message`], [`App::close`] — and acted on the
+    /// same way: [`Context::send`] (each frame masked with a fresh key from
+    /// the OS, §5.3), [`Context::close`]. The returned id names the link for
+    /// its whole life, across reconnects; the connection it names changes
+    /// (data kept with [`Context::set_data`] goes with each connection).
+    ///
+    /// Nothing blocks: an IP address is connected to at once; a name is
+    /// looked up on a helper thread, whose answer wakes the loop. Each
+    /// attempt — the lookup, the TCP connects (each address in turn) and the
+    /// handshake — must be done within `config.connect_timeout`. The rest of
+    /// [`WsConfig`] applies as to the blocking client: subprotocols, Origin,
+    /// extra fields, the heartbeat and the close timeout, size limits (past
+    /// them: `1009`), `max_head_bytes` (within the loop's own), the
+    /// reconnect policy, and `resume_feed` (each reconnect asks a pushloop
+    /// feed for `?after=` the last event's id). `write_timeout` does not:
+    /// the loop never blocks on a write, and an outbound socket's queue is
+    /// bounded like any other (`Limits::max_queued_bytes`).
+    ///
+    /// What follows each end:
+    ///
+    /// | end | then |
+    /// |---|---|
+    /// | an attempt refused, unanswered, timed out; an answer with a 5xx status | [`App::connect_failed`] with the delay, then the next attempt |
+    /// | any other answer that is not a good `101`; no randomness from the OS | [`App::connect_failed`], the end |
+    /// | an open connection lost (1006), timed out, or closed by the server with a code that does not say done (1001, 1011, 1012, ...) | [`App::close`], then the next attempt after the delay |
+    /// | the server's Close with 1000, 1002, 1003, 1007-1010; our own Close (yours, or a protocol error's: 1002, 1007, 1009) | [`App::close`], the end |
+    /// | the [`ReconnectPolicy`] gives up (`max_attempts: Some(0)`: one attempt, no reconnect) | [`App::connect_failed`] with [`WsError::GaveUp`], the end |
+    /// | [`Context::close`] while connecting or waiting; shutdown | the end, no callback |
+    ///
+    /// The link lives on this loop (with several loops, the one whose
+    /// callback called this). `wss://` is refused ([`SetupError::NeedsTls`]):
+    /// the loop has no client-side TLS yet. Errors: the URL, its scheme, or
+    /// an option the request cannot carry; nothing was sent.
+    ///
+    /// [`ReconnectPolicy`]: crate::client::backoff::ReconnectPolicy
+    #[cfg(feature = "client")]
+    pub fn connect(&mut self, url: &str, config: WsConfig) -> Result<ConnId, SetupError> {
+        let token = self.core.connect_link(url, config)?;
+        Ok(self.core.conn_id(token))
+    }
+
+    /// The subprotocol the server chose for an open outbound WebSocket
+    /// ([`Context::connect`]; RFC 6455 §4.1 item 6, one we offered); `None`
+    /// when it chose none, and for any other connection. (Feature `client`.)
+    #[cfg(feature = "client")]
+    pub fn protocol(&self, id: ConnId) -> Option<&str> {
+        self.core.link_protocol(self.core.local(id)?)
     }
 
     /// A handle for other threads.

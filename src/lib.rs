@@ -81,6 +81,18 @@
 //! buffer), at most one buffer-full per connection per turn, and stops
 //! reading a connection whose queue is past its bound.
 //!
+//! ## 5. `client` — the other end of the wire (feature `client`)
+//!
+//! Blocking WebSocket and SSE clients on the same sessions, in the client
+//! role, with one reconnect policy (`client::backoff`). And WebSockets the
+//! loop opens itself: `Context::connect` makes a link whose every attempt is
+//! an ordinary connection of the loop (`engine::outbound`) — a non-blocking
+//! connect and the opening handshake (RFC 6455 §4.1) as a connection kind of
+//! their own, then a WebSocket in the client role that `App::open`,
+//! `App::message` and `App::close` report like any other; failed attempts
+//! reach `App::connect_failed`, and the link reconnects as the blocking
+//! client would.
+//!
 //! ## One WebSocket message, from the socket to `App::message` and back
 //!
 //! Five files: `server/event_loop.rs` reads the socket into the loop's

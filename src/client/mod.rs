@@ -21,6 +21,12 @@
 //!   ([`crate::ws::session`]): one connection ([`ws::WebSocket`]), or one that
 //!   reconnects and resumes a pushloop feed with `?after=ID`
 //!   ([`ws::WsClient`]).
+//!
+//! The same WebSocket client runs inside the server's loop too:
+//! [`crate::app::Context::connect`] opens a link from the loop itself, with
+//! the same [`ws::WsConfig`], handshake checks, reconnect decisions and feed
+//! cursor as [`ws::WsClient`], driven by the loop instead of a blocking
+//! thread ([`crate::engine::outbound`]).
 
 pub mod url;
 

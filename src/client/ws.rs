@@ -66,6 +66,7 @@ use crate::ws::session::{Env, Event, SendError, Session, SessionConfig, Step, Ti
 
 mod reconnect;
 
+pub(crate) use reconnect::{comes_back_after, retry_cause, retry_delay, FeedCursor};
 pub use reconnect::{feed_event_id, ClientEvent, Disconnect, Events, WsClient};
 
 /// Bytes asked of the stream per read. Not a limit: a buffer size. 16 KiB
@@ -84,7 +85,8 @@ const RETAINED_OUT_BYTES: usize = 64 * 1024;
 const MIN_READ_WAIT: Duration = Duration::from_millis(1);
 
 /// How a WebSocket client connects and plays: what it asks for, its limits
-/// and timeouts, and (for [`WsClient`]) how it reconnects. Start from
+/// and timeouts, and (for [`WsClient`], and the loop's own links of
+/// [`crate::app::Context::connect`]) how it reconnects. Start from
 /// [`WsConfig::default`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WsConfig {
@@ -107,7 +109,9 @@ pub struct WsConfig {
     /// [`WsError::Connect`] with `TimedOut`).
     pub connect_timeout: Duration,
     /// One write. Default 10 s: a server that stops reading for that long is
-    /// not coming back. Past it: [`Lost::WriteTimeout`].
+    /// not coming back. Past it: [`Lost::WriteTimeout`]. (Not in the loop,
+    /// which never blocks on a write: a link's queue is bounded by the
+    /// loop's `max_queued_bytes` like any connection's.)
     pub write_timeout: Duration,
     /// Ping the server after this much silence from it. Default 25 s, as the
     /// server (socket.io's `pingInterval`): a pushloop server pings every
@@ -139,10 +143,11 @@ pub struct WsConfig {
     /// Header fields in that head. Default 64, as the server's. Past it:
     /// [`AcceptError::Response`] with `TooManyHeaders`.
     pub max_headers: usize,
-    /// When [`WsClient`] reconnects, and when it gives up. (A [`WebSocket`]
-    /// is one connection and never reconnects.)
+    /// When [`WsClient`] (and a link of the loop) reconnects, and when it
+    /// gives up. (A [`WebSocket`] is one connection and never reconnects.)
     pub reconnect: ReconnectPolicy,
-    /// [`WsClient`] only: resume a pushloop feed across reconnects. Default
+    /// [`WsClient`] and the loop's links: resume a pushloop feed across
+    /// reconnects. Default
     /// off. When on, every text message that is a feed event moves the
     /// cursor — the JSON object `{"id":N,…}` that pushloop's `/chat` (and any
     /// socket subscribed with [`crate::app::Accept::subscribe`]) sends, `id`
@@ -186,7 +191,7 @@ impl Default for WsConfig {
 
 impl WsConfig {
     /// The rules the session plays by.
-    fn session(&self) -> SessionConfig {
+    pub(crate) fn session(&self) -> SessionConfig {
         SessionConfig {
             limits: self.limits,
             idle_timeout: self.idle_timeout,
@@ -400,8 +405,10 @@ impl std::error::Error for SetupError {
 }
 
 /// What the client offers in its opening handshake, owned by the caller of
-/// [`ClientRequest`], which borrows it.
-struct Offer<'c> {
+/// [`ClientRequest`], which borrows it. The blocking client and the loop's
+/// outbound WebSockets (`Context::connect`) write and check the handshake
+/// through it.
+pub(crate) struct Offer<'c> {
     host: String,
     protocols: Vec<&'c str>,
     headers: Vec<(&'c str, &'c str)>,
@@ -409,7 +416,7 @@ struct Offer<'c> {
 
 impl<'c> Offer<'c> {
     /// Checks the URL's scheme and gathers what the request is made of.
-    fn new(url: &Url, config: &'c WsConfig) -> Result<Offer<'c>, SetupError> {
+    pub(crate) fn new(url: &Url, config: &'c WsConfig) -> Result<Offer<'c>, SetupError> {
         if !matches!(url.scheme(), Scheme::Ws | Scheme::Wss) {
             return Err(SetupError::NotWebSocket);
         }
@@ -437,17 +444,53 @@ impl<'c> Offer<'c> {
             headers: &self.headers,
         }
     }
+
+    /// The request head (§4.1) with `key`.
+    pub(crate) fn head(
+        &self,
+        url: &Url,
+        config: &WsConfig,
+        key: &ClientKey,
+    ) -> Result<Vec<u8>, SetupError> {
+        let mut head = Vec::with_capacity(256);
+        self.request(url, config)
+            .write(key, &mut head)
+            .map_err(SetupError::Request)?;
+        Ok(head)
+    }
+
+    /// Checks the server's complete answer head (§4.1) to the request made
+    /// with `key`; returns the subprotocol it chose.
+    pub(crate) fn check_answer(
+        &self,
+        url: &Url,
+        config: &WsConfig,
+        key: &ClientKey,
+        head: &[u8],
+    ) -> Result<Option<String>, AcceptError> {
+        let mut headers = vec![httparse::EMPTY_HEADER; config.max_headers];
+        let accepted = self
+            .request(url, config)
+            .read_response(key, head, &mut headers)?;
+        Ok(accepted.protocol().map(str::to_owned))
+    }
+}
+
+/// A fresh `Sec-WebSocket-Key`: §4.1 item 7, "a nonce consisting of a
+/// randomly selected 16-byte value ... selected randomly for each
+/// connection", from the OS.
+pub(crate) fn fresh_key() -> Result<ClientKey, WsError> {
+    let mut nonce = [0; 16];
+    OsRandom::fill(&mut nonce).map_err(|error| WsError::Random(error.kind()))?;
+    Ok(ClientKey::new(nonce))
 }
 
 /// Everything that can go wrong before a byte is sent: the scheme, and each
 /// option as the request would carry it.
-fn check_setup(url: &Url, config: &WsConfig) -> Result<(), SetupError> {
-    let offer = Offer::new(url, config)?;
-    let mut head = Vec::new();
-    offer
-        .request(url, config)
-        .write(&ClientKey::new([0; 16]), &mut head)
-        .map_err(SetupError::Request)
+pub(crate) fn check_setup(url: &Url, config: &WsConfig) -> Result<(), SetupError> {
+    Offer::new(url, config)?
+        .head(url, config, &ClientKey::new([0; 16]))
+        .map(|_| ())
 }
 
 /// One WebSocket connection, client side, over a blocking stream `S` (plain
@@ -550,17 +593,9 @@ impl<S: Read + Write + ReadTimeout> WebSocket<S> {
     where
         C: Connect<Stream = S>,
     {
-        // §4.1 item 7: "a nonce consisting of a randomly selected 16-byte
-        // value ... selected randomly for each connection".
-        let mut nonce = [0; 16];
-        OsRandom::fill(&mut nonce).map_err(|error| WsError::Random(error.kind()))?;
-        let key = ClientKey::new(nonce);
+        let key = fresh_key()?;
         let offer = Offer::new(url, config).map_err(WsError::Setup)?;
-        let request = offer.request(url, config);
-        let mut head = Vec::with_capacity(256);
-        request
-            .write(&key, &mut head)
-            .map_err(|error| WsError::Setup(SetupError::Request(error)))?;
+        let head = offer.head(url, config, &key).map_err(WsError::Setup)?;
         let deadline = Instant::now() + config.connect_timeout;
         let mut stream = connector
             .connect(url)
@@ -569,7 +604,7 @@ impl<S: Read + Write + ReadTimeout> WebSocket<S> {
             .write_all(&head)
             .and_then(|()| stream.flush())
             .map_err(|error| WsError::Lost(lost_writing(error)))?;
-        let (protocol, rest) = read_answer(&mut stream, &request, &key, config, deadline)?;
+        let (protocol, rest) = read_answer(&mut stream, &offer, url, &key, config, deadline)?;
         let origin = Instant::now();
         let (session, decoder) = Session::new(Role::Client, config.limits, SessionInstant::ZERO);
         Ok(WebSocket {
@@ -875,7 +910,8 @@ impl<S: Read + Write + ReadTimeout> WebSocket<S> {
 /// which a server may send at once.
 fn read_answer<S: Read + ReadTimeout>(
     stream: &mut S,
-    request: &ClientRequest<'_>,
+    offer: &Offer<'_>,
+    url: &Url,
     key: &ClientKey,
     config: &WsConfig,
     deadline: Instant,
@@ -913,14 +949,10 @@ fn read_answer<S: Read + ReadTimeout>(
             Err(error) => return Err(WsError::Lost(Lost::Io(error.kind()))),
         }
     };
-    let protocol = {
-        let mut headers = vec![httparse::EMPTY_HEADER; config.max_headers];
-        let head = received.get(..head_len).unwrap_or_default();
-        let accepted = request
-            .read_response(key, head, &mut headers)
-            .map_err(WsError::Handshake)?;
-        accepted.protocol().map(str::to_owned)
-    };
+    let head = received.get(..head_len).unwrap_or_default();
+    let protocol = offer
+        .check_answer(url, config, key, head)
+        .map_err(WsError::Handshake)?;
     let rest = received.split_off(head_len.min(received.len()));
     Ok((protocol, rest))
 }

@@ -8,21 +8,31 @@
 //!            │ ├──(Reply::LongPoll, nothing new: held)─────────┼───────┤
 //!            │ └──(an answer)───────────────────────────────────────────┘
 //!            └──(error, Connection: close, timeout, shutdown)──→ Closing → gone
+//!
+//!  Context::connect → Dialing ──(101 checked)──→ WebSocket (client role)
+//!                        └──(refused, bad answer, timeout)──→ gone
 //! ```
 //!
 //! The protocol rules of each state live in the sans-IO sessions
 //! ([`crate::http::HttpSession`], [`crate::ws::session::Session`]); this
 //! struct only holds them next to the socket and the outbox.
 
+#[cfg(feature = "client")]
+use std::net::SocketAddr;
+
 use mio::net::TcpStream;
 
 use crate::engine::outbox::Outbox;
 pub use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
+#[cfg(feature = "client")]
+use crate::http::response_head::ResponseHeadScanner;
 use crate::http::HttpSession;
 use crate::ids::TopicId;
 use crate::time::Instant;
-use crate::ws::frame::MessageDecoder;
+use crate::ws::frame::{MessageDecoder, Role};
+#[cfg(feature = "client")]
+use crate::ws::handshake_client::ClientKey;
 use crate::ws::session::Session;
 
 /// What a connection is doing.
@@ -36,6 +46,29 @@ pub enum Kind {
     EventStream,
     /// Writing the last bytes, then closing.
     Closing(Closing),
+    /// An outbound WebSocket being opened (feature `client`): its TCP
+    /// connect, then its opening handshake.
+    #[cfg(feature = "client")]
+    Dialing(Box<Dialing>),
+}
+
+/// One attempt of an outbound WebSocket ([`crate::app::Context::connect`]):
+/// the TCP connect, then our request and the server's answer (RFC 6455
+/// §4.1). What outlives the attempt — the URL, the options, the reconnects —
+/// is the link's, in [`crate::engine::outbound`].
+#[cfg(feature = "client")]
+pub struct Dialing {
+    /// The TCP connect is under way: the socket's WRITABLE (or an error)
+    /// will say how it went.
+    pub connecting: bool,
+    /// The addresses still to try if this one fails, in the resolver's order.
+    pub next_addrs: std::vec::IntoIter<SocketAddr>,
+    /// Our `Sec-WebSocket-Key` (§4.1 item 7), which the server's
+    /// `Sec-WebSocket-Accept` must answer (§4.1 item 4).
+    pub key: ClientKey,
+    /// Finds the end of the server's answer across reads, bounded by
+    /// `max_head_bytes`.
+    pub scanner: ResponseHeadScanner,
 }
 
 /// An HTTP connection: its session and, while a request is answered later,
@@ -189,6 +222,14 @@ impl Connection {
         matches!(&self.kind, Kind::WebSocket(ws) if ws.session.can_send())
     }
 
+    /// True for an open WebSocket a client opened to us: shared frames —
+    /// broadcasts, feed events — are encoded once, unmasked, as a server
+    /// sends them (RFC 6455 §5.1), so only a server-role socket can take
+    /// them; an outbound socket masks each frame of its own (§5.3).
+    pub fn takes_shared_frames(&self) -> bool {
+        matches!(&self.kind, Kind::WebSocket(ws) if ws.session.can_send() && ws.session.role() == Role::Server)
+    }
+
     /// True for an event stream.
     pub fn is_event_stream(&self) -> bool {
         matches!(self.kind, Kind::EventStream)
@@ -219,6 +260,8 @@ impl Connection {
             Kind::WebSocket(_) => Outgoing::Frames,
             Kind::EventStream => Outgoing::Events,
             Kind::Http(_) | Kind::Closing(_) => Outgoing::Http,
+            #[cfg(feature = "client")]
+            Kind::Dialing(_) => Outgoing::Http,
         }
     }
 }

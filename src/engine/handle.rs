@@ -97,6 +97,18 @@ pub enum Command {
     /// Serve a connection another loop accepted (when loops share a port
     /// through one acceptor rather than `SO_REUSEPORT`).
     Adopt(mio::net::TcpStream),
+    /// The addresses of an outbound WebSocket's host, looked up on a helper
+    /// thread so the loop never waits for a resolver (feature `client`; see
+    /// `engine::outbound`).
+    #[cfg(feature = "client")]
+    Resolved {
+        /// The link's token.
+        link: mio::Token,
+        /// Which attempt of the link asked (a late answer is dropped).
+        attempt: u64,
+        /// The addresses, or why there are none.
+        addrs: Result<Vec<std::net::SocketAddr>, std::io::ErrorKind>,
+    },
 }
 
 /// Why a command was not taken, or what the loop said to it.
@@ -260,6 +272,18 @@ impl Handle {
             .port(index)
             .ok_or(HandleError::Closed)?
             .command(command)
+    }
+
+    /// Queues a command for the handle's own loop, waiting for room: for the
+    /// loop's helper threads (a resolver, feature `client`), which may wait
+    /// where a caller of the `Handle` may not.
+    #[cfg(feature = "client")]
+    pub(crate) fn command_waiting(&self, command: Command) -> Result<(), HandleError> {
+        let port = self.loops.port(self.home).ok_or(HandleError::Closed)?;
+        port.commands
+            .send(command)
+            .map_err(|_| HandleError::Closed)?;
+        port.waker.wake().map_err(|_| HandleError::Closed)
     }
 
     /// Hands an accepted connection to loop `index` (the one-acceptor way of

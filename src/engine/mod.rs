@@ -15,6 +15,8 @@
 //!   long-polls, subscriptions, publishing, replay and catch-up;
 //! - [`timers`]: the deadline heap and user timers;
 //! - [`connection`]: one connection's state; [`slab`]: their tokens;
+//! - `outbound` (feature `client`): WebSockets the loop opens itself
+//!   (`Context::connect`), their attempts and reconnects;
 //! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
 //!   the lines the [`lab`] streams to a page (`/lab/events`);
 //!   [`stats`]: counters; [`config`]: configuration;
@@ -25,6 +27,8 @@ pub mod connection;
 pub mod handle;
 pub mod lab;
 pub(crate) mod last_write;
+#[cfg(feature = "client")]
+pub mod outbound;
 pub mod outbox;
 pub mod slab;
 pub mod stats;
@@ -55,6 +59,10 @@ use crate::ids::{ConnId, TimerId};
 use crate::sse;
 use crate::time::Instant;
 use crate::ws::close::CloseCode;
+#[cfg(feature = "client")]
+use crate::ws::frame::Role;
+#[cfg(feature = "client")]
+use crate::ws::session::State;
 use crate::ws::session::{SessionConfig, Timeout};
 
 /// How often a loop publishes its counters for the others to add up (with
@@ -114,6 +122,9 @@ pub struct Core {
     pub(crate) tracer: Option<Tracer>,
     /// The state of the jitter generator (see [`Core::jitter`]).
     rng: u64,
+    /// The WebSockets this loop opened itself (feature `client`).
+    #[cfg(feature = "client")]
+    pub(crate) outbound: outbound::Outbound,
 }
 
 impl Core {
@@ -154,6 +165,8 @@ impl Core {
             tracer,
             // Any non-zero seed; the ids' seed differs per run, so does this.
             rng: seed | 1,
+            #[cfg(feature = "client")]
+            outbound: outbound::Outbound::default(),
         }
     }
 
@@ -222,8 +235,19 @@ impl Core {
         };
         let session = match &conn.kind {
             Kind::Http(http) => http.session.poll_timeout(&self.http),
+            // An outbound socket plays by its link's rules.
+            #[cfg(feature = "client")]
+            Kind::WebSocket(ws) => ws.session.poll_timeout(self.outbound.rules(
+                token,
+                ws.session.role(),
+                &self.websocket,
+            )),
+            #[cfg(not(feature = "client"))]
             Kind::WebSocket(ws) => ws.session.poll_timeout(&self.websocket),
             Kind::EventStream | Kind::Closing(_) => None,
+            // The link's own timer bounds an attempt (see `outbound`).
+            #[cfg(feature = "client")]
+            Kind::Dialing(_) => None,
         };
         let next = match (session, conn.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -276,6 +300,8 @@ impl Core {
                 self.dead.push(token);
             }
             Kind::EventStream | Kind::Closing(_) => {}
+            #[cfg(feature = "client")]
+            Kind::Dialing(_) => {}
         }
         self.rearm(token);
     }
@@ -335,6 +361,10 @@ impl Core {
     /// needed, the peer has nothing more to say) — or at once, when the peer
     /// stopped answering (there is no one to write to).
     pub(crate) fn finish_websocket(&mut self, token: Token) {
+        #[cfg(feature = "client")]
+        if self.client_awaits_fin(token) {
+            return;
+        }
         let gone = self
             .conns
             .get_mut(token)
@@ -345,6 +375,26 @@ impl Core {
         } else {
             self.start_closing(token, false);
         }
+    }
+
+    /// RFC 6455 §7.1.1: after the closing handshake "the client SHOULD wait
+    /// for the server to close the connection" — the server then holds
+    /// TIME_WAIT. An outbound socket waits for the server's FIN until its
+    /// session's `close_timeout` passes (then it closes TCP itself).
+    #[cfg(feature = "client")]
+    fn client_awaits_fin(&self, token: Token) -> bool {
+        let Some(Kind::WebSocket(ws)) = self.conns.get(token).map(|conn| &conn.kind) else {
+            return false;
+        };
+        if ws.session.role() != Role::Client || ws.session.state() != State::Closed {
+            return false;
+        }
+        let rules = self
+            .outbound
+            .rules(token, ws.session.role(), &self.websocket);
+        ws.session
+            .poll_timeout(rules)
+            .is_some_and(|deadline| deadline > self.now)
     }
 
     // ---- Closing -------------------------------------------------------------------
@@ -409,6 +459,11 @@ impl Core {
     /// §7.1.2) and waits for the peer's; anything else flushes and closes.
     /// False when no such connection is open (or it is closing already).
     pub fn close(&mut self, token: Token, code: CloseCode, reason: &str) -> bool {
+        // An outbound WebSocket's link is not reopened once closed.
+        #[cfg(feature = "client")]
+        if let Some(stopped) = self.stop_link(token) {
+            return stopped;
+        }
         let Some(conn) = self.conns.get(token) else {
             return false;
         };
@@ -425,6 +480,9 @@ impl Core {
                 self.close_after_answer(token, true);
                 true
             }
+            // Stopped above.
+            #[cfg(feature = "client")]
+            Kind::Dialing(_) => true,
         }
     }
 
@@ -535,8 +593,15 @@ impl Core {
                     self.close(token, CloseCode::GOING_AWAY, "server shutting down");
                 }
                 Kind::Closing(_) => {}
+                // An outbound attempt is given up: nothing was opened.
+                #[cfg(feature = "client")]
+                Kind::Dialing(_) => {
+                    self.close(token, CloseCode::GOING_AWAY, "");
+                }
             }
         }
+        #[cfg(feature = "client")]
+        self.stop_links();
     }
 
     /// A random duration in `[0, window)`, for spreading reconnections.

@@ -49,6 +49,8 @@ use crate::feeds::{Direct, Payload};
 use crate::limits::SlowReader;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::{encode_frame, OpCode, MAX_HEADER_LEN};
+#[cfg(feature = "client")]
+use crate::ws::session::MaskKeys;
 use crate::ws::session::{Env, Session};
 
 /// Slices gathered into one `writev` call at most.
@@ -523,6 +525,8 @@ impl Core {
             now,
             stats,
             config,
+            #[cfg(feature = "client")]
+            outbound,
             ..
         } = self;
         let conn = conns.get_mut(token)?;
@@ -531,17 +535,35 @@ impl Core {
         // Past half its bound the queue is not being read fast enough: the
         // session answers only the latest of a burst of pings.
         let backed_up = outbox.len() >= config.limits.max_queued_bytes / 2;
+        // An outbound socket (a client) plays by its link's rules and masks
+        // with the loop's keys; the server's own sockets need no keys.
+        #[cfg(feature = "client")]
+        let (rules, keys) = outbound.session_parts(token, ws.session.role(), websocket);
+        #[cfg(not(feature = "client"))]
+        let rules = &*websocket;
         let mut result = None;
         let added = outbox.push_with(kind, spare, |out| {
             let mut env = Env {
                 now: *now,
-                config: websocket,
+                config: rules,
                 out,
+                #[cfg(feature = "client")]
+                keys: keys.map(|keys| keys as &mut dyn MaskKeys),
+                #[cfg(not(feature = "client"))]
                 keys: None,
                 backed_up,
             };
             result = Some(f(&mut ws.session, &mut env));
         });
+        #[cfg(feature = "client")]
+        if outbound.key_failure(token) {
+            // RFC 6455 §5.3: no frame leaves with a key that could be
+            // guessed; the connection is dropped and the link ends.
+            conn.outbox.clear();
+            conn.ending.get_or_insert(Ending::Reset);
+            self.dead.push(token);
+            return result.map(|result| (result, 0));
+        }
         stats.of(transport).bytes_written += added as u64;
         if added > 0 {
             self.mark_dirty(token);
@@ -616,7 +638,7 @@ impl Core {
         recipients.extend(
             self.conns
                 .iter_mut()
-                .filter(|(token, conn)| Some(*token) != except && conn.is_open_websocket())
+                .filter(|(token, conn)| Some(*token) != except && conn.takes_shared_frames())
                 .map(|(token, _)| token),
         );
         let sent = recipients

@@ -321,17 +321,17 @@ impl Core {
     // ---- Subscriptions -------------------------------------------------------
 
     /// Subscribes an open WebSocket or an event stream to a topic, replaying
-    /// history after `after` first when it is given.
+    /// history after `after` first when it is given. Not an outbound
+    /// WebSocket: feed events are frames encoded once, as a server sends them.
     pub fn subscribe(
         &mut self,
         token: Token,
         topic: TopicId,
         after: Option<u64>,
     ) -> Result<(), SendError> {
-        let follower = self
-            .conns
-            .get(token)
-            .is_some_and(|conn| conn.is_open_websocket() || matches!(conn.kind, Kind::EventStream));
+        let follower = self.conns.get(token).is_some_and(|conn| {
+            conn.takes_shared_frames() || matches!(conn.kind, Kind::EventStream)
+        });
         if !follower || !self.feeds.exists(topic) {
             return Err(SendError::NotOpen);
         }

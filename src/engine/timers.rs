@@ -31,6 +31,11 @@ pub enum Wake {
     /// Time to publish this loop's counters again, if they changed (several
     /// loops; see `Core::share_stats`).
     ShareStats,
+    /// An outbound WebSocket's deadline: its attempt's `connect_timeout`, or
+    /// the end of its reconnect delay (feature `client`; see
+    /// `engine::outbound`).
+    #[cfg(feature = "client")]
+    Link(Token),
 }
 
 /// A user timer slot.

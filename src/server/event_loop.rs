@@ -30,6 +30,8 @@ use crate::engine::config::{Config, SharePort};
 use crate::engine::connection::{Closing, Connection, Ending, Kind, Transport, Waiting, WsConn};
 use crate::engine::handle::{Command, Handle, Port};
 use crate::engine::lab::Tag;
+#[cfg(feature = "client")]
+use crate::engine::outbound::Answer;
 use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
 use crate::engine::timers::Wake;
@@ -366,6 +368,12 @@ impl EventLoop {
                     // 3. Socket readiness: read before write, so that answers
                     //    to this turn's input join what is already queued.
                     token => {
+                        // An outbound connect under way: readiness is its outcome.
+                        #[cfg(feature = "client")]
+                        if self.core.is_connecting(token) {
+                            self.core.link_connect_ready(token);
+                            continue;
+                        }
                         if event.is_read_closed() || event.is_error() {
                             // A paused connection is not read, so its FIN
                             // would go unseen: act on it now.
@@ -606,6 +614,12 @@ impl EventLoop {
                     None => return,
                 },
                 Kind::WebSocket(_) => return self.process_websocket(app, token, pos, len),
+                // An outbound WebSocket's handshake answer; its frames follow.
+                #[cfg(feature = "client")]
+                Kind::Dialing(_) => match self.process_answer(app, token, pos, len) {
+                    Some(next) => next,
+                    None => return,
+                },
                 // A stream's client has nothing to say; a closing socket's input
                 // is read only to see the peer's FIN.
                 Kind::EventStream | Kind::Closing(_) => return,
@@ -927,7 +941,11 @@ impl EventLoop {
                 }
             }
             match event {
-                Event::Text(text) => message(&mut self.core, app, token, Message::Text(text)),
+                Event::Text(text) => {
+                    #[cfg(feature = "client")]
+                    self.core.link_saw_text(token, text);
+                    message(&mut self.core, app, token, Message::Text(text))
+                }
                 Event::Binary(bytes) => message(&mut self.core, app, token, Message::Binary(bytes)),
                 // Answered by the session (a pong owed while the output is
                 // backed up goes out after the batch, below).
@@ -1051,6 +1069,12 @@ impl EventLoop {
                     }
                 }
                 Command::Adopt(stream) => self.serve(stream),
+                #[cfg(feature = "client")]
+                Command::Resolved {
+                    link,
+                    attempt,
+                    addrs,
+                } => core.link_resolved(link, attempt, addrs),
             }
         }
         self.batch = batch;
@@ -1083,6 +1107,8 @@ impl EventLoop {
                 Wake::Connection(token) => self.core.connection_timer(token, when),
                 // The end of this turn publishes the counters if they changed.
                 Wake::ShareStats => {}
+                #[cfg(feature = "client")]
+                Wake::Link(token) => self.core.link_timer(token, when),
             }
         }
     }
@@ -1097,7 +1123,15 @@ impl EventLoop {
             self.core.data.remove(&token);
             self.core.feeds.forget(token);
             self.core.catching_up.remove(&token);
-            if let Some(conn) = self.core.conns.remove(token) {
+            // An outbound WebSocket's connection leaves its link's token behind.
+            #[cfg(feature = "client")]
+            let conn = match self.core.take_link_conn(token) {
+                Some(conn) => Some(conn),
+                None => self.core.conns.remove(token),
+            };
+            #[cfg(not(feature = "client"))]
+            let conn = self.core.conns.remove(token);
+            if let Some(conn) = conn {
                 self.core
                     .trace(|tracer, now| tracer.note(now, token, "tcp", "closed", ""));
                 self.core.lab_forget(token);
@@ -1109,6 +1143,43 @@ impl EventLoop {
                 });
                 self.core.stats.ended(conn.transport, ending);
                 // Dropping the stream closes the socket and removes it from epoll.
+            }
+        }
+        // What follows each outbound attempt or connection that ended: the
+        // next attempt, or the end; the app hears of failures.
+        #[cfg(feature = "client")]
+        for failure in self.core.settle_links() {
+            let id = self.core.conn_id(failure.token);
+            guarded(&mut self.core, app, |app, ctx| {
+                app.connect_failed(ctx, id, &failure.error, failure.retry)
+            });
+        }
+    }
+
+    /// Hands `scratch[pos..len]` to an outbound WebSocket's attempt as its
+    /// handshake answer (feature `client`). Returns where its frames start
+    /// once it opened (the app is told first), or `None` when the input was
+    /// kept for more or the attempt failed.
+    #[cfg(feature = "client")]
+    fn process_answer(
+        &mut self,
+        app: &mut impl App,
+        token: Token,
+        pos: usize,
+        len: usize,
+    ) -> Option<usize> {
+        match self.core.link_answer(token, &self.scratch[pos..len]) {
+            Answer::NeedMore => {
+                self.keep(token, pos, len);
+                None
+            }
+            Answer::Failed => None,
+            Answer::Opened { used } => {
+                let id = self.core.conn_id(token);
+                if guarded(&mut self.core, app, |app, ctx| app.open(ctx, id)).is_none() {
+                    self.core.close(token, CloseCode::INTERNAL_ERROR, "");
+                }
+                Some(pos + used)
             }
         }
     }

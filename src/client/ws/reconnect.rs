@@ -99,8 +99,7 @@ pub struct WsClient<C: Connect = TcpConnector, R: Random = OsRandom, K: Clock = 
     connector: C,
     backoff: Backoff<R>,
     clock: K,
-    /// The feed cursor: the id of the last event seen (`resume_feed`).
-    after: Option<u64>,
+    cursor: FeedCursor,
     state: State<C::Stream>,
     /// Yielded before anything else happens.
     queue: VecDeque<ClientEvent>,
@@ -154,7 +153,7 @@ where
         check_setup(&url, &config)?;
         Ok(WsClient {
             backoff: Backoff::new(config.reconnect, random),
-            after: config.after,
+            cursor: FeedCursor::new(&config),
             url,
             config,
             connector,
@@ -189,7 +188,7 @@ where
             connector: self.connector,
             backoff: self.backoff,
             clock,
-            after: self.after,
+            cursor: self.cursor,
             state,
             queue: self.queue,
             failure: self.failure,
@@ -199,7 +198,7 @@ where
     /// The feed cursor: the id of the last feed event received (with
     /// `resume_feed`), or the configured `after` until one arrives.
     pub fn last_event_id(&self) -> Option<u64> {
-        self.after
+        self.cursor.after
     }
 
     /// The open connection, if there is one.
@@ -301,10 +300,7 @@ where
 
     /// One attempt to connect.
     fn open(&mut self) -> State<C::Stream> {
-        let url = match (self.config.resume_feed, self.after) {
-            (true, Some(after)) => self.url.with_query_param("after", &after.to_string()),
-            _ => self.url.clone(),
-        };
+        let url = self.cursor.url(&self.url);
         match WebSocket::connect_via(&url, &self.config, &mut self.connector) {
             Ok(socket) => {
                 self.backoff.connected(self.clock.now());
@@ -329,9 +325,7 @@ where
             }
             Ok(message) => {
                 if let Message::Text(text) = &message {
-                    if let Some(id) = feed_event_id(text).filter(|_| self.config.resume_feed) {
-                        self.after = Some(id);
-                    }
+                    self.cursor.saw(text);
                 }
                 self.queue.push_back(ClientEvent::Message(message));
                 State::Open(socket)
@@ -342,30 +336,20 @@ where
 
     /// A failed attempt or a lost connection: a reconnect, or the end.
     fn after_failure(&mut self, error: WsError) -> State<C::Stream> {
-        let cause = match error {
-            // `InvalidData` from a connector is a TLS handshake that failed
-            // (an untrusted certificate, no common version): it would fail
-            // again.
-            WsError::Connect(kind) if kind != io::ErrorKind::InvalidData => {
-                Disconnect::Connect(kind)
-            }
-            WsError::Lost(lost) => Disconnect::Lost(lost),
-            WsError::Handshake(AcceptError::Status(status)) if (500..600).contains(&status) => {
-                Disconnect::Status(status)
-            }
-            error => {
+        match retry_cause(&error) {
+            Some(cause) => self.retry_after(cause),
+            None => {
                 self.failure = Some(error);
-                return State::Done;
+                State::Done
             }
-        };
-        self.retry_after(cause)
+        }
     }
 
     /// Waits as the policy says, or gives up.
     fn retry_after(&mut self, cause: Disconnect) -> State<C::Stream> {
         let now = self.clock.now();
-        match self.backoff.next_delay(now, Duration::ZERO) {
-            Some(delay) => {
+        match retry_delay(&mut self.backoff, now, cause) {
+            Ok(delay) => {
                 self.queue.push_back(ClientEvent::Reconnecting {
                     delay,
                     attempt: self.backoff.attempts(),
@@ -373,13 +357,78 @@ where
                 });
                 State::Waiting { since: now, delay }
             }
-            None => {
-                self.failure = Some(WsError::GaveUp {
-                    attempts: self.backoff.attempts(),
-                    last: cause,
-                });
+            Err(gave_up) => {
+                self.failure = Some(gave_up);
                 State::Done
             }
+        }
+    }
+}
+
+/// Whether a failed attempt or a lost connection is worth another attempt,
+/// and as what cause: a connect that failed, a connection lost, a server
+/// answering 5xx (there, but not ready) are; a refused or broken handshake,
+/// a protocol error, a TLS certificate error are not (they would repeat).
+/// The blocking [`WsClient`] and the loop's outbound WebSockets decide alike.
+pub(crate) fn retry_cause(error: &WsError) -> Option<Disconnect> {
+    match *error {
+        // `InvalidData` from a connector is a TLS handshake that failed (an
+        // untrusted certificate, no common version): it would fail again.
+        WsError::Connect(kind) if kind != io::ErrorKind::InvalidData => {
+            Some(Disconnect::Connect(kind))
+        }
+        WsError::Lost(lost) => Some(Disconnect::Lost(lost)),
+        WsError::Handshake(AcceptError::Status(status)) if (500..600).contains(&status) => {
+            Some(Disconnect::Status(status))
+        }
+        _ => None,
+    }
+}
+
+/// The wait before the next attempt after `cause`, as `backoff` says at
+/// `now`; [`WsError::GaveUp`] when its policy gives up.
+pub(crate) fn retry_delay<R: Random>(
+    backoff: &mut Backoff<R>,
+    now: Instant,
+    cause: Disconnect,
+) -> Result<Duration, WsError> {
+    backoff
+        .next_delay(now, Duration::ZERO)
+        .ok_or(WsError::GaveUp {
+            attempts: backoff.attempts(),
+            last: cause,
+        })
+}
+
+/// Where a reconnecting client resumes a pushloop feed (`resume_feed`): the
+/// id of the last feed event seen, sent as `?after=ID` on each reconnect.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FeedCursor {
+    resume: bool,
+    /// The id of the last feed event seen, or the configured first cursor.
+    pub(crate) after: Option<u64>,
+}
+
+impl FeedCursor {
+    pub(crate) fn new(config: &WsConfig) -> FeedCursor {
+        FeedCursor {
+            resume: config.resume_feed,
+            after: config.after,
+        }
+    }
+
+    /// A text message arrived: a feed event moves the cursor.
+    pub(crate) fn saw(&mut self, text: &str) {
+        if let Some(id) = feed_event_id(text).filter(|_| self.resume) {
+            self.after = Some(id);
+        }
+    }
+
+    /// The URL of the next attempt: `base` with `?after=ID` when resuming.
+    pub(crate) fn url(&self, base: &Url) -> Url {
+        match (self.resume, self.after) {
+            (true, Some(after)) => base.with_query_param("after", &after.to_string()),
+            _ => base.clone(),
         }
     }
 }
@@ -392,7 +441,7 @@ where
 /// same answer. Anything else — 1001 going away, 1005 no code, 1011
 /// internal error, 1012 restart, 1013 try again later, 1014 bad gateway,
 /// private codes — is.
-fn comes_back_after(code: CloseCode) -> bool {
+pub(crate) fn comes_back_after(code: CloseCode) -> bool {
     !matches!(code.0, 1000 | 1002 | 1003 | 1007 | 1008 | 1009 | 1010)
 }
 
@@ -429,7 +478,7 @@ impl<C: Connect, R: Random, K: Clock> fmt::Debug for WsClient<C, R, K> {
         f.debug_struct("WsClient")
             .field("url", &self.url)
             .field("state", &state)
-            .field("after", &self.after)
+            .field("after", &self.cursor.after)
             .finish_non_exhaustive()
     }
 }
