@@ -16,10 +16,9 @@ mod common;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use pushloop::app::{Accept, App, ConnId, Context, Message as AppMessage, TopicId, Upgrading};
 use pushloop::client::backoff::{Clock, ReconnectPolicy};
 use pushloop::client::transport::{Connect, ReadTimeout, TcpConnector};
 use pushloop::client::url::Url;
@@ -27,211 +26,13 @@ use pushloop::client::ws::{
     ClientEvent, CloseFrame, Disconnect, Lost, Message, WebSocket, WsClient, WsConfig, WsError,
 };
 use pushloop::http::response_head::ResponseError;
-use pushloop::http::Request;
 use pushloop::ws::close::CloseCode;
-use pushloop::ws::frame::{
-    apply_mask, decode_header, encode_frame, FrameError, MessageError, MessageLimits, OpCode, Role,
-};
-use pushloop::ws::handshake::{accept_key, Upgrade};
+use pushloop::ws::frame::{encode_frame, FrameError, MessageError, MessageLimits, OpCode};
 use pushloop::ws::handshake_client::AcceptError;
 
-/// How long a test server waits for the client to connect or send.
-const WAIT: Duration = Duration::from_secs(5);
-
-const MS: Duration = Duration::from_millis(1);
-
-// ---- Hostile servers ----------------------------------------------------------
-
-/// A test server's thread; joined (and its panic raised) by [`Server::join`].
-struct Server(JoinHandle<()>);
-
-impl Server {
-    /// Listens on 127.0.0.1:0 and runs `script` on the listener.
-    fn start(script: impl FnOnce(TcpListener) + Send + 'static) -> (Server, SocketAddr) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        (Server(thread::spawn(move || script(listener))), addr)
-    }
-
-    /// One connection: accepted, its request head read, then `script`.
-    fn one(script: impl FnOnce(Peer) + Send + 'static) -> (Server, SocketAddr) {
-        Server::start(|listener| script(Peer::accept(&listener)))
-    }
-
-    fn join(self) {
-        if let Err(panic) = self.0.join() {
-            std::panic::resume_unwind(panic);
-        }
-    }
-}
-
-/// A frame as a client sent it: what the server under test saw.
-#[derive(Debug, PartialEq, Eq)]
-struct Frame {
-    fin: bool,
-    opcode: OpCode,
-    mask: Option<[u8; 4]>,
-    payload: Vec<u8>,
-}
-
-/// The server's end of one connection (plain TCP, or TLS over it).
-struct Peer<S = TcpStream> {
-    stream: S,
-    /// The request head, as the client sent it.
-    head: String,
-    /// Bytes read after the head, not yet taken as frames.
-    buffered: Vec<u8>,
-}
-
-/// Accepts one connection within [`WAIT`], with a read timeout of [`WAIT`].
-fn accept_tcp(listener: &TcpListener) -> TcpStream {
-    listener.set_nonblocking(true).expect("nonblocking");
-    let deadline = Instant::now() + WAIT;
-    let stream = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break stream,
-            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                thread::sleep(2 * MS)
-            }
-            Err(e) => panic!("no connection within {WAIT:?}: {e}"),
-        }
-    };
-    stream.set_nonblocking(false).expect("blocking");
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-}
-
-impl Peer {
-    /// Accepts one connection within [`WAIT`] and reads its request head.
-    fn accept(listener: &TcpListener) -> Peer {
-        Peer::read_head(accept_tcp(listener))
-    }
-
-    /// True when the client closes TCP within `time` (bytes it still sends
-    /// are read and dropped).
-    fn eof_within(&mut self, time: Duration) -> bool {
-        let deadline = Instant::now() + time;
-        let mut buf = [0; 1024];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            self.stream.set_read_timeout(Some(left)).expect("timeout");
-            match self.stream.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return false
-                }
-                Err(e) => panic!("reading the client: {e}"),
-            }
-        }
-    }
-}
-
-impl<S: Read + Write> Peer<S> {
-    /// Reads the request head from a new connection.
-    fn read_head(mut stream: S) -> Peer<S> {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).expect("the request head");
-            head.push(byte[0]);
-            assert!(head.len() < 8192, "request head too long");
-        }
-        Peer {
-            stream,
-            head: String::from_utf8(head).expect("an ASCII head"),
-            buffered: Vec::new(),
-        }
-    }
-
-    /// The value of a request field.
-    fn field(&self, name: &str) -> Option<&str> {
-        self.head.split("\r\n").find_map(|line| {
-            let (field, value) = line.split_once(':')?;
-            field.eq_ignore_ascii_case(name).then_some(value.trim())
-        })
-    }
-
-    /// The `Sec-WebSocket-Accept` for this request's key (§4.2.2).
-    fn accept_value(&self) -> String {
-        let key = self.field("Sec-WebSocket-Key").expect("a key");
-        String::from_utf8(accept_key(key.as_bytes()).to_vec()).expect("base64")
-    }
-
-    /// A `101` with these extra field lines (each ending in CRLF).
-    fn switch(&mut self, extra: &str) {
-        let head = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n{extra}\r\n",
-            self.accept_value()
-        );
-        self.write(head.as_bytes());
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to the client");
-    }
-
-    /// One unmasked frame, as a server sends it.
-    fn send(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
-        let mut out = Vec::new();
-        encode_frame(&mut out, fin, opcode, None, payload);
-        self.write(&out);
-    }
-
-    /// The next frame from the client, unmasked; `None` at EOF (or a reset).
-    fn frame(&mut self) -> Option<Frame> {
-        loop {
-            let header = decode_header(&self.buffered, Role::Server, 64 << 20)
-                .expect("a valid client frame");
-            if let Some((header, header_len)) = header {
-                let end = header_len + header.payload_len as usize;
-                if self.buffered.len() >= end {
-                    let mut payload = self.buffered[header_len..end].to_vec();
-                    if let Some(key) = header.mask {
-                        apply_mask(&mut payload, key, 0);
-                    }
-                    self.buffered.drain(..end);
-                    return Some(Frame {
-                        fin: header.fin,
-                        opcode: header.opcode,
-                        mask: header.mask,
-                        payload,
-                    });
-                }
-            }
-            let mut buf = [0; 16 * 1024];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.buffered.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("reading the client: {e}"),
-            }
-        }
-    }
-
-    /// The client's Close: its code (`None` for an empty payload).
-    fn expect_close(&mut self) -> Option<u16> {
-        let frame = self.frame().expect("a Close frame before EOF");
-        assert_eq!(frame.opcode, OpCode::Close, "{frame:?}");
-        frame
-            .payload
-            .get(..2)
-            .map(|code| u16::from_be_bytes([code[0], code[1]]))
-    }
-}
-
-/// A close payload: the code, big-endian, then the reason.
-fn close_payload(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason.as_bytes());
-    payload
-}
+#[cfg(feature = "tls")]
+use common::upstream::accept_tcp;
+use common::upstream::{close_payload, pushloop, switching_head, Peer, Server, MS, WAIT};
 
 /// Short deadlines, so the tests that cross them are quick.
 fn quick() -> WsConfig {
@@ -629,12 +430,7 @@ fn invalid_utf8_fails_in_the_fragment_that_holds_it() {
 fn frames_that_come_with_the_101_or_byte_by_byte_arrive_whole() {
     let (server, addr) = Server::one(|mut peer| {
         // The first frame in the same write as the head.
-        let mut first = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n\r\n",
-            peer.accept_value()
-        )
-        .into_bytes();
+        let mut first = switching_head(&peer.accept_value(), "");
         first.extend(frame(true, OpCode::Text, None, b"early"));
         peer.write(&first);
         // A fragmented message with a ping inside, a byte at a time.
@@ -916,87 +712,6 @@ fn recv_timeout_returns_none_and_the_connection_stays_usable() {
 }
 
 // ---- Against pushloop's own server -------------------------------------------
-
-/// Echoes, closes on request, and (on `/chat`) follows a feed the way the
-/// demo's `/chat` does; records each upgrade's `after` and each close.
-struct Echo {
-    topic: TopicId,
-    cursors: Arc<Mutex<Vec<Option<String>>>>,
-    closes: Arc<Mutex<Vec<(u16, String)>>>,
-}
-
-impl App for Echo {
-    fn upgrade(&mut self, _: &mut Context, _: ConnId, req: &Request, offer: &Upgrade) -> Upgrading {
-        match req.path() {
-            "/echo" => {
-                let mut accept = Accept::new();
-                if offer.offers_protocol("echo.v1") {
-                    accept = accept.protocol("echo.v1");
-                }
-                Upgrading::Accept(accept)
-            }
-            "/chat" => {
-                let after = req.query_param("after");
-                let cursor = after.as_deref().map(str::to_owned);
-                let after = cursor.as_deref().and_then(|after| after.parse().ok());
-                self.cursors.lock().unwrap().push(cursor);
-                Upgrading::Accept(Accept::new().subscribe(self.topic, after))
-            }
-            _ => Upgrading::Reject(pushloop::http::Response::text(404, "no")),
-        }
-    }
-
-    fn message(&mut self, ctx: &mut Context, id: ConnId, message: AppMessage) {
-        match message {
-            AppMessage::Text("close me") => {
-                ctx.close(id, CloseCode::GOING_AWAY, "as you wish");
-            }
-            AppMessage::Text("kick") => {
-                // A restart, and an event the kicked client misses.
-                ctx.close(id, CloseCode::SERVICE_RESTART, "restart");
-                let _ = ctx.publish(self.topic, None, "while you were away");
-            }
-            AppMessage::Text("done") => {
-                ctx.close(id, CloseCode::NORMAL, "that is all");
-            }
-            AppMessage::Text(text) if text.starts_with("say ") => {
-                let _ = ctx.publish(self.topic, Some("chat"), &text[4..]);
-            }
-            other => {
-                let _ = ctx.send(id, other);
-            }
-        }
-    }
-
-    fn close(&mut self, _: &mut Context, _: ConnId, code: CloseCode, reason: &str) {
-        self.closes
-            .lock()
-            .unwrap()
-            .push((code.0, reason.to_owned()));
-    }
-}
-
-struct Pushloop {
-    server: common::TestServer,
-    cursors: Arc<Mutex<Vec<Option<String>>>>,
-    closes: Arc<Mutex<Vec<(u16, String)>>>,
-}
-
-fn pushloop() -> Pushloop {
-    let cursors = Arc::new(Mutex::new(Vec::new()));
-    let closes = Arc::new(Mutex::new(Vec::new()));
-    let (c, d) = (cursors.clone(), closes.clone());
-    let server = common::serve(common::quick_config(), move |server| Echo {
-        topic: server.topic("feed").expect("a topic"),
-        cursors: c,
-        closes: d,
-    });
-    Pushloop {
-        server,
-        cursors,
-        closes,
-    }
-}
 
 #[test]
 fn echo_round_trips_at_every_length_edge() {

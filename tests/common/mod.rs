@@ -3,6 +3,9 @@
 //! own codec (whose units are tested against RFC 6455 §5.7 vectors).
 #![allow(dead_code)]
 
+pub mod example;
+pub mod upstream;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
@@ -53,9 +56,18 @@ pub fn serve<A: App + 'static>(
     config: Config,
     setup: impl FnOnce(&mut Server) -> A + Send + 'static,
 ) -> TestServer {
+    serve_on(SocketAddr::from(([127, 0, 0, 1], 0)), config, setup)
+}
+
+/// [`serve`] on a given address (a restart on the port of a stopped server).
+pub fn serve_on<A: App + 'static>(
+    addr: SocketAddr,
+    config: Config,
+    setup: impl FnOnce(&mut Server) -> A + Send + 'static,
+) -> TestServer {
     let (ready, started) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
-        let mut server = Server::bind("127.0.0.1:0", config)?;
+        let mut server = Server::bind(addr, config)?;
         let app = setup(&mut server);
         ready
             .send((server.local_addr()?, server.handle()))
