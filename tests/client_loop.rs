@@ -411,6 +411,12 @@ fn garbage_or_a_refusal_instead_of_101_fails_the_attempt() {
         refused_by(endless, small),
         WsError::Handshake(AcceptError::Response(ResponseError::HeadTooLarge))
     );
+    // More fields than `max_headers` (64 by default).
+    let crowded = |accept: &str| switching(accept, &"X-Field: 1\r\n".repeat(64));
+    assert_eq!(
+        refused_by(crowded, quick()),
+        WsError::Handshake(AcceptError::Response(ResponseError::TooManyHeaders))
+    );
 }
 
 #[test]
@@ -547,6 +553,57 @@ fn an_upstream_that_never_answers_times_out_and_one_that_hangs_up_is_lost() {
         )
     );
     server.join();
+}
+
+// ---- Deadlines of an open link ------------------------------------------------
+
+#[test]
+fn after_the_closing_handshake_the_link_waits_for_the_servers_fin_until_close_timeout() {
+    let (server, addr) = Hostile::one(|mut peer| {
+        peer.switch("");
+        peer.send(true, OpCode::Close, &close_payload(1000, ""));
+        assert_eq!(peer.expect_close(), Some(1000));
+        // §7.1.1: the client leaves closing TCP to the server...
+        assert!(!peer.eof_within(100 * MS), "the client closed TCP first");
+        // ...until `close_timeout` (500 ms) says the server is not doing it.
+        assert!(peer.eof_within(WAIT), "the client waited for ever");
+    });
+    let local = Local::start(&format!("ws://{addr}/"), quick());
+    assert!(matches!(local.next(), Seen::Open(..)));
+    assert!(matches!(local.next(), Seen::Close(_, 1000, _)));
+    server.join();
+    assert_eq!(local.rest(), []);
+}
+
+#[test]
+fn a_silent_upstream_is_pinged_then_given_up_on_and_the_link_comes_back() {
+    let (server, addr) = Hostile::start(|listener| {
+        let mut peer = Peer::accept(&listener);
+        peer.switch("");
+        // The heartbeat: a masked ping after `ping_interval` of silence...
+        let ping = peer.frame().expect("a ping");
+        assert_eq!((ping.opcode, ping.mask.is_some()), (OpCode::Ping, true));
+        // ...unanswered: after `pong_timeout` the client drops TCP (1006).
+        assert!(peer.eof_within(WAIT));
+        // And comes back.
+        let mut again = Peer::accept(&listener);
+        again.switch("");
+        again.send(true, OpCode::Close, &close_payload(1000, "bye"));
+        assert_eq!(again.expect_close(), Some(1000));
+    });
+    let heartbeat = WsConfig {
+        ping_interval: Some(100 * MS),
+        pong_timeout: 200 * MS,
+        ..quick()
+    };
+    let local = Local::start(&format!("ws://{addr}/"), heartbeat);
+    let link = local.link;
+    assert_eq!(local.next(), Seen::Open(link, None));
+    assert_eq!(local.next(), Seen::Close(link, 1006, String::new()));
+    assert_eq!(local.next(), Seen::Open(link, None));
+    assert_eq!(local.next(), Seen::Close(link, 1000, "bye".into()));
+    server.join();
+    assert_eq!(local.rest(), []);
 }
 
 // ---- Bad frames from the upstream (§7.1.7) -----------------------------------
