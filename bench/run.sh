@@ -201,6 +201,7 @@ fi
 server_cmd() {
   case "$1" in
     pushloop) echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS" ;;
+    "$THREADS_LABEL") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --threads 2" ;;
     "$BASE_LABEL") echo "$BASE_BIN --addr $2 $BASE_FLAGS" ;;
     "$UWS_LABEL") echo "$UWS_BIN --addr $2" ;;
     tokio-tungstenite) echo "$BIN/tungstenite-echo --addr $2" ;;
@@ -212,6 +213,7 @@ server_cmd() {
 available() {
   case "$1" in
     pushloop) [ -n "$PUSHLOOP" ] ;;
+    "$THREADS_LABEL") [ -n "$PUSHLOOP" ] && [[ $PUSHLOOP_HELP == *--threads* ]] ;;
     "$BASE_LABEL") [ -n "$BASE_BIN" ] ;;
     "$UWS_LABEL") [ -n "$UWS_BIN" ] ;;
     node*) [ "$NODE_OK" = 1 ] ;;
@@ -219,7 +221,12 @@ available() {
   esac
 }
 
-PUSHLOOPS=(pushloop)
+# pushloop with two loops (--threads 2), pinned like every server to core 0: both loops
+# share that core, so its CPU per message against `pushloop` is the cost of crossing
+# loops (the shared topics' lock, the inboxes, the wake-ups), not a speed-up.
+THREADS_LABEL="pushloop×2"
+PUSHLOOP_HELP=$([ -n "$PUSHLOOP" ] && timeout 5 "$PUSHLOOP" --help 2>&1 </dev/null || true)
+PUSHLOOPS=(pushloop "$THREADS_LABEL")
 if [ -n "$BASE_LABEL" ]; then PUSHLOOPS+=("$BASE_LABEL"); fi
 WS_PEERS=("${PUSHLOOPS[@]}" "$UWS_LABEL" tokio-tungstenite fastwebsockets "node ws")
 SSE_PEERS=("${PUSHLOOPS[@]}" "$UWS_LABEL" axum "node http")
@@ -337,6 +344,11 @@ if [ -s "$RESULTS" ]; then
     echo "an earlier response is pending (synchronous pipelining only), and peer-uws answers a publish after its fan-out."
   fi
   [ -n "$PUSHLOOP" ] && grep -q '"label":"pushloop"' "$RESULTS" || echo "pushloop was not measured (not built, or no /echo yet): ratios are '–'."
+  if grep -q '"loop_split"' "$RESULTS"; then
+    echo
+    echo "$THREADS_LABEL: connections per loop (from its /stats, all open; the probe's own connection counted):"
+    grep '"loop_split"' "$RESULTS" | sed 's/.*"scenario":"\([^"]*\)".*"loop_split":"\([^"]*\)".*/- \1: \2/; s/.*"loop_split":"\([^"]*\)".*"scenario":"\([^"]*\)".*/- \2: \1/' | sort | uniq
+  fi
 fi
 
 # ---- 6. Footprint -------------------------------------------------------------------

@@ -11,6 +11,13 @@
 //! and block until the loop has handled them; called from the loop's own
 //! thread they fail at once ([`HandleError::OnLoopThread`]) instead of
 //! waiting for themselves.
+//!
+//! With several loops ([`crate::server::Server::run_threads`]) every handle
+//! reaches all of them, even one cloned before they started: a command for
+//! one connection goes to the loop its [`ConnId`] names, a broadcast and a
+//! shutdown to every loop, a publish or a topic to the handle's own loop
+//! (the topics are shared, so any loop will do). A loop runs its commands
+//! after the events other loops published before the commands were sent.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

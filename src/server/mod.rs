@@ -21,7 +21,9 @@
 //! owns no buffer at all.
 //!
 //! Start one with [`Server::bind`], get [`Server::topic`]s and a [`Handle`] for
-//! other threads, then [`Server::run`] your [`crate::app::App`].
+//! other threads, then [`Server::run`] your [`crate::app::App`] — or
+//! [`Server::run_threads`] one loop per core, each with its own app, on the
+//! same port and the same topics.
 
 mod event_loop;
 pub mod reuseport;

@@ -340,6 +340,7 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
     let mut errors = 0u64;
     let mut all_open: Option<procfs::Sample> = None;
     let mut settled_at: Option<Instant> = None;
+    let mut split = None;
     let stop_reason = loop {
         while next < n && opening < args.connect_batch {
             match net.open(next, Kind::Ws, request.clone(), ws::mask_key(next)) {
@@ -352,6 +353,7 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
             let s = meter.sample();
             settled_at = Some(s.at + settle);
             all_open = Some(s);
+            split = loop_split(args.addr);
         }
         let now = Instant::now();
         if settled_at.is_some_and(|t| now >= t) {
@@ -390,6 +392,9 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
     };
     let rss_after = meter.server_rss_kib();
     let mut j = Json::new(if only_opens { "opens" } else { "hold" });
+    if let Some(split) = &split {
+        j.str("loop_split", split);
+    }
     j.int("conns", n as u64)
         .int("opened", open as u64)
         .int("failed", failed as u64)
@@ -459,6 +464,7 @@ fn fanout(args: &Args) -> Result<Json, String> {
     let (mut next, mut opening, mut open, mut failed) = (0usize, 0usize, 0usize, 0usize);
     let (mut errors, mut publish_errors, mut published, mut answered) = (0u64, 0u64, 0usize, 0usize);
     let mut publish_from: Option<Instant> = None;
+    let mut split = None;
     let mut start: Option<procfs::Sample> = None;
     let mut first_publish: Option<Instant> = None;
     let mut last_publish: Option<Instant> = None;
@@ -477,6 +483,7 @@ fn fanout(args: &Args) -> Result<Json, String> {
                 return Err("no subscriber connected".into());
             }
             publish_from = Some(now + settle);
+            split = loop_split(args.addr);
         }
         if let Some(t0) = publish_from {
             if paced {
@@ -594,6 +601,9 @@ fn fanout(args: &Args) -> Result<Json, String> {
     let end = meter.sample();
     let expected = (n * e) as u64;
     let mut j = Json::new("fanout");
+    if let Some(split) = &split {
+        j.str("loop_split", split);
+    }
     j.int("subscribers", n as u64)
         .int("subscribed", open as u64)
         .int("failed", failed as u64)
@@ -628,6 +638,25 @@ fn fanout(args: &Args) -> Result<Json, String> {
             .num("loadgen_cpu_s_per_mdeliv", iv.loadgen_cpu / millions(sink.received.max(1)));
     }
     Ok(j)
+}
+
+/// How a pushloop with several loops has spread its connections: the
+/// `"loops":[a,b,…]` of its `/stats` as `a/b/…` (the probe's own connection
+/// counted on its loop). `None` for a server without it. Asked once, while
+/// every connection of the scenario is open, on a connection of its own.
+fn loop_split(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET /stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let start = answer.find("\"loops\":[")? + "\"loops\":[".len();
+    let end = start + answer[start..].find(']')?;
+    let loops: Vec<&str> = answer[start..end].split(',').collect();
+    (loops.len() > 1).then(|| loops.join("/"))
 }
 
 /// `churn`: K slots, each looping open → upgrade → one message and its echo →
