@@ -323,6 +323,7 @@ impl EventLoop {
             self.core.flush_dirty();
             let fanout_left = self.core.flush_fanout(FANOUT_SLICE);
             self.reap(&mut app);
+            self.core.feeds.wake_others();
             self.core.share_stats();
             if let Some(deadline) = self.core.shutdown_deadline {
                 if self.core.conns.is_empty() || self.core.now >= deadline {

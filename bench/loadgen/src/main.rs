@@ -340,7 +340,7 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
     let mut errors = 0u64;
     let mut all_open: Option<procfs::Sample> = None;
     let mut settled_at: Option<Instant> = None;
-    let mut split = None;
+    let split;
     let stop_reason = loop {
         while next < n && opening < args.connect_batch {
             match net.open(next, Kind::Ws, request.clone(), ws::mask_key(next)) {
@@ -353,7 +353,6 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
             let s = meter.sample();
             settled_at = Some(s.at + settle);
             all_open = Some(s);
-            split = loop_split(args.addr);
         }
         let now = Instant::now();
         if settled_at.is_some_and(|t| now >= t) {
@@ -391,6 +390,8 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
         }
     };
     let rss_after = meter.server_rss_kib();
+    // After the RSS sample and the measured interval: the probe costs nothing measured.
+    split = loop_split(args.addr);
     let mut j = Json::new(if only_opens { "opens" } else { "hold" });
     if let Some(split) = &split {
         j.str("loop_split", split);
@@ -464,7 +465,7 @@ fn fanout(args: &Args) -> Result<Json, String> {
     let (mut next, mut opening, mut open, mut failed) = (0usize, 0usize, 0usize, 0usize);
     let (mut errors, mut publish_errors, mut published, mut answered) = (0u64, 0u64, 0usize, 0usize);
     let mut publish_from: Option<Instant> = None;
-    let mut split = None;
+    let split;
     let mut start: Option<procfs::Sample> = None;
     let mut first_publish: Option<Instant> = None;
     let mut last_publish: Option<Instant> = None;
@@ -483,7 +484,6 @@ fn fanout(args: &Args) -> Result<Json, String> {
                 return Err("no subscriber connected".into());
             }
             publish_from = Some(now + settle);
-            split = loop_split(args.addr);
         }
         if let Some(t0) = publish_from {
             if paced {
@@ -599,6 +599,8 @@ fn fanout(args: &Args) -> Result<Json, String> {
         }
     };
     let end = meter.sample();
+    // After the measured interval, with the subscribers still open.
+    split = loop_split(args.addr);
     let expected = (n * e) as u64;
     let mut j = Json::new("fanout");
     if let Some(split) = &split {
