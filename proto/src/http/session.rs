@@ -269,10 +269,14 @@ impl HttpSession {
         let request = parse_request(head, headers)?;
         let framing = request.body_framing(config.max_body_bytes)?;
         // RFC 9110 §7.8: `Upgrade` switches protocols right after this
-        // request; with a body, the switch point would depend on who honours
-        // the length (request smuggling into a WebSocket). Refused outright.
+        // request. The one switch this server makes is to WebSocket (the
+        // test of `ws::handshake::is_upgrade_request`); with a body, the
+        // switch point would depend on who honours the length (request
+        // smuggling into a WebSocket), so that is refused outright. Any other
+        // offer (`h2c`, `TLS/1.0`) is one §7.8 lets a server ignore: the
+        // request is served over HTTP/1.1, body and all.
         let has_body = !matches!(framing, BodyFraming::None | BodyFraming::Length(0));
-        if request.header("upgrade").is_some() && has_body {
+        if has_body && request.has_token("upgrade", "websocket") {
             return Err(HttpError::UpgradeWithBody);
         }
         let asked = asked_by(&request);
@@ -640,14 +644,35 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_with_a_body_is_refused() {
+    fn a_websocket_upgrade_with_a_body_is_refused() {
+        for head in [
+            &b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 5\r\n\r\nhello"[..],
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: h2c, WebSocket\r\nConnection: Upgrade\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let mut conn = Conn::new();
+            assert_eq!(
+                conn.feed(head, at(1)),
+                [Seen::Error(HttpError::UpgradeWithBody)]
+            );
+        }
+        assert_eq!(HttpError::UpgradeWithBody.status(), 400);
+    }
+
+    #[test]
+    fn an_upgrade_the_server_never_makes_is_ignored_and_the_request_served() {
+        // RFC 9110 §7.8: a server may ignore an Upgrade it will not honour;
+        // `curl --http2 -d x` offers h2c on a POST with a body.
         let mut conn = Conn::new();
-        let head = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 5\r\n\r\nhello";
+        let head = b"POST /publish HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello";
         assert_eq!(
             conn.feed(head, at(1)),
-            [Seen::Error(HttpError::UpgradeWithBody)]
+            [Seen::Request(
+                "POST".into(),
+                "/publish".into(),
+                b"hello".to_vec()
+            )]
         );
-        assert_eq!(HttpError::UpgradeWithBody.status(), 400);
+        assert!(conn.answer(at(1)), "and the connection stays HTTP/1.1");
     }
 
     #[test]
