@@ -76,6 +76,19 @@ pub struct Limits {
     /// `ping_interval + pong_timeout`, so a live WebSocket never hits it; an
     /// idle keep-alive HTTP connection does). Past it: the connection is closed
     /// (WebSocket: close `1001`).
+    ///
+    /// An HTTP connection whose answer is still being written is not idle
+    /// while its reader takes the bytes: each write that makes progress
+    /// gives it `idle_timeout` more, on a kept connection as before a close
+    /// ([`crate::engine::connection::Connection::on_write_progress`]). A
+    /// reader that takes nothing for `idle_timeout` is gone, and what is
+    /// still queued for it is dropped. The loop sees progress when the kernel
+    /// reports the socket writable again, after about a third of its send
+    /// buffer has drained (Linux grows it up to `tcp_wmem`'s 4 MiB), so a
+    /// reader slower than that third per `idle_timeout` (about 11 KB/s at the
+    /// default) is taken for a stalled one. Asking the kernel for its unsent
+    /// bytes (`SIOCOUTQ`) at the deadline would see slower progress too; it
+    /// is not done (it needs `unsafe`, and such a reader is rare).
     pub idle_timeout: Duration,
     /// How often the server pings an open WebSocket. Default 25 s, socket.io's
     /// `pingInterval`; browsers answer protocol pings on their own.

@@ -826,10 +826,9 @@ fn a_slow_reader_of_a_large_connection_close_answer_receives_every_byte() {
     );
 }
 
+/// The kept connection's idle deadline runs from the last write that made
+/// progress (`HttpSession::on_write_progress`), as a closing answer's does.
 #[test]
-#[ignore = "finding: a keep-alive answer is cut idle_timeout after it was queued: \
-            HttpSession::answer starts the idle deadline (Waiting { first: false }) and \
-            Core::http_timeout (engine/mod.rs) drops the connection with bytes still queued"]
 fn a_slow_reader_of_a_large_keep_alive_answer_receives_every_byte() {
     let _serial = serial();
     let started = start(slow_reader_config());
@@ -839,6 +838,55 @@ fn a_slow_reader_of_a_large_keep_alive_answer_receives_every_byte() {
         &format!("GET /big?bytes={bytes} HTTP/1.1\r\nHost: t\r\n\r\n"),
     );
     assert_eq!(body, bytes, "bytes received in {took:?}");
+}
+
+/// Connections of `transport` that ended for `reason` with `detail`, from
+/// the `closes` list of `/stats`.
+fn closes(json: &str, transport: &str, reason: &str, detail: &str) -> u64 {
+    let entry =
+        format!("{{\"transport\":\"{transport}\",\"reason\":\"{reason}\",\"detail\":\"{detail}\",\"count\":");
+    json.find(&entry).map_or(0, |at| {
+        let rest = &json[at + entry.len()..];
+        rest[..rest.find('}').expect("end of count")]
+            .parse()
+            .expect("a count")
+    })
+}
+
+#[test]
+fn a_reader_that_stops_taking_a_large_keep_alive_answer_is_let_go_after_idle_timeout() {
+    let _serial = serial();
+    let config = slow_reader_config();
+    let idle_timeout = config.limits.idle_timeout;
+    let started = start(config);
+    let addr = started.server.addr;
+    let mut stream = connect(addr);
+    small_receive_buffer(&stream, 128 * 1024);
+    let bytes = 16 << 20;
+    write!(stream, "GET /big?bytes={bytes} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let asked = Instant::now();
+    // Nothing is read: once the kernels' buffers are full, no write makes
+    // progress, and `idle_timeout` after the last one the reader is gone.
+    assert!(
+        eventually(Duration::from_secs(10), || closes(
+            &stats(addr),
+            "http",
+            "timeout",
+            "idle"
+        ) == 1),
+        "the stalled reader was never let go: {}",
+        stats(addr)
+    );
+    assert!(
+        asked.elapsed() >= idle_timeout,
+        "let go after {:?}, before idle_timeout ({idle_timeout:?})",
+        asked.elapsed()
+    );
+    let received = read_to_close(&mut stream).len();
+    assert!(
+        received < bytes,
+        "only what the kernels held arrives ({received} bytes)"
+    );
 }
 
 // ---- 5. A half-closed client still gets its answer ----------------------------------

@@ -298,27 +298,32 @@ impl Core {
         }
     }
 
-    /// After a write: moves a closing connection along (half-close and
-    /// linger, or close), or lets a paused connection read again once its
-    /// queue has drained below half its bound.
+    /// After a write: a write that made progress gives a reader that takes
+    /// what it is owed `idle_timeout` more; then a closing connection moves
+    /// along (half-close and linger, or close), or a paused connection reads
+    /// again once its queue has drained below half its bound.
     pub(crate) fn after_write(&mut self, token: Token, flushed: Flushed) {
         let now = self.now;
         let limits = self.config.limits;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        if flushed.written > 0 {
+            // A reader that still takes the bytes it is owed keeps its
+            // connection, kept-alive or closing; one that takes nothing for
+            // `idle_timeout` is gone.
+            conn.on_write_progress(now, limits.idle_timeout);
+            self.rearm(token);
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         match conn.kind {
-            Kind::Closing(Closing::Flushing { linger, patient }) => {
-                if !flushed.drained {
-                    // A reader that still takes the bytes it is owed keeps its
-                    // connection; one that takes nothing for `idle_timeout` is
-                    // gone. The close deadline proper starts once everything
-                    // is handed over.
-                    if patient && flushed.written > 0 {
-                        conn.deadline = Some(now + limits.idle_timeout);
-                        self.rearm(token);
-                    }
-                } else if linger && !conn.peer_fin {
+            // Still writing: the close deadline proper starts once everything
+            // is handed over.
+            Kind::Closing(Closing::Flushing { .. }) if !flushed.drained => {}
+            Kind::Closing(Closing::Flushing { linger, .. }) => {
+                if linger && !conn.peer_fin {
                     // Half-close, then read until the peer's FIN (see Closing).
                     match conn.stream.shutdown(Shutdown::Write) {
                         Ok(()) => {

@@ -32,7 +32,9 @@
 //! so pipelined requests wait in the kernel, not in memory. An
 //! [`HttpError`] is answered with its own response (`error.write_response`),
 //! then the connection closes. Ask [`HttpSession::poll_timeout`] when to call
-//! [`HttpSession::handle_timeout`].
+//! [`HttpSession::handle_timeout`], and report each write of an answer that
+//! makes progress ([`HttpSession::on_write_progress`]): a connection whose
+//! reader is still taking its answer is not idle.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -351,6 +353,19 @@ impl HttpSession {
         let framing = self.answer(now, closing || response_closes(response));
         response.write_framed(out, framing);
         framing.keep_alive
+    }
+
+    /// The peer took some of what it is owed at `now` (a write made
+    /// progress). A kept connection is not idle while its answers are still
+    /// being written to a reader that takes them: its idle deadline runs from
+    /// the last write that made progress, so a slow reader of a large answer
+    /// is never cut mid-answer (RFC 9112 §9.5 lets a server close a
+    /// connection that is idle, which this one is not). A request being read
+    /// keeps its own deadline.
+    pub fn on_write_progress(&mut self, now: Instant) {
+        if let Phase::Waiting { first: false } = self.phase {
+            self.since = now;
+        }
     }
 
     /// The connection stops carrying requests: it switched protocols (101)
@@ -772,6 +787,29 @@ mod tests {
         assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(122)));
         conn.feed(b"G", at(100));
         assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(110)));
+    }
+
+    #[test]
+    fn an_answer_still_being_written_moves_the_idle_deadline_but_not_a_heads() {
+        let mut conn = Conn::new();
+        conn.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", at(1));
+        conn.answer(at(2));
+        assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(122)));
+        // A slow reader took part of the answer at 100 s: not idle.
+        conn.session.on_write_progress(at(100));
+        assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(220)));
+        assert_eq!(
+            conn.session.handle_timeout(at(122), &CONFIG, &mut conn.out),
+            None
+        );
+        // A head that has started is bounded from its first byte, whatever is written.
+        conn.feed(b"G", at(150));
+        conn.session.on_write_progress(at(155));
+        assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(160)));
+        // So is the first request of a connection, from the accept.
+        let mut fresh = Conn::new();
+        fresh.session.on_write_progress(at(5));
+        assert_eq!(fresh.session.poll_timeout(&CONFIG), Some(at(10)));
     }
 
     #[test]
