@@ -85,8 +85,8 @@ pub struct Limits {
     /// still queued for it is dropped. The loop sees progress when the kernel
     /// reports the socket writable again, after about a third of its send
     /// buffer has drained (Linux grows it up to `tcp_wmem`'s 4 MiB), so a
-    /// reader slower than that third per `idle_timeout` (about 11 KB/s at the
-    /// default) is taken for a stalled one. Asking the kernel for its unsent
+    /// reader slower than that third per `idle_timeout` (with a 4 MiB buffer
+    /// and the default, about 11 KB/s) is taken for a stalled one. Asking the kernel for its unsent
     /// bytes (`SIOCOUTQ`) at the deadline would see slower progress too; it
     /// is not done (it needs `unsafe`, and such a reader is rare).
     pub idle_timeout: Duration,
