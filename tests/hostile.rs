@@ -905,10 +905,9 @@ fn a_half_closed_client_gets_the_answer_to_its_request() {
     assert!(read_to_close(&mut stream).is_empty(), "then the end");
 }
 
+/// RFC 9112 §9.3.2, §9.6: requests sent before the FIN are all answered, in
+/// order; the connection closes once its input is exhausted.
 #[test]
-#[ignore = "finding: after the peer's FIN, Core::answer frames the first answer \
-            with Connection: close (peer_fin) and the pipelined requests already \
-            received are dropped"]
 fn a_half_closed_client_gets_an_answer_to_every_pipelined_request() {
     let _serial = serial();
     let started = start(hostile_config());
@@ -978,6 +977,37 @@ fn a_long_poll_sent_with_its_fin_is_answered_at_once() {
     let response = read_response(&mut stream, &mut Vec::new());
     assert_eq!((response.status, response.text().as_str()), (200, "[]"));
     assert!(read_to_close(&mut stream).is_empty(), "then the end");
+}
+
+#[test]
+fn a_half_closed_client_gets_every_answer_though_a_long_poll_and_a_full_queue_paused_reading() {
+    let _serial = serial();
+    let started = start(long_hold_config());
+    let addr = started.server.addr;
+    let newest = published_id(addr, b"old news");
+    let mut stream = connect(addr);
+    // A long-poll (held: it pauses reading), then 40 pages (640 KiB of
+    // answers: reading pauses at the queue's bound too), then the FIN.
+    let mut requests = format!("GET /longpoll?after={newest} HTTP/1.1\r\nHost: t\r\n\r\n");
+    requests.push_str(&"GET /page HTTP/1.1\r\nHost: t\r\n\r\n".repeat(40));
+    stream.write_all(requests.as_bytes()).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut buffered = Vec::new();
+    let first = read_response(&mut stream, &mut buffered);
+    assert_eq!((first.status, first.text().as_str()), (200, "[]"));
+    for i in 0..40 {
+        let page = read_response(&mut stream, &mut buffered);
+        assert_eq!((page.status, page.body.len()), (200, 16 * 1024), "page {i}");
+    }
+    assert!(
+        buffered.is_empty() && read_to_close(&mut stream).is_empty(),
+        "then the end"
+    );
+    let json = stats(addr);
+    assert!(
+        stat(&json, None, "paused_reads") > 0,
+        "the queue paused reading: {json}"
+    );
 }
 
 #[test]

@@ -41,8 +41,10 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        // After its FIN a client sends no further request (RFC 9112 §9.6).
-        let closing = closing || conn.peer_fin || self.shutdown_deadline.is_some();
+        // A client's FIN does not close here: the requests it sent before
+        // it are answered too, and the loop closes once its input is
+        // exhausted (`EventLoop::peer_closed`).
+        let closing = closing || self.shutdown_deadline.is_some();
         let Kind::Http(http) = &mut conn.kind else {
             return;
         };
@@ -236,7 +238,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let closing = conn.peer_fin || self.shutdown_deadline.is_some();
+        let closing = self.shutdown_deadline.is_some();
         let Kind::Http(http) = &mut conn.kind else {
             return;
         };

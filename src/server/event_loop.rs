@@ -352,18 +352,23 @@ impl EventLoop {
         };
         conn.peer_fin = true;
         match &mut conn.kind {
-            // RFC 9112 §9.6: a client may half-close after its request; what
-            // we owe it (a held answer included) still goes out, then close.
-            // A held long-poll is answered at once with what there is: a FIN
-            // is how most clients leave, and holding their sockets until the
-            // poll's timeout would let clients that come and go pile them up.
+            // RFC 9112 §9.6: a client may half-close after its requests; what
+            // we owe it still goes out, then close. A held long-poll is
+            // answered at once with what there is: a FIN is how most clients
+            // leave, and holding their sockets until the poll's timeout would
+            // let clients that come and go pile them up.
             Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }) => {
                 self.core.answer_long_poll(token);
             }
-            Kind::Http(http) if http.session.is_responding() || !conn.outbox.is_empty() => {
-                if !http.session.is_responding() {
-                    self.core.close_after_answer(token, false);
-                }
+            // Every request received before the FIN is answered, in order
+            // (RFC 9112 §9.3.2). A connection that stopped reading them (its
+            // queue is full, or an answer is being waited for) goes on when
+            // it may, reads the FIN again, and comes back here.
+            Kind::Http(http) if conn.paused || http.session.is_responding() => {}
+            // The input is exhausted (what is left of it cannot become a
+            // request): the answers go out, then close, without lingering.
+            Kind::Http(_) if !conn.outbox.is_empty() => {
+                self.core.close_after_answer(token, false);
             }
             // Still writing our last bytes: the close follows them.
             Kind::Closing(Closing::Flushing { .. }) => {}
