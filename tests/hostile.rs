@@ -956,12 +956,9 @@ fn a_held_long_poll_is_answered_at_once_when_its_client_half_closes() {
     assert_eq!(stat(&stats(addr), Some("longpoll"), "connections"), 0);
 }
 
+/// The FIN comes with the request, so it is seen before the request pauses
+/// the connection (`EventLoop::read` acts on it for a paused one).
 #[test]
-#[ignore = "finding: a FIN that arrives with the request is lost once the request \
-            pauses the connection (a held long-poll): run() sets peer_fin, read() \
-            processes the request, start_long_poll sets paused, and the next read() \
-            returns early for a paused connection, so peer_closed never runs and the \
-            poll is held until long_poll_timeout"]
 fn a_long_poll_sent_with_its_fin_is_answered_at_once() {
     let _serial = serial();
     let started = start(long_hold_config());

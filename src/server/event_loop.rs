@@ -300,6 +300,12 @@ impl EventLoop {
             return;
         };
         if conn.paused {
+            // A FIN that came with the very request that paused the
+            // connection (a long-poll, held since) was seen before the
+            // request was handled, and no later edge announces it again.
+            if conn.peer_fin && conn.is_held_long_poll() {
+                self.peer_closed(token);
+            }
             return;
         }
         let kept = conn.leftover.len();
