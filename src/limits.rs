@@ -51,11 +51,27 @@ pub struct Limits {
     /// than this when a new message is queued is a slow reader and gets the
     /// [`crate::limits::Limits::slow_reader`] policy. A single message larger
     /// than the limit is still accepted into an empty queue. Past the limit
-    /// the server also stops *reading* the connection until its queue drains
-    /// below half of it, so a peer that floods requests or pings without
+    /// the server also stops *reading* a WebSocket until its queue drains
+    /// below half of it, so a peer that floods pings or messages without
     /// reading the answers is paced by its own TCP window (see
-    /// [`crate::engine::outbox`] and the README's memory bound). Default 1 MiB.
+    /// [`crate::engine::outbox`] and the memory bound in this module's doc).
+    /// An HTTP connection's input pauses at
+    /// [`Limits::max_queued_answer_bytes`] instead. Default 1 MiB.
     pub max_queued_bytes: usize,
+    /// Bytes of HTTP answers queued for one connection past which the server
+    /// stops reading its further (pipelined) requests, until the queue drains
+    /// below half of it; the answer that crosses it is queued whole. It is
+    /// apart from [`Limits::max_queued_bytes`], which a server with large
+    /// WebSocket messages raises (the demo: 17 MiB) and which would then let
+    /// every HTTP connection that pipelines without reading hold that much.
+    /// Default 64 KiB: whenever anything is queued here the kernel's send
+    /// buffer is full already (Linux grows it up to `tcp_wmem`'s 4 MiB), so
+    /// reading again at 32 KiB never lets a reading client's pipe run dry;
+    /// and it is the term [`Limits::max_connections`] multiplies in the
+    /// memory bound (10 000 × 64 KiB = 625 MiB, against 9.8 GiB at 1 MiB).
+    /// Past it: nothing the client sees; its requests wait in the kernel, and
+    /// its TCP window paces it.
+    pub max_queued_answer_bytes: usize,
     /// What happens to a slow reader (see [`SlowReader`]). Default: close it.
     pub slow_reader: SlowReader,
     /// Open connections (all transports). Default 10 000; past it new sockets
@@ -148,6 +164,7 @@ impl Default for Limits {
             max_message_bytes: 1 << 20,
             max_fragments: 1 << 17,
             max_queued_bytes: 1 << 20,
+            max_queued_answer_bytes: 64 * 1024,
             slow_reader: SlowReader::Close,
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),

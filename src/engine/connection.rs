@@ -23,6 +23,7 @@ pub use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
 use crate::http::HttpSession;
 use crate::ids::TopicId;
+use crate::limits::Limits;
 use crate::time::Instant;
 use crate::ws::frame::MessageDecoder;
 use crate::ws::session::Session;
@@ -206,6 +207,17 @@ impl Connection {
     /// True once the connection is only writing its last bytes.
     pub fn is_closing(&self) -> bool {
         matches!(self.kind, Kind::Closing(_))
+    }
+
+    /// Queued bytes past which this connection's input is not read (until
+    /// the queue drains below half of it): HTTP answers have their own,
+    /// small bound ([`Limits::max_queued_answer_bytes`]); a WebSocket's
+    /// pongs and echoes the queue's ([`Limits::max_queued_bytes`]).
+    pub fn input_pause_bytes(&self, limits: &Limits) -> usize {
+        match self.kind {
+            Kind::Http(_) => limits.max_queued_answer_bytes,
+            Kind::WebSocket(_) | Kind::EventStream | Kind::Closing(_) => limits.max_queued_bytes,
+        }
     }
 
     /// A write made progress at `now`. A reader that takes the bytes it is

@@ -340,7 +340,7 @@ impl Core {
                 }
             }
             _ if conn.paused
-                && conn.outbox.len() <= limits.max_queued_bytes / 2
+                && conn.outbox.len() <= conn.input_pause_bytes(&limits) / 2
                 && !matches!(&conn.kind, Kind::Http(http) if http.session.is_responding()) =>
             {
                 // Drained enough: read (and process what was left) again.

@@ -12,8 +12,10 @@
 //! loop's read buffer); if the read filled it, the connection is listed as
 //! *ready* and read again next turn, after every other socket had its turn,
 //! the answers were written, signals and `Handle` commands were served and
-//! timers ran. A connection whose queue is past `max_queued_bytes`, or whose
-//! request is being answered later, is not read at all until that changes.
+//! timers ran. A connection whose queue is past its bound
+//! (`max_queued_answer_bytes` for HTTP, `max_queued_bytes` for a WebSocket),
+//! or whose request is being answered later, is not read at all until that
+//! changes.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
