@@ -13,6 +13,8 @@
 //!   line, writes (unit-tested against a fake writer);
 //! - [`streams`]: what a feed does on a connection — event streams, polls,
 //!   long-polls, subscriptions, publishing, replay and catch-up;
+//! - `poll_answers`: poll answers shared by every poll that asks the same
+//!   thing, until the next publish;
 //! - [`timers`]: the deadline heap and user timers;
 //! - [`connection`]: one connection's state; [`slab`]: their tokens;
 //! - [`handle`]: commands from other threads; [`trace`]: `--trace`;
@@ -24,6 +26,7 @@ pub mod connection;
 pub mod handle;
 pub(crate) mod last_write;
 pub mod outbox;
+pub(crate) mod poll_answers;
 pub mod slab;
 pub mod stats;
 pub mod streams;
@@ -41,6 +44,7 @@ use crate::engine::config::Config;
 use crate::engine::connection::{Closing, Connection, Kind, Waiting};
 use crate::engine::handle::Handle;
 use crate::engine::outbox::{FanoutLine, Flushed, Kind as Chunk, Spare};
+use crate::engine::poll_answers::PollAnswers;
 use crate::engine::slab::Slab;
 use crate::engine::stats::Stats;
 use crate::engine::stats::{Ending, TimeoutKind};
@@ -82,6 +86,9 @@ pub struct Core {
     pub(crate) spare: Spare,
     /// Reused by `publish` and `broadcast` for the recipients of one message.
     pub(crate) recipients: Vec<Token>,
+    /// Poll answers of the current history, shared by the polls that ask
+    /// the same (forgotten at each publish).
+    pub(crate) poll_answers: PollAnswers,
     /// Followers catching up on history: the id after which their replay
     /// goes on once their queue drains (see [`streams`]).
     pub(crate) catching_up: HashMap<Token, u64>,
@@ -125,6 +132,7 @@ impl Core {
             ready: VecDeque::new(),
             spare: Spare::default(),
             recipients: Vec::new(),
+            poll_answers: PollAnswers::default(),
             catching_up: HashMap::new(),
             dead: Vec::new(),
             data: HashMap::new(),

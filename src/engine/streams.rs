@@ -22,9 +22,6 @@ use crate::http::{write_answer, Framing, Response};
 use crate::ids::TopicId;
 use crate::sse;
 
-/// A long-poll answer shared by the waiters that asked the same thing.
-type SharedAnswer = ((Vec<TopicId>, u64, Framing), Arc<[u8]>, u64);
-
 impl Core {
     // ---- Answering HTTP requests -------------------------------------------------
 
@@ -153,7 +150,7 @@ impl Core {
     /// Answers a short poll at once.
     pub(crate) fn answer_poll(&mut self, token: Token, topics: &[TopicId], after: u64) {
         self.stats.poll.requests += 1;
-        self.answer_poll_now(token, topics, after, &mut Vec::new(), Transport::Poll);
+        self.answer_poll_now(token, topics, after, Transport::Poll);
     }
 
     /// Holds a long-poll until an event newer than `after` on `topics`, or
@@ -161,13 +158,7 @@ impl Core {
     pub(crate) fn start_long_poll(&mut self, token: Token, topics: Vec<TopicId>, after: u64) {
         if self.feeds.has_news(&topics, after) || self.shutdown_deadline.is_some() {
             self.stats.long_poll.requests += 1;
-            return self.answer_poll_now(
-                token,
-                &topics,
-                after,
-                &mut Vec::new(),
-                Transport::LongPoll,
-            );
+            return self.answer_poll_now(token, &topics, after, Transport::LongPoll);
         }
         let hold_until = self.now + self.config.limits.long_poll_timeout;
         let Some(conn) = self.conns.get_mut(token) else {
@@ -197,7 +188,7 @@ impl Core {
         else {
             return;
         };
-        self.answer_poll_now(token, &topics, after, &mut Vec::new(), Transport::LongPoll);
+        self.answer_poll_now(token, &topics, after, Transport::LongPoll);
     }
 
     /// Answers a held long-poll with `body` (a JSON array) instead of events:
@@ -223,17 +214,10 @@ impl Core {
     }
 
     /// Answers a poll with the events after `after` on `topics` now, sharing
-    /// the bytes with earlier answers in `answers` that were asked the same
-    /// (most waiters of a long-poll hold the same cursor: the previous newest
-    /// id). Counted under `bucket`.
-    fn answer_poll_now(
-        &mut self,
-        token: Token,
-        topics: &[TopicId],
-        after: u64,
-        answers: &mut Vec<SharedAnswer>,
-        bucket: Transport,
-    ) {
+    /// the bytes with earlier answers to the same question since the last
+    /// publish (most pollers hold the same cursor: the previous newest id;
+    /// see `engine::poll_answers`). Counted under `bucket`.
+    fn answer_poll_now(&mut self, token: Token, topics: &[TopicId], after: u64, bucket: Transport) {
         let now = self.now;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
@@ -252,13 +236,13 @@ impl Core {
             self.stats.move_to(&mut conn.transport, Transport::Http);
         }
         self.feeds.stop_waiting(token);
-        let key = (topics.to_vec(), after, framing);
-        let (bytes, events) = match answers.iter().find(|(k, _, _)| *k == key) {
-            Some((_, bytes, events)) => (Arc::clone(bytes), *events),
+        let (bytes, events) = match self.poll_answers.get(topics, after, framing) {
+            Some(kept) => kept,
             None => {
                 let (bytes, events) = self.poll_answer_bytes(topics, after, framing);
                 let bytes: Arc<[u8]> = bytes.into();
-                answers.push((key, Arc::clone(&bytes), events));
+                self.poll_answers
+                    .keep(topics, after, framing, &bytes, events);
                 (bytes, events)
             }
         };
@@ -438,6 +422,8 @@ impl Core {
         except: Option<Token>,
     ) -> Result<u64, PublishError> {
         let entry = self.feeds.publish(topic, event, payload)?;
+        // History changed: so did every poll's answer.
+        self.poll_answers.clear();
         self.stats.events_published += 1;
         let mut recipients = std::mem::take(&mut self.recipients);
         self.feeds.followers(topic, &mut recipients);
@@ -454,7 +440,6 @@ impl Core {
         }
         recipients.clear();
         self.recipients = recipients;
-        let mut answers = Vec::new();
         for token in self.feeds.take_waiters(topic) {
             let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
                 continue;
@@ -464,7 +449,7 @@ impl Core {
             else {
                 continue;
             };
-            self.answer_poll_now(token, &topics, after, &mut answers, Transport::LongPoll);
+            self.answer_poll_now(token, &topics, after, Transport::LongPoll);
         }
         Ok(entry.id)
     }
@@ -478,6 +463,8 @@ impl Core {
         };
         let data = format!("{{\"topic\":\"{name}\"}}");
         let _ = self.publish(topic, Some("removed"), Payload::Json(&data), None);
-        self.feeds.remove(topic).is_some()
+        let removed = self.feeds.remove(topic).is_some();
+        self.poll_answers.clear();
+        removed
     }
 }
