@@ -62,11 +62,18 @@ impl Core {
             self.end(token, Ending::Answered);
         }
         if framing.keep_alive {
-            // Requests pipelined behind this one are handled next.
+            // Requests pipelined behind this one are handled next — once the
+            // queue is below its bound, so it never holds more than the bound
+            // and one answer (else `after_write` lets them go on as it drains).
+            let full = self.output_full(token);
             if let Some(conn) = self.conns.get_mut(token) {
-                conn.paused = false;
+                conn.paused = full;
             }
-            self.make_ready(token);
+            if full {
+                self.stats.paused_reads += 1;
+            } else {
+                self.make_ready(token);
+            }
             self.rearm(token);
         } else {
             self.close_after_answer(token, true);
