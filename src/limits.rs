@@ -4,6 +4,38 @@
 //! The protocol layers below the event loop take the numbers they need as plain
 //! arguments (they never see this struct); the server hands them out from here.
 //! Each limit has a test that crosses it (see the module that enforces it).
+//!
+//! # The memory bound
+//!
+//! Together these limits bound what a server holds, whatever its peers do:
+//!
+//! ```text
+//! memory ≤ max_connections × per_connection  +  topics × history.max_bytes  +  loop
+//!
+//! per_connection = ~0.5 KiB                       the connection's state
+//!   + read_buffer_bytes                           input read but not handled yet
+//!   + max(max_head_bytes + max_body_bytes,        a request being read,
+//!         max_message_bytes)                      or a WebSocket message
+//!   + max(max_queued_answer_bytes + one answer,   HTTP: input pauses past the first
+//!         max_queued_bytes + one message)         WebSocket, SSE: the slow-reader policy
+//!
+//! loop = read_buffer_bytes + 16 × 128 KiB of spare buffers + 8 poll answers
+//! ```
+//!
+//! *One answer* is a poll's (at most the polled topics' history) or the
+//! app's own response, as large as the app makes it. *One message* is a feed
+//! event (at most [`crate::feeds::HistoryLimits::max_event_bytes`]) or a
+//! message the app sends (an echo: `max_message_bytes`). Bytes shared by
+//! many queues — an event, a broadcast, a poll answer several polls asked
+//! for — count once per queue here and are held once, so the bound is loose
+//! where sharing is the rule. `topics` is at most [`Limits::max_topics`].
+//!
+//! With every default, a connection may hold about 6 MiB in the worst case
+//! (a 1 MiB body being read while a 4 MiB event waits behind a full 1 MiB
+//! queue); size `max_connections`, `max_body_bytes` and `max_event_bytes`
+//! for the machine. A client that only pipelines requests without reading
+//! the answers holds far less: `read_buffer_bytes + max_queued_answer_bytes
+//! + one answer`, about 192 KiB for 64 KiB answers.
 
 use std::time::Duration;
 
