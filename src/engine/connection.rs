@@ -14,6 +14,8 @@
 //! ([`crate::http::HttpSession`], [`crate::ws::session::Session`]); this
 //! struct only holds them next to the socket and the outbox.
 
+use std::time::Duration;
+
 use mio::net::TcpStream;
 
 use crate::engine::outbox::Outbox;
@@ -21,6 +23,7 @@ pub use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
 use crate::http::HttpSession;
 use crate::ids::TopicId;
+use crate::limits::Limits;
 use crate::time::Instant;
 use crate::ws::frame::MessageDecoder;
 use crate::ws::session::Session;
@@ -89,8 +92,10 @@ pub enum Closing {
         linger: bool,
         /// The peer is owed these bytes (an answer): every write that makes
         /// progress extends the deadline by `idle_timeout`, so a slow reader
-        /// gets all of it. Otherwise (a failed or finished WebSocket, a slow
-        /// reader being let go) the deadline is `close_timeout`, fixed.
+        /// gets all of it — the rule of an answer on a kept connection too
+        /// ([`Connection::on_write_progress`]). Otherwise (a failed or
+        /// finished WebSocket, a slow reader being let go) the deadline is
+        /// `close_timeout`, fixed.
         patient: bool,
     },
     /// Our side is shut (FIN sent); reading and discarding until the peer's
@@ -202,6 +207,33 @@ impl Connection {
     /// True once the connection is only writing its last bytes.
     pub fn is_closing(&self) -> bool {
         matches!(self.kind, Kind::Closing(_))
+    }
+
+    /// Queued bytes past which this connection's input is not read (until
+    /// the queue drains below half of it): HTTP answers have their own,
+    /// small bound ([`Limits::max_queued_answer_bytes`]); a WebSocket's
+    /// pongs and echoes the queue's ([`Limits::max_queued_bytes`]).
+    pub fn input_pause_bytes(&self, limits: &Limits) -> usize {
+        match self.kind {
+            Kind::Http(_) => limits.max_queued_answer_bytes,
+            Kind::WebSocket(_) | Kind::EventStream | Kind::Closing(_) => limits.max_queued_bytes,
+        }
+    }
+
+    /// A write made progress at `now`. A reader that takes the bytes it is
+    /// owed is not idle, whether the answer goes out on a kept connection or
+    /// before a close: the kept HTTP connection's idle deadline
+    /// ([`HttpSession::on_write_progress`]) and a patient close's deadline
+    /// ([`Closing::Flushing`]) both run `idle_timeout` from the last write
+    /// that made progress. One that takes nothing for that long is gone.
+    pub fn on_write_progress(&mut self, now: Instant, idle_timeout: Duration) {
+        match &mut self.kind {
+            Kind::Http(http) => http.session.on_write_progress(now),
+            Kind::Closing(Closing::Flushing { patient: true, .. }) => {
+                self.deadline = Some(now + idle_timeout);
+            }
+            Kind::WebSocket(_) | Kind::EventStream | Kind::Closing(_) => {}
+        }
     }
 
     /// The socket closes as soon as its queue is written (no lingering), so

@@ -13,6 +13,8 @@
 //!   line, writes (unit-tested against a fake writer);
 //! - [`streams`]: what a feed does on a connection — event streams, polls,
 //!   long-polls, subscriptions, publishing, replay and catch-up;
+//! - `poll_answers`: poll answers shared by every poll that asks the same
+//!   thing, until the next publish;
 //! - [`timers`]: the deadline heap and user timers;
 //! - [`connection`]: one connection's state; [`slab`]: their tokens;
 //! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
@@ -26,6 +28,7 @@ pub mod handle;
 pub mod lab;
 pub(crate) mod last_write;
 pub mod outbox;
+pub(crate) mod poll_answers;
 pub mod slab;
 pub mod stats;
 pub mod streams;
@@ -43,6 +46,7 @@ use crate::engine::config::Config;
 use crate::engine::connection::{Closing, Connection, Kind, Waiting};
 use crate::engine::handle::Handle;
 use crate::engine::outbox::{FanoutLine, Flushed, Kind as Chunk, Spare};
+use crate::engine::poll_answers::PollAnswers;
 use crate::engine::slab::Slab;
 use crate::engine::stats::Stats;
 use crate::engine::stats::{Ending, TimeoutKind};
@@ -88,6 +92,9 @@ pub struct Core {
     pub(crate) spare: Spare,
     /// Reused by `publish` and `broadcast` for the recipients of one message.
     pub(crate) recipients: Vec<Token>,
+    /// Poll answers of the current history, shared by the polls that ask
+    /// the same (forgotten at each publish).
+    pub(crate) poll_answers: PollAnswers,
     /// Followers catching up on history: the id after which their replay
     /// goes on once their queue drains (see [`streams`]).
     pub(crate) catching_up: HashMap<Token, u64>,
@@ -142,6 +149,7 @@ impl Core {
             ready: VecDeque::new(),
             spare: Spare::default(),
             recipients: Vec::new(),
+            poll_answers: PollAnswers::default(),
             catching_up: HashMap::new(),
             dead: Vec::new(),
             data: HashMap::new(),
@@ -357,27 +365,32 @@ impl Core {
         }
     }
 
-    /// After a write: moves a closing connection along (half-close and
-    /// linger, or close), or lets a paused connection read again once its
-    /// queue has drained below half its bound.
+    /// After a write: a write that made progress gives a reader that takes
+    /// what it is owed `idle_timeout` more; then a closing connection moves
+    /// along (half-close and linger, or close), or a paused connection reads
+    /// again once its queue has drained below half its bound.
     pub(crate) fn after_write(&mut self, token: Token, flushed: Flushed) {
         let now = self.now;
         let limits = self.config.limits;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        if flushed.written > 0 {
+            // A reader that still takes the bytes it is owed keeps its
+            // connection, kept-alive or closing; one that takes nothing for
+            // `idle_timeout` is gone.
+            conn.on_write_progress(now, limits.idle_timeout);
+            self.rearm(token);
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         match conn.kind {
-            Kind::Closing(Closing::Flushing { linger, patient }) => {
-                if !flushed.drained {
-                    // A reader that still takes the bytes it is owed keeps its
-                    // connection; one that takes nothing for `idle_timeout` is
-                    // gone. The close deadline proper starts once everything
-                    // is handed over.
-                    if patient && flushed.written > 0 {
-                        conn.deadline = Some(now + limits.idle_timeout);
-                        self.rearm(token);
-                    }
-                } else if linger && !conn.peer_fin {
+            // Still writing: the close deadline proper starts once everything
+            // is handed over.
+            Kind::Closing(Closing::Flushing { .. }) if !flushed.drained => {}
+            Kind::Closing(Closing::Flushing { linger, .. }) => {
+                if linger && !conn.peer_fin {
                     // Half-close, then read until the peer's FIN (see Closing).
                     match conn.stream.shutdown(Shutdown::Write) {
                         Ok(()) => {
@@ -394,7 +407,7 @@ impl Core {
                 }
             }
             _ if conn.paused
-                && conn.outbox.len() <= limits.max_queued_bytes / 2
+                && conn.outbox.len() <= conn.input_pause_bytes(&limits) / 2
                 && !matches!(&conn.kind, Kind::Http(http) if http.session.is_responding()) =>
             {
                 // Drained enough: read (and process what was left) again.

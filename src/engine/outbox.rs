@@ -21,8 +21,11 @@
 //! input — and instead, once a queue is past its bound, the loop stops
 //! *reading* that connection until it drains below half the bound. A peer
 //! that floods requests or pings without reading the answers is paced by its
-//! own TCP window, and its queue stays under `max_queued_bytes` plus what one
-//! read of input can produce.
+//! own TCP window, and its queue stays under the bound plus one answer. The
+//! bound is `max_queued_answer_bytes` for an HTTP connection (small: it is
+//! only how far a pipelining client may run ahead of its reading) and
+//! `max_queued_bytes` for a WebSocket
+//! ([`input_pause_bytes`](crate::engine::connection::Connection::input_pause_bytes)).
 //!
 //! **The fan-out line.** Bytes for one connection (an answer, an echo, a
 //! pong) are written at the end of the turn ([`Core::flush_dirty`]). Shared
@@ -638,11 +641,12 @@ impl Core {
         }
     }
 
-    /// Whether the connection's queue is past its bound: its input must wait.
+    /// Whether the connection's queue is past the bound at which its input
+    /// waits ([`input_pause_bytes`](crate::engine::connection::Connection::input_pause_bytes)).
     pub(crate) fn output_full(&self, token: Token) -> bool {
         self.conns
             .get(token)
-            .is_some_and(|conn| conn.outbox.len() >= self.config.limits.max_queued_bytes)
+            .is_some_and(|conn| conn.outbox.len() >= conn.input_pause_bytes(&self.config.limits))
     }
 
     /// Bytes queued for a connection.

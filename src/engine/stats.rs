@@ -182,8 +182,9 @@ pub struct Stats {
     pub refused_connections: u64,
     /// Callbacks that panicked (their connection was closed).
     pub panics: u64,
-    /// Times a connection's input was paused because its queue was past
-    /// `max_queued_bytes` (it is read again once the queue drains).
+    /// Times a connection's input was paused because its queue was past its
+    /// bound, `max_queued_answer_bytes` for HTTP and `max_queued_bytes` for
+    /// a WebSocket (it is read again once the queue drains).
     pub paused_reads: u64,
     /// WebSocket opening handshakes refused (RFC 6455 §4.2.1 checks, Origin).
     pub handshake_failures: u64,

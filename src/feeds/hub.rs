@@ -307,8 +307,16 @@ mod tests {
     fn the_same_bytes_reach_every_loop() {
         let (hub, room, _poll) = hub(2, ROOMY);
         let (mut mine, mut theirs) = (VecDeque::new(), VecDeque::new());
-        hub.publish(0, room, None, Payload::Text("x"), None, &mut mine, &mut Vec::new())
-            .expect("published");
+        hub.publish(
+            0,
+            room,
+            None,
+            Payload::Text("x"),
+            None,
+            &mut mine,
+            &mut Vec::new(),
+        )
+        .expect("published");
         hub.drain(1, &mut theirs, |_| ());
         let (Some(Arrival::Event { entry: a, .. }), Some(Arrival::Event { entry: b, .. })) =
             (mine.front(), theirs.front())
@@ -334,6 +342,7 @@ mod tests {
                 Payload::Text(&i.to_string()),
                 None,
                 &mut mine,
+                &mut Vec::new(),
             )
             .expect("published");
         }
@@ -342,8 +351,16 @@ mod tests {
         assert_eq!(ids(&theirs), [100, 101]);
         assert_eq!(missed, Some(101), "missed everything after 101");
         // Drained: it queues again, and the miss is reported once.
-        hub.publish(0, room, None, Payload::Text("5"), None, &mut mine, &mut Vec::new())
-            .expect("published");
+        hub.publish(
+            0,
+            room,
+            None,
+            Payload::Text("5"),
+            None,
+            &mut mine,
+            &mut Vec::new(),
+        )
+        .expect("published");
         theirs.clear();
         assert_eq!(hub.drain(1, &mut theirs, |_| ()).1, None);
         assert_eq!(ids(&theirs), [105]);
@@ -364,10 +381,19 @@ mod tests {
             Payload::Text(&"x".repeat(100)),
             None,
             &mut mine,
+            &mut Vec::new(),
         )
         .expect("published");
-        hub.publish(0, room, None, Payload::Text("y"), None, &mut mine, &mut Vec::new())
-            .expect("published");
+        hub.publish(
+            0,
+            room,
+            None,
+            Payload::Text("y"),
+            None,
+            &mut mine,
+            &mut Vec::new(),
+        )
+        .expect("published");
         let mut theirs = VecDeque::new();
         assert_eq!(hub.drain(1, &mut theirs, |_| ()).1, Some(100));
         assert_eq!(ids(&theirs), [100]);
@@ -377,10 +403,24 @@ mod tests {
     fn a_removal_reaches_every_loop_after_the_events_before_it() {
         let (hub, room, _poll) = hub(2, ROOMY);
         let mut mine = VecDeque::new();
-        hub.publish(0, room, None, Payload::Text("last"), None, &mut mine, &mut Vec::new())
-            .expect("published");
-        assert_eq!(hub.remove(0, room, &mut mine, &mut Vec::new()), (true, None));
-        assert_eq!(hub.remove(0, room, &mut mine, &mut Vec::new()), (false, None));
+        hub.publish(
+            0,
+            room,
+            None,
+            Payload::Text("last"),
+            None,
+            &mut mine,
+            &mut Vec::new(),
+        )
+        .expect("published");
+        assert_eq!(
+            hub.remove(0, room, &mut mine, &mut Vec::new()),
+            (true, None)
+        );
+        assert_eq!(
+            hub.remove(0, room, &mut mine, &mut Vec::new()),
+            (false, None)
+        );
         let mut theirs = VecDeque::new();
         hub.drain(1, &mut theirs, |_| ());
         assert!(matches!(theirs.pop_front(), Some(Arrival::Event { .. })));

@@ -12,8 +12,10 @@
 //! loop's read buffer); if the read filled it, the connection is listed as
 //! *ready* and read again next turn, after every other socket had its turn,
 //! the answers were written, signals and `Handle` commands were served and
-//! timers ran. A connection whose queue is past `max_queued_bytes`, or whose
-//! request is being answered later, is not read at all until that changes.
+//! timers ran. A connection whose queue is past its bound
+//! (`max_queued_answer_bytes` for HTTP, `max_queued_bytes` for a WebSocket),
+//! or whose request is being answered later, is not read at all until that
+//! changes.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
@@ -506,6 +508,12 @@ impl EventLoop {
             return;
         };
         if conn.paused {
+            // A FIN that came with the very request that paused the
+            // connection (a long-poll, held since) was seen before the
+            // request was handled, and no later edge announces it again.
+            if conn.peer_fin && conn.is_held_long_poll() {
+                self.peer_closed(token);
+            }
             return;
         }
         let kept = conn.leftover.len();
@@ -558,18 +566,23 @@ impl EventLoop {
         };
         conn.peer_fin = true;
         match &mut conn.kind {
-            // RFC 9112 §9.6: a client may half-close after its request; what
-            // we owe it (a held answer included) still goes out, then close.
-            // A held long-poll is answered at once with what there is: a FIN
-            // is how most clients leave, and holding their sockets until the
-            // poll's timeout would let clients that come and go pile them up.
+            // RFC 9112 §9.6: a client may half-close after its requests; what
+            // we owe it still goes out, then close. A held long-poll is
+            // answered at once with what there is: a FIN is how most clients
+            // leave, and holding their sockets until the poll's timeout would
+            // let clients that come and go pile them up.
             Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }) => {
                 self.core.answer_long_poll(token);
             }
-            Kind::Http(http) if http.session.is_responding() || !conn.outbox.is_empty() => {
-                if !http.session.is_responding() {
-                    self.core.close_after_answer(token, false);
-                }
+            // Every request received before the FIN is answered, in order
+            // (RFC 9112 §9.3.2). A connection that stopped reading them (its
+            // queue is full, or an answer is being waited for) goes on when
+            // it may, reads the FIN again, and comes back here.
+            Kind::Http(http) if conn.paused || http.session.is_responding() => {}
+            // The input is exhausted (what is left of it cannot become a
+            // request): the answers go out, then close, without lingering.
+            Kind::Http(_) if !conn.outbox.is_empty() => {
+                self.core.close_after_answer(token, false);
             }
             // Still writing our last bytes: the close follows them.
             Kind::Closing(Closing::Flushing { .. }) => {}

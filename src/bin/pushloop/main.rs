@@ -444,6 +444,9 @@ fn main() -> ExitCode {
     let mut config = Config::default();
     config.limits.max_message_bytes = options.max_message_bytes;
     config.limits.max_frame_bytes = options.max_message_bytes;
+    // An echo of a 16 MiB message queued behind the previous one is no slow
+    // reader (Autobahn sends them back to back). HTTP input keeps pausing at
+    // the default `max_queued_answer_bytes` (64 KiB), whatever this is.
     config.limits.max_queued_bytes = options.max_message_bytes + (1 << 20);
     if let Some(max) = options.max_connections {
         config.limits.max_connections = max;
