@@ -254,6 +254,7 @@ SCENARIOS=(
   "opens: ${HOLD[1]} WebSocket opens, 256 at a time|opens --timeout 120 --conns ${HOLD[1]}|ws"
   "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, back to back|fanout --timeout 120 --window 1 ${FANOUT[*]}|sse"
   "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, 16 pipelined|fanout --timeout 120 --window 16 ${FANOUT[*]}|sse-pipelined"
+  "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, one every 10 ms|fanout --timeout 120 --interval-us 10000 ${FANOUT[*]}|sse"
   "churn: open, echo 1, close; 16 slots|churn --max-msgs 10000000 --timeout 60 ${CHURN[*]}|ws"
 )
 
