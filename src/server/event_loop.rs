@@ -468,8 +468,11 @@ impl EventLoop {
             core.stats.refused_connections += 1;
             return;
         }
-        // Small frames must not wait for Nagle's algorithm.
-        let _ = stream.set_nodelay(true);
+        // Small frames must not wait for Nagle's algorithm (on Linux the
+        // socket has it from its listener already).
+        if !reuseport::ACCEPTED_HAVE_NODELAY {
+            let _ = stream.set_nodelay(true);
+        }
         let session = HttpSession::new(core.now);
         let token = core.conns.insert_with(|_| Connection::new(stream, session));
         let registered = match core.conns.get_mut(token) {
