@@ -503,7 +503,28 @@ impl Core {
         recipients.clear();
         self.recipients = recipients;
         for token in self.feeds.take_waiters(entry.topic) {
-            self.answer_long_poll(token);
+            // With several loops an event can come out of the inbox after a
+            // poll that had already seen it was held (its cursor is this
+            // event or later): that poll goes on waiting.
+            let seen_already = match self.held_poll(token) {
+                Some((topics, after)) if after >= entry.id => Some(topics.to_vec()),
+                _ => None,
+            };
+            match seen_already {
+                Some(topics) => self.feeds.wait(token, &topics),
+                None => self.answer_long_poll(token),
+            }
+        }
+    }
+
+    /// The topics and cursor of `token`'s held long-poll, if it holds one.
+    fn held_poll(&self, token: Token) -> Option<(&[TopicId], u64)> {
+        match &self.conns.get(token)?.kind {
+            Kind::Http(http) => match &http.waiting {
+                Waiting::LongPoll { topics, after } => Some((topics, *after)),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -521,13 +542,9 @@ impl Core {
             self.catch_up(token);
         }
         for token in self.feeds.all_waiters() {
-            let news = match self.conns.get(token).map(|conn| &conn.kind) {
-                Some(Kind::Http(http)) => match &http.waiting {
-                    Waiting::LongPoll { topics, after } => self.feeds.has_news(topics, *after),
-                    _ => false,
-                },
-                _ => false,
-            };
+            let news = self
+                .held_poll(token)
+                .is_some_and(|(topics, after)| self.feeds.has_news(topics, after));
             if news {
                 self.answer_long_poll(token);
             }
