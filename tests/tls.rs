@@ -664,3 +664,175 @@ fn a_tls_listener_needs_a_certificate() {
         .expect_err("no certificate");
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
 }
+
+// ---- the demo binary -------------------------------------------------------------
+
+/// The demo binary with TLS flags; killed and reaped on drop.
+struct Demo {
+    child: std::process::Child,
+    /// The address of each `serving` line, with its scheme.
+    serving: Vec<(String, SocketAddr)>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    /// Starts `pushloop ARGS` and waits (bounded) for `lines` serving lines.
+    fn start(args: &[&str], lines: usize) -> Demo {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
+            .args(args)
+            .arg("--no-tick")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the demo");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tell, told) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tell.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut serving = Vec::new();
+        while serving.len() < lines {
+            let line = told
+                .recv_timeout(READ_TIMEOUT)
+                .expect("a serving line from the demo");
+            let url = line
+                .split_whitespace()
+                .find(|word| word.contains("://"))
+                .expect("a URL");
+            let (scheme, rest) = url.split_once("://").expect("scheme");
+            let addr = rest.trim_end_matches('/').parse().expect("address");
+            serving.push((scheme.to_string(), addr));
+        }
+        Demo { child, serving }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+/// The certificate a fresh handshake with `addr` shows, if one completes.
+fn served_certificate(addr: SocketAddr, trust: &TestPki) -> Option<Vec<u8>> {
+    let tls = try_tls_connect(addr, client_config(trust)).ok()?;
+    let chain = tls.conn.peer_certificates()?;
+    Some(chain.first()?.to_vec())
+}
+
+#[test]
+fn the_demo_reloads_its_certificate_on_sighup() {
+    let dir = std::env::temp_dir().join(format!("pushloop-demo-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let first = pki();
+    std::fs::write(&cert, &first.chain_pem).expect("cert");
+    std::fs::write(&key, &first.key_pem).expect("key");
+    let (cert_arg, key_arg) = (cert.to_str().expect("path"), key.to_str().expect("path"));
+    // TLS flags alone: one listener, and it speaks TLS.
+    let demo = Demo::start(
+        &[
+            "--tls-addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_arg,
+        ],
+        1,
+    );
+    let (scheme, addr) = demo.serving[0].clone();
+    assert_eq!(scheme, "https");
+    assert_eq!(
+        served_certificate(addr, &first),
+        Some(first.server_cert.to_vec())
+    );
+    let mut open = tls_connect(addr, client_config(&first));
+
+    // New files and SIGHUP: new handshakes get the new pair.
+    let second = pki();
+    std::fs::write(&cert, &second.chain_pem).expect("cert");
+    std::fs::write(&key, &second.key_pem).expect("key");
+    demo.signal("HUP");
+    let reloaded = eventually(Duration::from_secs(5), || {
+        served_certificate(addr, &second) == Some(second.server_cert.to_vec())
+    });
+    assert!(reloaded, "SIGHUP should serve the rewritten pair");
+
+    // A broken pair: the old one keeps serving.
+    std::fs::write(&key, "not a key").expect("key");
+    demo.signal("HUP");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        served_certificate(addr, &second),
+        Some(second.server_cert.to_vec())
+    );
+
+    // The connection opened before both reloads still works.
+    open.write_all(b"GET /poll HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    assert_eq!(read_response(&mut open, &mut Vec::new()).status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_demo_serves_plain_and_tls_side_by_side() {
+    let dir = std::env::temp_dir().join(format!("pushloop-demo-both-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let pki = pki();
+    std::fs::write(&cert, &pki.chain_pem).expect("cert");
+    std::fs::write(&key, &pki.key_pem).expect("key");
+    let (cert_arg, key_arg) = (cert.to_str().expect("path"), key.to_str().expect("path"));
+    let demo = Demo::start(
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--tls-addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_arg,
+        ],
+        2,
+    );
+    let schemes: Vec<&str> = demo.serving.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(schemes, ["http", "https"]);
+    assert_eq!(get(demo.serving[0].1, "/poll").status, 200);
+    assert_eq!(tls_get(demo.serving[1].1, &pki, "/poll").status, 200);
+    let stats = tls_get(demo.serving[1].1, &pki, "/stats").text();
+    assert!(tls_count(&stats, "handshakes") >= 1, "{stats}");
+
+    // --addr with TLS but no --tls-addr is refused, not guessed.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_pushloop"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_arg,
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--tls-addr"));
+    drop(demo);
+    let _ = std::fs::remove_dir_all(&dir);
+}
