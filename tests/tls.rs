@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use pushloop::app::{Accept, App, ConnId, Context, Message, Reply, TopicId, Upgrading};
 use pushloop::http::{Request, Response};
+use pushloop::limits::SlowReader;
 use pushloop::server::{Config, Server, TraceOutput};
 use pushloop::tls::TlsConfig;
 use pushloop::ws::handshake::Upgrade;
@@ -393,6 +394,82 @@ fn many_small_messages_in_one_turn_go_out_whole() {
     for i in 0..200 {
         assert_eq!(ws.recv_data(), Received::Text(format!("message {i}")));
     }
+}
+
+/// Broadcasts 16 KiB messages from another thread until the server has
+/// seen a slow reader; the count sent.
+fn flood_until_slow(both: &Both) -> usize {
+    let payload = vec![b'x'; 16 * 1024];
+    for sent in 1..=4000 {
+        both.server
+            .handle
+            .broadcast_binary(payload.clone())
+            .expect("broadcast");
+        if sent % 32 == 0 && stats(&both.server).contains("\"slow_readers\":0,") {
+            continue;
+        }
+        if sent % 32 == 0 {
+            return sent;
+        }
+    }
+    panic!("no slow reader after 4000 messages");
+}
+
+#[test]
+fn a_slow_tls_reader_is_closed_with_1008() {
+    let pki = pki();
+    let mut config = quick_config();
+    config.limits.max_queued_bytes = 64 * 1024;
+    config.limits.slow_reader = SlowReader::Close;
+    let both = start(&pki, config);
+    let mut slow = wss(both.tls, &pki);
+    flood_until_slow(&both);
+    // What was queued before comes whole, then the Close, close_notify, FIN.
+    assert_eq!(slow.expect_close(), Some(1008));
+}
+
+#[test]
+fn a_slow_tls_reader_under_the_drop_policy_gets_whole_messages_in_order() {
+    let pki = pki();
+    let mut config = quick_config();
+    config.limits.max_queued_bytes = 32 * 1024;
+    config.limits.slow_reader = SlowReader::Drop;
+    let both = start(&pki, config);
+    let mut slow = wss(both.tls, &pki);
+    flood_until_slow(&both);
+    // A marker, offered until one gets past the full queue.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let marker = {
+        let (handle, done) = (both.server.handle.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            for _ in 0..500 {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let _ = handle.broadcast_text("the last one");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // Every message that was not dropped arrives whole, in order; the
+    // socket blocked and drained many times on the way.
+    let mut whole = 0;
+    loop {
+        match slow.recv_data() {
+            Received::Binary(bytes) => {
+                assert_eq!(bytes, vec![b'x'; 16 * 1024]);
+                whole += 1;
+            }
+            Received::Text(text) => {
+                assert_eq!(text, "the last one");
+                break;
+            }
+            other => panic!("after {whole} messages: {other:?}"),
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    marker.join().expect("marker thread");
+    assert!(whole > 0);
 }
 
 // ---- bad input on the TLS port ---------------------------------------------------

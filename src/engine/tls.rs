@@ -70,6 +70,19 @@ impl Write for Sink<'_> {
         if self.blocked {
             return Err(ErrorKind::WouldBlock.into());
         }
+        // Records left from before go first: they may be what keeps `send`
+        // from taking more, and a socket that takes them all raises no
+        // WRITABLE edge to come back for the rest.
+        if self.tls.wants_write() {
+            match self.tls.write_to(self.socket) {
+                Ok(Flush::Drained) => {}
+                Ok(Flush::Blocked) => {
+                    self.blocked = true;
+                    return Err(ErrorKind::WouldBlock.into());
+                }
+                Err(error) => return Err(self.fail(error)),
+            }
+        }
         let first = bufs.first().map_or(&[][..], |buf| &buf[..]);
         let sent = if first.len() >= RECORD_PLAINTEXT || bufs.len() == 1 {
             // Large enough for whole records on its own: no copy.
@@ -90,7 +103,8 @@ impl Write for Sink<'_> {
             Err(error) => return Err(self.fail(error)),
         };
         if taken == 0 {
-            // Still handshaking: the plaintext waits in the outbox.
+            // Still handshaking (the queue is empty now): the plaintext
+            // waits in the outbox until the handshake ends.
             return Err(ErrorKind::WouldBlock.into());
         }
         match self.tls.write_to(self.socket) {
