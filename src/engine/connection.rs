@@ -15,7 +15,7 @@
 //! struct only holds them next to the socket and the outbox.
 //!
 //! A connection accepted on a TLS listener (feature `tls`) also holds its
-//! [`crate::tls::TlsStream`], boxed, between the socket and the sessions:
+//! `crate::tls::TlsStream`, boxed, between the socket and the sessions:
 //! a plain connection pays one null pointer for it, and only when the
 //! feature is on.
 

@@ -88,7 +88,7 @@ impl Server {
     }
 
     /// The address the first listener is bound to (the TLS one for
-    /// [`Server::bind_tls`]).
+    /// `Server::bind_tls`, feature `tls`).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.local_addr())
     }
