@@ -146,8 +146,8 @@ pub struct Connection {
     pub ending: Option<Ending>,
     /// TLS between the socket and the sessions, on a TLS listener's
     /// connections (feature `tls`). Boxed: `None` costs a plain connection
-    /// one pointer (`size_of::<Connection>()` is 144 bytes on x86-64 with the feature,
-    /// as it was without TLS; 136 without the feature).
+    /// one pointer (`size_of::<Connection>()` is 152 bytes on x86-64 with the feature,
+    /// as it was without TLS; 144 without the feature).
     #[cfg(feature = "tls")]
     pub tls: Option<Box<crate::tls::TlsStream>>,
 }
@@ -299,9 +299,9 @@ mod tests {
     fn a_plain_connection_pays_nothing_for_tls() {
         let size = std::mem::size_of::<Connection>();
         if cfg!(feature = "tls") {
-            assert_eq!(size, 144);
+            assert_eq!(size, 152);
         } else {
-            assert_eq!(size, 136);
+            assert_eq!(size, 144);
         }
     }
 }

@@ -450,6 +450,12 @@ impl Stats {
                 t.events_delivered
             );
         }
+        #[cfg(feature = "tls")]
+        {
+            json.push_str("\"tls\":");
+            json.push_str(&self.tls.to_json());
+            json.push(',');
+        }
         let _ = write!(
             json,
             "\"events_published\":{},\"slow_readers\":{},\"dropped_messages\":{},\"refused_connections\":{},\"panics\":{},\"paused_reads\":{},\"handshake_failures\":{},\"inbox_overflows\":{},\"closes\":[",
@@ -472,13 +478,7 @@ impl Stats {
                 ending.detail()
             );
         }
-        json.push(']');
-        #[cfg(feature = "tls")]
-        {
-            json.push_str(",\"tls\":");
-            json.push_str(&self.tls.to_json());
-        }
-        json.push('}');
+        json.push_str("]}");
         json
     }
 
