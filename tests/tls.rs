@@ -58,6 +58,7 @@ impl App for Feed {
                 Reply::Response(Response::json(200, format!("{{\"id\":{id}}}")))
             }
             "/stats" => Reply::Response(Response::json(200, ctx.stats().to_json())),
+            "/metrics" => Reply::Response(Response::text(200, &ctx.stats().to_prometheus())),
             _ => Reply::Response(Response::text(404, "not found")),
         }
     }
@@ -487,6 +488,13 @@ fn garbage_instead_of_a_client_hello_gets_decode_error() {
     expect_count(&both.server, "not_tls", 1);
     expect_count(&both.server, "alerts_sent", 1);
     echoes(&mut bystander, "still here");
+    // The connection's end is a TLS error; Prometheus sees the fault too.
+    assert!(stats(&both.server).contains("\"reason\":\"tls_error\""));
+    let metrics = get(both.server.addr, "/metrics").text();
+    assert!(
+        metrics.contains("pushloop_tls_faults_total{fault=\"not_tls\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]

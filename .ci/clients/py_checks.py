@@ -22,6 +22,7 @@ ADDR = sys.argv[1]
 CA = os.environ.get("PUSHLOOP_TLS_CA")
 SSL = ssl.create_default_context(cafile=CA) if CA else None
 SCHEME = "wss" if CA else "ws"
+HTTP = "https" if CA else "http"
 PREFIX = "wss: " if CA else ""
 ECHO = f"{SCHEME}://{ADDR}/echo"
 CHAT = f"{SCHEME}://{ADDR}/chat"
@@ -187,7 +188,7 @@ async def check_metrics():
     from prometheus_client.parser import text_string_to_metric_families
 
     def fetch():
-        with urlopen(f"http://{ADDR}/metrics", timeout=5) as res:
+        with urlopen(f"{HTTP}://{ADDR}/metrics", timeout=5, context=SSL) as res:
             assert res.status == 200, f"HTTP {res.status}"
             assert res.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             return res.read().decode()

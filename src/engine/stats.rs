@@ -316,6 +316,67 @@ impl TlsFaults {
 
 #[cfg(feature = "tls")]
 impl TlsStats {
+    /// The counters in the Prometheus text format, appended to `out`.
+    fn to_prometheus(&self, out: &mut String) {
+        let name = "pushloop_tls_connections";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Open TLS connections.\n# TYPE {name} gauge\n{name} {}",
+            self.connections
+        );
+        let totals = [
+            (
+                "pushloop_tls_handshakes_total",
+                "TLS handshakes completed.",
+                self.handshakes,
+            ),
+            (
+                "pushloop_tls_resumed_total",
+                "TLS sessions resumed.",
+                self.resumed,
+            ),
+            (
+                "pushloop_tls_handshake_timeouts_total",
+                "TLS handshakes unfinished at handshake_timeout.",
+                self.handshake_timeouts,
+            ),
+            (
+                "pushloop_tls_close_notify_sent_total",
+                "close_notify alerts sent.",
+                self.close_notify_sent,
+            ),
+            (
+                "pushloop_tls_close_notify_received_total",
+                "close_notify alerts received.",
+                self.close_notify_received,
+            ),
+            (
+                "pushloop_tls_alerts_sent_total",
+                "Fatal alerts sent.",
+                self.alerts_sent,
+            ),
+            (
+                "pushloop_tls_reloads_total",
+                "Certificates reloaded.",
+                self.reloads,
+            ),
+        ];
+        for (name, help, value) in totals {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let name = "pushloop_tls_faults_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections ended by a TLS error, by fault.\n# TYPE {name} counter"
+        );
+        for (fault, count) in self.faults.named() {
+            let _ = writeln!(out, "{name}{{fault=\"{fault}\"}} {count}");
+        }
+    }
+
     /// The counters as a JSON object.
     fn to_json(&self) -> String {
         let faults: Vec<String> = self
@@ -588,6 +649,8 @@ impl Stats {
                 ending.detail()
             );
         }
+        #[cfg(feature = "tls")]
+        self.tls.to_prometheus(&mut out);
         out
     }
 }
