@@ -19,7 +19,7 @@ use common::*;
 use pushloop::app::{Accept, App, ConnId, Context, Message, Reply, TopicId, Upgrading};
 use pushloop::http::{Request, Response};
 use pushloop::limits::SlowReader;
-use pushloop::server::{Config, Server, TraceOutput};
+use pushloop::server::{Config, Server, SharePort, TraceOutput};
 use pushloop::tls::TlsConfig;
 use pushloop::ws::handshake::Upgrade;
 use rustls::pki_types::ServerName;
@@ -920,4 +920,49 @@ fn the_demo_serves_plain_and_tls_side_by_side() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--tls-addr"));
     drop(demo);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- several loops ------------------------------------------------------------------
+
+#[test]
+fn tls_on_several_loops_and_a_reload_reaches_every_loop() {
+    // SO_REUSEPORT: the kernel spreads TLS connections over the loops' own
+    // listeners; one acceptor: loop 0 hands every other one out in turn.
+    for share_port in [SharePort::ReusePort, SharePort::OneAcceptor] {
+        let old = pki();
+        let config = Config {
+            tls: Some(tls_config(&old)),
+            share_port,
+            ..Config::default()
+        };
+        let (tell, told) = channel();
+        let thread = std::thread::spawn(move || {
+            let mut server = Server::bind_tls("127.0.0.1:0", config)?;
+            let topic = server.topic("feed").expect("topic");
+            tell.send((server.local_addr()?, server.handle()))
+                .expect("test waits");
+            server.run_threads(3, || Feed { topic })
+        });
+        let (addr, handle) = told.recv().expect("started");
+        let mut open: Vec<WsClient<Tls>> = (0..9).map(|_| wss(addr, &old)).collect();
+        for (i, ws) in open.iter_mut().enumerate() {
+            echoes(ws, &format!("{share_port:?} {i}"));
+        }
+        // Every loop takes the new certificate: nine handshakes in a row
+        // (three per loop when handed out in turn) all get it.
+        let new = pki();
+        handle.reload_tls(tls_config(&new)).expect("reload");
+        let every_loop = eventually(Duration::from_secs(5), || {
+            (0..9).all(|_| served_certificate(addr, &new) == Some(new.server_cert.to_vec()))
+        });
+        assert!(
+            every_loop,
+            "{share_port:?}: a loop kept the old certificate"
+        );
+        for ws in &mut open {
+            echoes(ws, "open connections keep their keys");
+        }
+        handle.shutdown();
+        thread.join().expect("no panic").expect("every loop ends");
+    }
 }

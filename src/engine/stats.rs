@@ -316,6 +316,39 @@ impl TlsFaults {
 
 #[cfg(feature = "tls")]
 impl TlsStats {
+    /// Adds another loop's TLS counters.
+    fn add(&mut self, other: &TlsStats) {
+        self.connections += other.connections;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
+        self.handshake_timeouts += other.handshake_timeouts;
+        self.close_notify_sent += other.close_notify_sent;
+        self.close_notify_received += other.close_notify_received;
+        self.alerts_sent += other.alerts_sent;
+        self.reloads += other.reloads;
+        let faults = &mut self.faults;
+        let more = &other.faults;
+        for (count, add) in [
+            (&mut faults.plain_http, more.plain_http),
+            (&mut faults.not_tls, more.not_tls),
+            (&mut faults.unsupported_version, more.unsupported_version),
+            (&mut faults.no_common_parameters, more.no_common_parameters),
+            (&mut faults.no_common_alpn, more.no_common_alpn),
+            (&mut faults.malformed, more.malformed),
+            (&mut faults.unexpected_message, more.unexpected_message),
+            (&mut faults.bad_record_mac, more.bad_record_mac),
+            (&mut faults.record_overflow, more.record_overflow),
+            (&mut faults.handshake_too_large, more.handshake_too_large),
+            (&mut faults.misbehaved, more.misbehaved),
+            (&mut faults.peer_alert, more.peer_alert),
+            (&mut faults.truncated, more.truncated),
+            (&mut faults.io, more.io),
+            (&mut faults.internal, more.internal),
+        ] {
+            *count += add;
+        }
+    }
+
     /// The counters in the Prometheus text format, appended to `out`.
     fn to_prometheus(&self, out: &mut String) {
         let name = "pushloop_tls_connections";
@@ -429,6 +462,8 @@ impl Stats {
             for (key, count) in &stats.closes {
                 *total.closes.entry(*key).or_default() += count;
             }
+            #[cfg(feature = "tls")]
+            total.tls.add(&stats.tls);
         }
         total
     }
