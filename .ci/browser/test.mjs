@@ -218,7 +218,7 @@ async function checkLab(page, publishedId, chat) {
   if (chatRow) await (await chatRow.$('.what')).click();
   await page.evaluate(() => window.scrollTo(0, document.getElementById('lab').offsetTop - 8));
   mkdirSync(ARTIFACTS, { recursive: true });
-  const shot = path.resolve(ARTIFACTS, 'lab.png');
+  const shot = path.resolve(ARTIFACTS, TLS ? 'lab-tls.png' : 'lab.png');
   await page.screenshot({ path: shot });
   console.log(`     screenshot: ${shot}`);
   await page.click('#wire-bar button[data-filter=all]');
