@@ -86,6 +86,14 @@
 //! [`server::Server::run_threads`] runs one loop per core on the same port
 //! (`SO_REUSEPORT`, [`server::reuseport`]), with one feed across them.
 //!
+//! **TLS** (feature `tls`, rustls on ring): `tls` is a byte transform
+//! between a socket and its session (RFC 8446). A TLS listener beside the
+//! plain one (`Server::bind_tls`, `Server::add_tls_listener`) gives its
+//! connections a boxed `TlsStream`: ciphertext is read into the same
+//! loop-wide buffer and decrypted in place, the outbox is encrypted on its
+//! way out and only while the socket takes it, a close says `close_notify`,
+//! and a TLS error answers with its alert. The sessions above never know.
+//!
 //! ## One WebSocket message, from the socket to `App::message` and back
 //!
 //! Five files: `server/event_loop.rs` reads the socket into the loop's

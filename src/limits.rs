@@ -93,7 +93,9 @@ pub struct Limits {
     /// reading the answers is paced by its own TCP window (see
     /// [`crate::engine::outbox`] and the memory bound in this module's doc).
     /// An HTTP connection's input pauses at
-    /// [`Limits::max_queued_answer_bytes`] instead. Default 1 MiB.
+    /// [`Limits::max_queued_answer_bytes`] instead. With TLS, the records
+    /// waiting for the socket count too, and at most 64 KiB of the queue is
+    /// encrypted ahead of it. Default 1 MiB.
     pub max_queued_bytes: usize,
     /// Bytes of HTTP answers queued for one connection past which the server
     /// stops reading its further (pipelined) requests, until the queue drains
@@ -118,7 +120,9 @@ pub struct Limits {
     /// Time from accept to a complete request head (for later requests on a
     /// kept connection: from the head's first byte). Default 10 s: bounds
     /// slowloris-style trickling. Past it the socket is closed (a `408` is
-    /// written first when part of a head has arrived).
+    /// written first when part of a head has arrived). On a TLS listener the
+    /// TLS handshake runs inside it too, so a silent or trickling TLS client
+    /// is closed by the same deadline (counted as `tls.handshake_timeouts`).
     pub handshake_timeout: Duration,
     /// Time from a complete head to its complete body. Default 60 s
     /// (nginx's `client_body_timeout` is 60 s between two reads; here it is

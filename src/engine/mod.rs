@@ -20,6 +20,7 @@
 //! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
 //!   the lines the [`lab`] streams to a page (`/lab/events`);
 //!   [`stats`]: counters; [`config`]: configuration;
+//! - `tls` (feature `tls`): writing through TLS, `close_notify`, TLS faults;
 //! - this file: the `Core` itself, deadlines, closing and shutdown.
 
 pub mod config;
@@ -33,6 +34,8 @@ pub mod slab;
 pub mod stats;
 pub mod streams;
 pub mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod trace;
 
 use std::any::Any;
@@ -121,6 +124,14 @@ pub struct Core {
     pub(crate) tracer: Option<Tracer>,
     /// The state of the jitter generator (see [`Core::jitter`]).
     rng: u64,
+    /// The certificate new TLS connections get (feature `tls`); replaced by
+    /// a reload, while open connections keep their own.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
+    /// Plaintext of small chunks gathered into one TLS record (feature
+    /// `tls`): loop-wide, empty until a TLS connection writes.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_gather: Vec<u8>,
 }
 
 impl Core {
@@ -133,6 +144,8 @@ impl Core {
         origin: std::time::Instant,
     ) -> Core {
         let tracer = Tracer::new(config.trace.take(), config.lab);
+        #[cfg(feature = "tls")]
+        let tls = config.tls.take();
         Core {
             http: config.limits.http(),
             websocket: config.limits.websocket(),
@@ -162,6 +175,10 @@ impl Core {
             tracer,
             // Any non-zero seed; the ids' seed differs per run, so does this.
             rng: seed | 1,
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "tls")]
+            tls_gather: Vec::new(),
         }
     }
 
@@ -301,6 +318,10 @@ impl Core {
         };
         let what = format!("{} timeout", timeout.name());
         self.trace(|tracer, now| tracer.note(now, token, "timeout", &what, "RFC 9112 §9.5"));
+        // The head's deadline runs from accept, so it bounds a TLS handshake
+        // too: a silent or trickling TLS client is closed by it.
+        #[cfg(feature = "tls")]
+        self.tls_handshake_timeout(token);
         let kind = match timeout {
             HttpTimeout::Idle => TimeoutKind::Idle,
             HttpTimeout::Head => TimeoutKind::Handshake,
@@ -407,7 +428,7 @@ impl Core {
                 }
             }
             _ if conn.paused
-                && conn.outbox.len() <= conn.input_pause_bytes(&limits) / 2
+                && conn.queued_bytes() <= conn.input_pause_bytes(&limits) / 2
                 && !matches!(&conn.kind, Kind::Http(http) if http.session.is_responding()) =>
             {
                 // Drained enough: read (and process what was left) again.
@@ -466,7 +487,7 @@ impl Core {
             return;
         }
         conn.kind = Kind::Closing(Closing::Flushing { linger, patient });
-        conn.leftover = Vec::new();
+        conn.leftover = Box::default();
         conn.paused = false;
         conn.deadline = Some(
             now + if patient {
@@ -527,7 +548,9 @@ impl Core {
                     self.answer_with(token, &busy);
                 }
                 Kind::Http(http) => {
-                    if http.session.is_idle() && conn.leftover.is_empty() && conn.outbox.is_empty()
+                    if http.session.is_idle()
+                        && conn.leftover.is_empty()
+                        && conn.queued_bytes() == 0
                     {
                         // Between requests (or never used, like a browser's
                         // preconnected socket): nothing is owed, no lingering close.

@@ -384,7 +384,7 @@ impl Core {
             let admitted = self
                 .conns
                 .get(token)
-                .is_some_and(|conn| conn.outbox.admits(bytes.len(), max_queued));
+                .is_some_and(|conn| conn.admits(bytes.len(), max_queued));
             if !admitted {
                 // The rest waits in history until the queue drains.
                 self.catching_up.insert(token, last);
@@ -413,7 +413,7 @@ impl Core {
         if self
             .conns
             .get(token)
-            .is_none_or(|conn| conn.outbox.len() > half)
+            .is_none_or(|conn| conn.queued_bytes() > half)
         {
             return;
         }

@@ -14,6 +14,7 @@ mod http;
 mod json;
 mod procfs;
 mod report;
+mod tls;
 mod ws;
 
 use std::process::ExitCode;
@@ -81,6 +82,8 @@ struct Net {
     slots: Vec<Slot>,
     scratch: Vec<u8>,
     addr: std::net::SocketAddr,
+    /// `--tls-ca`: every connection speaks TLS first.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Default)]
@@ -105,6 +108,10 @@ impl Net {
             slots: (0..slots).map(|_| Slot::default()).collect(),
             scratch: vec![0; SCRATCH_BYTES],
             addr: args.addr,
+            tls: match &args.tls_ca {
+                Some(ca) => Some(tls::client_config(ca)?),
+                None => None,
+            },
         })
     }
 
@@ -118,7 +125,8 @@ impl Net {
         let s = &mut self.slots[slot];
         s.generation = s.generation.wrapping_add(1);
         let token = Token(slot | (s.generation as usize) << 32);
-        let mut c = Conn::connect(self.addr, self.poll.registry(), token, kind, request, key).map_err(|_| "connect failed")?;
+        let mut c = Conn::connect(self.addr, self.poll.registry(), token, kind, request, key, self.tls.as_ref())
+            .map_err(|_| "connect failed")?;
         c.try_request()?;
         s.conn = Some(c);
         Ok(())
