@@ -45,6 +45,12 @@ pub struct Config {
     /// show request heads, cookies included, to whoever has the token.
     /// With several loops, each loop's lab shows its own connections.
     pub lab: Option<LabConfig>,
+    /// The certificate and key that TLS listeners serve (feature `tls`; see
+    /// [`crate::server::Server::bind_tls`]). Default: none, so no TLS
+    /// listener can be bound. Replace it while serving with
+    /// [`crate::server::Handle::reload_tls`].
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// How several loops share one listening port.
@@ -73,6 +79,8 @@ impl Default for Config {
             log: false,
             share_port: SharePort::default(),
             lab: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -94,6 +102,9 @@ impl Config {
             log: self.log,
             share_port: self.share_port,
             lab: self.lab,
+            // Set by the loop that splits: the certificate it serves now.
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

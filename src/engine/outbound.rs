@@ -700,6 +700,9 @@ fn attempt_error(ending: Option<Ending>) -> WsError {
         Some(Ending::Timeout(_)) => WsError::Lost(Lost::HandshakeTimeout),
         Some(Ending::Reset) => WsError::Lost(Lost::Io(ErrorKind::ConnectionReset)),
         Some(Ending::Shutdown) => WsError::Connect(ErrorKind::ConnectionAborted),
+        // The blocking client's `TlsConnector` says the same of a TLS
+        // handshake that failed: it would fail again, so it is not retried.
+        Some(Ending::TlsError) => WsError::Connect(ErrorKind::InvalidData),
         _ => WsError::Lost(Lost::Eof),
     }
 }
@@ -717,6 +720,9 @@ fn open_end_cause(ending: Option<Ending>) -> Option<Disconnect> {
         }
         None | Some(Ending::Lost) | Some(Ending::PeerLeft) => Some(Disconnect::Lost(Lost::Eof)),
         Some(Ending::Reset) => Some(Disconnect::Lost(Lost::Io(ErrorKind::ConnectionReset))),
+        // A broken record on an open connection, as the blocking client's
+        // read reports it (rustls' errors are `InvalidData`).
+        Some(Ending::TlsError) => Some(Disconnect::Lost(Lost::Io(ErrorKind::InvalidData))),
         Some(Ending::Timeout(TimeoutKind::Pong)) => Some(Disconnect::Lost(Lost::PongTimeout)),
         Some(Ending::Timeout(TimeoutKind::Close)) => Some(Disconnect::Lost(Lost::CloseTimeout)),
         // Our Close 1001 after the server's silence (`idle_timeout`).
