@@ -702,6 +702,7 @@ fn attempt_error(ending: Option<Ending>) -> WsError {
         Some(Ending::Shutdown) => WsError::Connect(ErrorKind::ConnectionAborted),
         // The blocking client's `TlsConnector` says the same of a TLS
         // handshake that failed: it would fail again, so it is not retried.
+        #[cfg(feature = "tls")]
         Some(Ending::TlsError) => WsError::Connect(ErrorKind::InvalidData),
         _ => WsError::Lost(Lost::Eof),
     }
@@ -722,6 +723,7 @@ fn open_end_cause(ending: Option<Ending>) -> Option<Disconnect> {
         Some(Ending::Reset) => Some(Disconnect::Lost(Lost::Io(ErrorKind::ConnectionReset))),
         // A broken record on an open connection, as the blocking client's
         // read reports it (rustls' errors are `InvalidData`).
+        #[cfg(feature = "tls")]
         Some(Ending::TlsError) => Some(Disconnect::Lost(Lost::Io(ErrorKind::InvalidData))),
         Some(Ending::Timeout(TimeoutKind::Pong)) => Some(Disconnect::Lost(Lost::PongTimeout)),
         Some(Ending::Timeout(TimeoutKind::Close)) => Some(Disconnect::Lost(Lost::CloseTimeout)),
