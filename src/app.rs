@@ -502,8 +502,10 @@ impl Context<'_> {
     /// | [`Context::close`] while connecting or waiting; shutdown | the end, no callback |
     ///
     /// The link lives on this loop (with several loops, the one whose
-    /// callback called this). `wss://` is refused ([`SetupError::NeedsTls`]):
-    /// the loop has no client-side TLS yet. Errors: the URL, its scheme, or
+    /// callback called this). `wss://` is refused
+    /// ([`SetupError::TlsNotInLoop`]), also with the `tls` feature: the loop's
+    /// TLS serves only the server's side so far; the blocking client opens
+    /// `wss://` (`client::tls`). Errors: the URL, its scheme, or
     /// an option the request cannot carry; nothing was sent.
     ///
     /// [`ReconnectPolicy`]: crate::client::backoff::ReconnectPolicy

@@ -232,7 +232,7 @@ fn what_connect_refuses_is_refused_before_anything_is_sent() {
     assert_eq!(
         answers,
         [
-            "Err(NeedsTls)",
+            "Err(TlsNotInLoop)",
             "Err(NotWebSocket)",
             "Err(Url(NotAbsolute))",
             "Err(Request(BadProtocol))",

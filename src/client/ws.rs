@@ -377,6 +377,12 @@ pub enum SetupError {
     /// The URL is `wss://`, and plain TCP has no TLS: connect through a TLS
     /// [`Connect`] (`client::tls::TlsConnector`, feature `tls`).
     NeedsTls,
+    /// The URL is `wss://`, given to [`crate::app::Context::connect`]: the
+    /// loop has no client side of TLS yet (its TLS machinery serves only
+    /// the server's side), with or without the `tls` feature. Open it with
+    /// the blocking [`WebSocket`] or [`WsClient`] over
+    /// `client::tls::TlsConnector` (feature `tls`) instead.
+    TlsNotInLoop,
     /// An option cannot be written into the request: a subprotocol that is
     /// not a token or is repeated, a reserved or malformed extra field, an
     /// Origin with a control byte.
@@ -389,6 +395,9 @@ impl fmt::Display for SetupError {
             SetupError::Url(error) => write!(f, "bad URL: {error}"),
             SetupError::NotWebSocket => f.write_str("a WebSocket needs a ws:// or wss:// URL"),
             SetupError::NeedsTls => f.write_str("wss:// needs a TLS connector"),
+            SetupError::TlsNotInLoop => f.write_str(
+                "wss:// cannot be opened from inside the loop yet; use the blocking client with a TLS connector",
+            ),
             SetupError::Request(error) => write!(f, "bad request: {error}"),
         }
     }
@@ -1054,6 +1063,7 @@ mod tests {
                 },
                 None,
             ),
+            (WsError::Setup(SetupError::TlsNotInLoop), None),
         ];
         let mut texts = Vec::new();
         for (error, code) in cases {

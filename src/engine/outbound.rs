@@ -197,7 +197,7 @@ impl Core {
         let url = Url::parse(url).map_err(SetupError::Url)?;
         check_setup(&url, &config)?;
         if url.scheme() == Scheme::Wss {
-            return Err(SetupError::NeedsTls);
+            return Err(SetupError::TlsNotInLoop);
         }
         let token = self.conns.reserve();
         let link = Link {
