@@ -4,6 +4,7 @@ use crate::engine::lab::LabConfig;
 use crate::engine::trace::TraceOutput;
 use crate::feeds::HistoryLimits;
 use crate::limits::Limits;
+use crate::storage::Storage;
 use crate::ws::handshake::OriginPolicy;
 
 /// Everything a server can be configured with. Start from `Config::default()`.
@@ -45,6 +46,10 @@ pub struct Config {
     /// show request heads, cookies included, to whoever has the token.
     /// With several loops, each loop's lab shows its own connections.
     pub lab: Option<LabConfig>,
+    /// Where topic history is kept (see [`crate::storage`]): in memory only
+    /// (default), in an append-only file log that survives restarts, or in
+    /// Redis Streams shared by several nodes (feature `redis`).
+    pub storage: Storage,
 }
 
 /// How several loops share one listening port.
@@ -73,6 +78,7 @@ impl Default for Config {
             log: false,
             share_port: SharePort::default(),
             lab: None,
+            storage: Storage::Memory,
         }
     }
 }
@@ -94,6 +100,7 @@ impl Config {
             log: self.log,
             share_port: self.share_port,
             lab: self.lab,
+            storage: self.storage.clone(),
         }
     }
 }

@@ -17,7 +17,8 @@
 //! - [`connection`]: one connection's state; [`slab`]: their tokens;
 //! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
 //!   the lines the [`lab`] streams to a page (`/lab/events`);
-//!   [`stats`]: counters; [`config`]: configuration;
+//!   [`stats`]: counters; [`config`]: configuration; `store`: the
+//!   loop's side of the store behind the history (timers, the Redis link);
 //! - this file: the `Core` itself, deadlines, closing and shutdown.
 
 pub mod config;
@@ -28,6 +29,7 @@ pub(crate) mod last_write;
 pub mod outbox;
 pub mod slab;
 pub mod stats;
+pub(crate) mod store;
 pub mod streams;
 pub mod timers;
 pub mod trace;
@@ -46,6 +48,7 @@ use crate::engine::outbox::{FanoutLine, Flushed, Kind as Chunk, Spare};
 use crate::engine::slab::Slab;
 use crate::engine::stats::Stats;
 use crate::engine::stats::{Ending, TimeoutKind};
+use crate::engine::store::StoreSide;
 use crate::engine::timers::{Timers, Wake};
 use crate::engine::trace::Tracer;
 use crate::feeds::Feeds;
@@ -114,6 +117,8 @@ pub struct Core {
     pub(crate) tracer: Option<Tracer>,
     /// The state of the jitter generator (see [`Core::jitter`]).
     rng: u64,
+    /// The loop's side of the store behind the history.
+    pub(crate) store: StoreSide,
 }
 
 impl Core {
@@ -121,12 +126,18 @@ impl Core {
         mut config: Config,
         registry: Registry,
         handle: Handle,
-        feeds: Feeds,
+        mut feeds: Feeds,
         seed: u64,
         origin: std::time::Instant,
     ) -> Core {
         let tracer = Tracer::new(config.trace.take(), config.lab);
+        let store = StoreSide::new(&mut feeds);
+        let mut stats = Stats::default();
+        stats.store.backend = feeds.store_name();
+        stats.store.last_id = feeds.latest_id();
+        stats.store.connected = !feeds.ids_from_elsewhere();
         Core {
+            store,
             http: config.limits.http(),
             websocket: config.limits.websocket(),
             feeds,
@@ -134,7 +145,7 @@ impl Core {
             registry,
             conns: Slab::new(),
             timers: Timers::default(),
-            stats: Stats::default(),
+            stats,
             origin,
             now: Instant::ZERO,
             dirty: Vec::new(),

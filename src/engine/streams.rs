@@ -448,7 +448,9 @@ impl Core {
         payload: Payload,
         except: Option<ConnId>,
     ) -> Result<u64, PublishError> {
-        let id = self.feeds.publish(topic, event, payload, except)?;
+        let published = self.feeds.publish(topic, event, payload, except);
+        self.after_store_publish(&published);
+        let id = published?;
         self.stats.events_published += 1;
         self.deliver_arrivals();
         Ok(id)
@@ -469,6 +471,7 @@ impl Core {
             while let Some(arrival) = self.feeds.next_arrival() {
                 match arrival {
                     Arrival::Event { entry, except } => {
+                        self.stats.store.last_id = entry.id;
                         let except = except.and_then(|id| self.local(id));
                         self.fan_out(&entry, except);
                     }

@@ -31,6 +31,9 @@ pub enum Wake {
     /// Time to publish this loop's counters again, if they changed (several
     /// loops; see `Core::share_stats`).
     ShareStats,
+    /// The store's deadline: an fsync, an expiry check, the Redis link's
+    /// (see `engine::store`).
+    Store,
 }
 
 /// A user timer slot.

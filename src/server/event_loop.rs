@@ -32,6 +32,7 @@ use crate::engine::handle::{Command, Handle, Port};
 use crate::engine::lab::Tag;
 use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
+use crate::engine::store;
 use crate::engine::timers::Wake;
 use crate::engine::Core;
 use crate::feeds::Feeds;
@@ -176,8 +177,13 @@ impl EventLoop {
         let listener = reuseport::bind(addr)?;
         let (parts, port) = Parts::new(&config)?;
         let handle = Handle::new(port, config.history);
-        let feeds = Feeds::new(config.history, config.limits.max_topics, seed);
-        EventLoop::new(parts, Some(listener), config, handle, feeds, 0, seed)
+        let (feeds, notes) = store::open_feeds(&config, seed)?;
+        let mut event_loop = EventLoop::new(parts, Some(listener), config, handle, feeds, 0, seed)?;
+        for note in notes {
+            event_loop.core.log(&note);
+        }
+        event_loop.core.arm_store_timer();
+        Ok(event_loop)
     }
 
     fn new(
@@ -331,6 +337,7 @@ impl EventLoop {
                         0 => "shutdown: done, every connection closed".to_owned(),
                         n => format!("shutdown: deadline passed, {n} connections cut"),
                     });
+                    self.core.close_store();
                     return Ok(());
                 }
             }
@@ -1083,6 +1090,7 @@ impl EventLoop {
                 Wake::Connection(token) => self.core.connection_timer(token, when),
                 // The end of this turn publishes the counters if they changed.
                 Wake::ShareStats => {}
+                Wake::Store => self.core.store_timer(when),
             }
         }
     }

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
-//!                        [--threads N] [--no-lab]
+//!                        [--threads N] [--no-lab] [--log-dir DIR] [--fsync always|never|<N>ms]
 //! ```
 //!
 //! | route                                   | what                                              |
@@ -26,6 +26,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pushloop::prelude::*;
 use pushloop::server::{LabConfig, TraceOutput};
+use pushloop::storage::file_log::{FileLogConfig, FsyncPolicy};
+use pushloop::storage::{FileStorage, Storage};
 
 const PAGE: &str = include_str!("page.html");
 /// The room of the old URLs, and of the ticks.
@@ -76,6 +78,27 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "lab on",
         "no /lab/events: the page shows no wire view, charts of bytes or table",
     ),
+    (
+        "--log-dir DIR",
+        "memory only",
+        "keep topic history in an append-only file log in DIR; it survives restarts",
+    ),
+    (
+        "--fsync POLICY",
+        "1000ms",
+        "file log fsync: always (lose nothing acknowledged on a power cut), \
+         <N>ms (lose up to N ms), never (lose what the kernel had not written, ~30 s)",
+    ),
+    (
+        "--log-max-bytes N",
+        "67108864",
+        "file log retention: bytes of all segments (whole old segments go first)",
+    ),
+    (
+        "--log-max-age S",
+        "86400",
+        "file log retention: seconds a segment is kept after its newest event (0: no limit)",
+    ),
     ("--quiet", "off", "no operational log lines on stderr"),
     ("-h, --help", "", "this text"),
 ];
@@ -91,6 +114,7 @@ struct Options {
     quiet: bool,
     threads: usize,
     lab: bool,
+    storage: Storage,
 }
 
 /// What the command line asks for.
@@ -126,7 +150,10 @@ fn parse_options() -> Result<Command, String> {
         quiet: false,
         threads: 1,
         lab: true,
+        storage: Storage::Memory,
     };
+    let mut log = FileLogConfig::default();
+    let mut log_dir = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -164,11 +191,44 @@ fn parse_options() -> Result<Command, String> {
                     .parse()
                     .map_err(|_| "--max-message-bytes takes a number")?;
             }
+            "--log-dir" => log_dir = Some(value("--log-dir")?),
+            "--fsync" => log.fsync = fsync_policy(&value("--fsync")?)?,
+            "--log-max-bytes" => {
+                log.max_total_bytes = value("--log-max-bytes")?
+                    .parse()
+                    .map_err(|_| "--log-max-bytes takes a number of bytes")?;
+            }
+            "--log-max-age" => {
+                let seconds: u64 = value("--log-max-age")?
+                    .parse()
+                    .map_err(|_| "--log-max-age takes seconds (0: no limit)")?;
+                log.max_age = (seconds > 0).then(|| Duration::from_secs(seconds));
+            }
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
     }
+    if let Some(dir) = log_dir {
+        options.storage = Storage::File(FileStorage {
+            log,
+            ..FileStorage::new(dir)
+        });
+    }
     Ok(Command::Run(options))
+}
+
+/// `--fsync always|never|<N>ms` (see `pushloop::storage::file_log` for the
+/// loss window of each).
+fn fsync_policy(text: &str) -> Result<FsyncPolicy, String> {
+    match text {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        _ => text
+            .strip_suffix("ms")
+            .and_then(|ms| ms.parse().ok())
+            .map(FsyncPolicy::EveryMillis)
+            .ok_or_else(|| format!("--fsync takes always, never or <N>ms, not {text}")),
+    }
 }
 
 /// The demo application.
@@ -455,6 +515,7 @@ fn main() -> ExitCode {
         config.limits.shutdown_timeout = shutdown;
     }
     config.log = !options.quiet;
+    config.storage = options.storage;
     if options.lab {
         // The page's wire view: its own connections' trace lines (see
         // `pushloop::engine::lab`).
