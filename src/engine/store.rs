@@ -52,7 +52,8 @@ pub(crate) fn open_feeds(config: &Config, seed: u64) -> io::Result<(Feeds, Vec<S
                     removed.display()
                 ));
             }
-            let mut topics = Topics::with_store(limits, max_topics, seed, Store::File(Box::new(store)));
+            let mut topics =
+                Topics::with_store(limits, max_topics, seed, Store::File(Box::new(store)));
             let events = recovered.records.iter().filter_map(|record| {
                 Some(StoredEvent {
                     id: record.id,
@@ -72,6 +73,12 @@ pub(crate) fn open_feeds(config: &Config, seed: u64) -> io::Result<(Feeds, Vec<S
                 topics.latest_id() + 1
             ));
             Ok((Feeds::with_topics(topics), notes))
+        }
+        // History starts where the stream stands, once the link knows.
+        #[cfg(feature = "redis")]
+        Storage::Redis(_) => {
+            let topics = Topics::with_store(limits, max_topics, seed, Store::Redis);
+            Ok((Feeds::with_topics(topics), Vec::new()))
         }
     }
 }

@@ -739,7 +739,12 @@ mod tests {
         let storage = FileStorage::new(&dir);
         let (store, recovered) = FileStore::open(&storage).expect("open");
         assert!(recovered.records.is_empty());
-        let mut topics = Topics::with_store(HistoryLimits::default(), 4, SEED, Store::File(Box::new(store)));
+        let mut topics = Topics::with_store(
+            HistoryLimits::default(),
+            4,
+            SEED,
+            Store::File(Box::new(store)),
+        );
         let a = topics.topic("a").unwrap();
         let first = topics
             .publish(a, Some("e"), Payload::Json("[1]"))

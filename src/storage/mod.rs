@@ -143,11 +143,13 @@ pub struct Health {
 }
 
 impl Health {
-    /// Something failed: `what` says what (the first of a run is reported).
+    /// Something failed: `what` says what. The same problem again is no
+    /// change; another one is.
     pub fn failed(&mut self, what: impl fmt::Display) {
         self.errors += 1;
-        if self.problem.is_none() {
-            self.problem = Some(what.to_string());
+        let what = what.to_string();
+        if self.problem.as_deref() != Some(what.as_str()) {
+            self.problem = Some(what);
             self.changed = true;
         }
     }
@@ -369,10 +371,16 @@ mod tests {
         let mut health = Health::default();
         assert_eq!(health.take_change(), None);
         health.failed("disk full");
-        health.failed("disk still full");
+        health.failed("disk full");
         assert_eq!(health.take_change(), Some(Some("disk full".into())));
         assert_eq!(health.take_change(), None, "once");
-        assert_eq!(health.errors(), 2, "every failure counted");
+        health.failed("NOAUTH");
+        assert_eq!(
+            health.take_change(),
+            Some(Some("NOAUTH".into())),
+            "another problem"
+        );
+        assert_eq!(health.errors(), 3, "every failure counted");
         health.ok();
         health.ok();
         assert_eq!(health.take_change(), Some(None));

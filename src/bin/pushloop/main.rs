@@ -119,7 +119,7 @@ struct Options {
 
 /// What the command line asks for.
 enum Command {
-    Run(Options),
+    Run(Box<Options>),
     Help,
 }
 
@@ -214,7 +214,7 @@ fn parse_options() -> Result<Command, String> {
             ..FileStorage::new(dir)
         });
     }
-    Ok(Command::Run(options))
+    Ok(Command::Run(Box::new(options)))
 }
 
 /// `--fsync always|never|<N>ms` (see `pushloop::storage::file_log` for the
