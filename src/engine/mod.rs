@@ -17,8 +17,9 @@
 //! - [`connection`]: one connection's state; [`slab`]: their tokens;
 //! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
 //!   the lines the [`lab`] streams to a page (`/lab/events`);
-//!   [`stats`]: counters; [`config`]: configuration; `store`: the
-//!   loop's side of the store behind the history (timers, the Redis link);
+//!   [`stats`]: counters; [`config`]: configuration; [`store`]: the
+//!   loop's side of the store behind the history (timers, the Redis link,
+//!   publishes answered later, cursors served from the stream);
 //! - this file: the `Core` itself, deadlines, closing and shutdown.
 
 pub mod config;
@@ -29,7 +30,7 @@ pub(crate) mod last_write;
 pub mod outbox;
 pub mod slab;
 pub mod stats;
-pub(crate) mod store;
+pub mod store;
 pub mod streams;
 pub mod timers;
 pub mod trace;

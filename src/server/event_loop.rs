@@ -32,7 +32,9 @@ use crate::engine::handle::{Command, Handle, Port};
 use crate::engine::lab::Tag;
 use crate::engine::outbox::{Kind as Chunk, Message};
 use crate::engine::slab::{LISTENER, WAKER};
-use crate::engine::store;
+#[cfg(feature = "redis")]
+use crate::engine::slab::{REDIS_COMMANDS, REDIS_READER};
+use crate::engine::store::{self, Waiter};
 use crate::engine::timers::Wake;
 use crate::engine::Core;
 use crate::feeds::Feeds;
@@ -181,6 +183,11 @@ impl EventLoop {
         let mut event_loop = EventLoop::new(parts, Some(listener), config, handle, feeds, 0, seed)?;
         for note in notes {
             event_loop.core.log(&note);
+        }
+        #[cfg(feature = "redis")]
+        if let crate::storage::Storage::Redis(redis) = &event_loop.core.config.storage {
+            let redis = redis.clone();
+            event_loop.core.start_redis(&redis)?;
         }
         event_loop.core.arm_store_timer();
         Ok(event_loop)
@@ -370,6 +377,11 @@ impl EventLoop {
                     LISTENER => self.accept(),
                     // 2. Commands from other threads.
                     WAKER => self.run_commands(),
+                    // The Redis link's sockets (loop 0).
+                    #[cfg(feature = "redis")]
+                    token @ (REDIS_READER | REDIS_COMMANDS) => {
+                        self.core.redis_ready(token, &mut self.scratch)
+                    }
                     // 3. Socket readiness: read before write, so that answers
                     //    to this turn's input join what is already queued.
                     token => {
@@ -1037,12 +1049,15 @@ impl EventLoop {
                     payload,
                     reply,
                 } => {
-                    let published =
-                        core.publish(topic, event.as_deref(), payload.as_payload(), None);
-                    if let Some(reply) = reply {
-                        // The caller may have stopped waiting; nothing to do then.
-                        let _ = reply.send(published);
-                    }
+                    // Answered now, or when the store has it (Redis).
+                    let waiter = reply.map_or(Waiter::Nobody, Waiter::Thread);
+                    let _ = core.publish_later(
+                        topic,
+                        event.as_deref(),
+                        payload.as_payload(),
+                        None,
+                        waiter,
+                    );
                 }
                 Command::Topic { name, reply } => {
                     let _ = reply.send(core.feeds.topic(&name));
@@ -1058,6 +1073,10 @@ impl EventLoop {
                     }
                 }
                 Command::Adopt(stream) => self.serve(stream),
+                #[cfg(feature = "redis")]
+                store @ (Command::StorePublish { .. }
+                | Command::StoreFetch { .. }
+                | Command::StoreFetched { .. }) => core.store_command(store),
             }
         }
         self.batch = batch;

@@ -99,6 +99,12 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "86400",
         "file log retention: seconds a segment is kept after its newest event (0: no limit)",
     ),
+    (
+        "--redis URL",
+        "off",
+        "keep topic history in Redis Streams, shared with every node on the same Redis: \
+         redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (cargo feature redis)",
+    ),
     ("--quiet", "off", "no operational log lines on stderr"),
     ("-h, --help", "", "this text"),
 ];
@@ -192,6 +198,7 @@ fn parse_options() -> Result<Command, String> {
                     .map_err(|_| "--max-message-bytes takes a number")?;
             }
             "--log-dir" => log_dir = Some(value("--log-dir")?),
+            "--redis" => options.storage = redis_storage(&value("--redis")?)?,
             "--fsync" => log.fsync = fsync_policy(&value("--fsync")?)?,
             "--log-max-bytes" => {
                 log.max_total_bytes = value("--log-max-bytes")?
@@ -208,13 +215,33 @@ fn parse_options() -> Result<Command, String> {
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
     }
-    if let Some(dir) = log_dir {
-        options.storage = Storage::File(FileStorage {
-            log,
-            ..FileStorage::new(dir)
-        });
+    match (log_dir, &options.storage) {
+        (Some(dir), Storage::Memory) => {
+            options.storage = Storage::File(FileStorage {
+                log,
+                ..FileStorage::new(dir)
+            });
+        }
+        (Some(_), _) => return Err("--log-dir and --redis: choose one store".into()),
+        (None, _) => {}
     }
     Ok(Command::Run(Box::new(options)))
+}
+
+/// `--redis URL`: the Redis backend, when the binary has it.
+fn redis_storage(url: &str) -> Result<Storage, String> {
+    #[cfg(feature = "redis")]
+    {
+        use pushloop::storage::redis::{RedisConfig, RedisUrl};
+        let url = RedisUrl::parse(url).map_err(|error| format!("--redis: {error}"))?;
+        Ok(Storage::Redis(RedisConfig::new(url)))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        Err(format!(
+            "--redis {url}: this build has no Redis backend (build with --features redis)"
+        ))
+    }
 }
 
 /// `--fsync always|never|<N>ms` (see `pushloop::storage::file_log` for the
@@ -282,7 +309,7 @@ impl Demo {
     /// `POST /publish?topic=a&event=NAME`: the body as text, JSON (`&json=1`
     /// or `Content-Type: application/json`) or bytes
     /// (`Content-Type: application/octet-stream`).
-    fn publish(&mut self, ctx: &mut Context, req: &Request, body: &[u8]) -> Reply {
+    fn publish(&mut self, ctx: &mut Context, id: ConnId, req: &Request, body: &[u8]) -> Reply {
         let name = req.query_param("topic");
         let topic = match ctx.topic(name.as_deref().unwrap_or(DEFAULT_ROOM)) {
             Ok(topic) => topic,
@@ -303,10 +330,8 @@ impl Demo {
             }
         };
         let event = req.query_param("event");
-        match ctx.publish_payload(topic, event.as_deref(), payload, None) {
-            Ok(id) => Reply::Response(Response::json(200, format!("{{\"id\":{id}}}"))),
-            Err(error) => Reply::Response(Response::text(error.status(), &error.to_string())),
-        }
+        // `{"id":N}` once the store has it (later with Redis), or why not.
+        ctx.publish_for(id, topic, event.as_deref(), payload)
     }
 
     /// Every loop's counters added up, and how the connections are split
@@ -350,7 +375,7 @@ impl App for Demo {
         }
     }
 
-    fn request(&mut self, ctx: &mut Context, _: ConnId, req: &Request, body: &[u8]) -> Reply {
+    fn request(&mut self, ctx: &mut Context, id: ConnId, req: &Request, body: &[u8]) -> Reply {
         let after = match cursor(req) {
             Ok(after) => after,
             Err(reply) => return reply,
@@ -386,7 +411,7 @@ impl App for Demo {
                 },
                 Err(reason) => bad_request(&reason),
             },
-            ("POST", ["publish"]) => self.publish(ctx, req, body),
+            ("POST", ["publish"]) => self.publish(ctx, id, req, body),
             ("GET", ["topics"]) => self.topics(ctx),
             ("DELETE", ["topics", name]) => match ctx.find_topic(name) {
                 Some(topic) if topic != self.feed => {
@@ -469,7 +494,7 @@ impl App for Demo {
         };
         let published = match ctx.find_topic(&room) {
             Some(topic) => ctx
-                .publish_payload(topic, Some("chat"), payload, None)
+                .publish_later(topic, Some("chat"), payload, None)
                 .map_err(|error| error.to_string()),
             None => Err(format!("no room {room}")),
         };
@@ -485,7 +510,7 @@ impl App for Demo {
     fn timer(&mut self, ctx: &mut Context, _: TimerId) {
         self.ticks += 1;
         let data = format!("{{\"tick\":{},\"time\":{}}}", self.ticks, unix_ms());
-        let _ = ctx.publish(self.feed, Some("tick"), &data);
+        let _ = ctx.publish_later(self.feed, Some("tick"), Payload::Text(&data), None);
     }
 }
 
