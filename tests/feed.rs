@@ -343,6 +343,25 @@ fn poll_answers_at_once_with_the_events_after_the_cursor() {
 }
 
 #[test]
+fn the_same_poll_is_answered_alike_until_a_publish_changes_the_answer() {
+    let server = start(quick_config());
+    let first = publish(server.addr, None, "a");
+    let second = publish(server.addr, None, "b");
+    let poll = format!("/poll?after={first}");
+    // Asked twice, answered from one shared encoding: the same bytes.
+    let once = get(server.addr, &poll).text();
+    assert_eq!(get(server.addr, &poll).text(), once);
+    assert!(once.contains(&format!("\"id\":{second}")), "{once}");
+    // A publish changes what the same question gets.
+    let third = publish(server.addr, None, "c");
+    let after = get(server.addr, &poll).text();
+    assert!(
+        after.contains(&format!("\"id\":{second}")) && after.contains(&format!("\"id\":{third}")),
+        "{after}"
+    );
+}
+
+#[test]
 fn json_strings_are_escaped() {
     let server = start(quick_config());
     let id = publish(

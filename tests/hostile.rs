@@ -3,13 +3,16 @@
 //!
 //! 1. a flooding client (pings, echoes, pipelined requests) does not keep
 //!    another client's request waiting, nor a shutdown;
-//! 2. answers nobody reads stay within `max_queued_bytes` (input pauses):
-//!    pipelined polls and pages, held long-polls woken by one publish,
-//!    pings whose pongs are never read;
+//! 2. answers nobody reads stay within their bound (input pauses):
+//!    `max_queued_answer_bytes` for pipelined polls and pages and held
+//!    long-polls woken by one publish (also when `max_queued_bytes` is as
+//!    large as the demo's), `max_queued_bytes` for pings whose pongs are
+//!    never read;
 //! 3. a body trickled a byte at a time ends at `body_timeout` with 408;
 //! 4. a slow reader of a large answer gets every byte;
 //! 5. a half-closed client still gets what it asked for;
-//! 6. an upgrade request with a body gets 400, never 101;
+//! 6. a WebSocket upgrade request with a body gets 400, never 101 (an
+//!    upgrade the server never makes, such as h2c, is ignored);
 //! 7. a publish whose *encoded* event is past `max_event_bytes` is refused.
 //!
 //! Every test is bounded in count and in time, asserts on the server's own
@@ -37,8 +40,8 @@ use pushloop::ws::handshake::Upgrade;
 
 // ---- The app, the configuration, the measures -----------------------------------
 
-/// The queue bound every test here runs with: small, so a test crosses it in
-/// milliseconds.
+/// The queue bounds every test here runs with (`max_queued_bytes` and
+/// `max_queued_answer_bytes`): small, so a test crosses them in milliseconds.
 const MAX_QUEUED: usize = 64 * 1024;
 /// The read buffer (also one connection's read budget per turn).
 const READ_BUFFER: usize = 16 * 1024;
@@ -171,6 +174,7 @@ impl App for Hostile {
 fn hostile_config() -> Config {
     let mut config = quick_config();
     config.limits.max_queued_bytes = MAX_QUEUED;
+    config.limits.max_queued_answer_bytes = MAX_QUEUED;
     config.limits.body_timeout = Duration::from_secs(1);
     config.read_buffer_bytes = READ_BUFFER;
     config
@@ -471,7 +475,7 @@ fn a_shutdown_during_a_ping_flood_ends_the_loop_within_the_shutdown_timeout() {
     drop(flood);
 }
 
-// ---- 2. Answers nobody reads stay within max_queued_bytes ----------------------------
+// ---- 2. Answers nobody reads stay within their bound ---------------------------------
 
 /// Writes `request` `count` times on one connection without reading; checks
 /// that the server paused reading it, that no queue went past the bound by
@@ -552,6 +556,19 @@ fn unread_pipelined_page_requests_pause_reading_and_keep_the_queue_bounded() {
     let _serial = serial();
     let started = start(hostile_config());
     // 5000 × 16 KiB = 80 MiB of answers, had every request been read.
+    let request = b"GET /page HTTP/1.1\r\nHost: t\r\n\r\n";
+    pipelined_and_unread(&started, request, 5000, 16 * 1024, 24.0);
+}
+
+#[test]
+fn unread_pipelined_requests_pause_at_the_answer_bound_however_large_the_queue_bound() {
+    let _serial = serial();
+    let mut config = hostile_config();
+    // The demo's shape: a queue bound made for 16 MiB WebSocket messages.
+    config.limits.max_queued_bytes = 17 << 20;
+    let started = start(config);
+    // 5000 × 16 KiB = 80 MiB of answers; HTTP input pauses at
+    // max_queued_answer_bytes (MAX_QUEUED), not at 17 MiB.
     let request = b"GET /page HTTP/1.1\r\nHost: t\r\n\r\n";
     pipelined_and_unread(&started, request, 5000, 16 * 1024, 24.0);
 }
@@ -825,10 +842,9 @@ fn a_slow_reader_of_a_large_connection_close_answer_receives_every_byte() {
     );
 }
 
+/// The kept connection's idle deadline runs from the last write that made
+/// progress (`HttpSession::on_write_progress`), as a closing answer's does.
 #[test]
-#[ignore = "finding: a keep-alive answer is cut idle_timeout after it was queued: \
-            HttpSession::answer starts the idle deadline (Waiting { first: false }) and \
-            Core::http_timeout (engine/mod.rs) drops the connection with bytes still queued"]
 fn a_slow_reader_of_a_large_keep_alive_answer_receives_every_byte() {
     let _serial = serial();
     let started = start(slow_reader_config());
@@ -838,6 +854,55 @@ fn a_slow_reader_of_a_large_keep_alive_answer_receives_every_byte() {
         &format!("GET /big?bytes={bytes} HTTP/1.1\r\nHost: t\r\n\r\n"),
     );
     assert_eq!(body, bytes, "bytes received in {took:?}");
+}
+
+/// Connections of `transport` that ended for `reason` with `detail`, from
+/// the `closes` list of `/stats`.
+fn closes(json: &str, transport: &str, reason: &str, detail: &str) -> u64 {
+    let entry =
+        format!("{{\"transport\":\"{transport}\",\"reason\":\"{reason}\",\"detail\":\"{detail}\",\"count\":");
+    json.find(&entry).map_or(0, |at| {
+        let rest = &json[at + entry.len()..];
+        rest[..rest.find('}').expect("end of count")]
+            .parse()
+            .expect("a count")
+    })
+}
+
+#[test]
+fn a_reader_that_stops_taking_a_large_keep_alive_answer_is_let_go_after_idle_timeout() {
+    let _serial = serial();
+    let config = slow_reader_config();
+    let idle_timeout = config.limits.idle_timeout;
+    let started = start(config);
+    let addr = started.server.addr;
+    let mut stream = connect(addr);
+    small_receive_buffer(&stream, 128 * 1024);
+    let bytes = 16 << 20;
+    write!(stream, "GET /big?bytes={bytes} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let asked = Instant::now();
+    // Nothing is read: once the kernels' buffers are full, no write makes
+    // progress, and `idle_timeout` after the last one the reader is gone.
+    assert!(
+        eventually(Duration::from_secs(10), || closes(
+            &stats(addr),
+            "http",
+            "timeout",
+            "idle"
+        ) == 1),
+        "the stalled reader was never let go: {}",
+        stats(addr)
+    );
+    assert!(
+        asked.elapsed() >= idle_timeout,
+        "let go after {:?}, before idle_timeout ({idle_timeout:?})",
+        asked.elapsed()
+    );
+    let received = read_to_close(&mut stream).len();
+    assert!(
+        received < bytes,
+        "only what the kernels held arrives ({received} bytes)"
+    );
 }
 
 // ---- 5. A half-closed client still gets its answer ----------------------------------
@@ -856,10 +921,9 @@ fn a_half_closed_client_gets_the_answer_to_its_request() {
     assert!(read_to_close(&mut stream).is_empty(), "then the end");
 }
 
+/// RFC 9112 §9.3.2, §9.6: requests sent before the FIN are all answered, in
+/// order; the connection closes once its input is exhausted.
 #[test]
-#[ignore = "finding: after the peer's FIN, Core::answer frames the first answer \
-            with Connection: close (peer_fin) and the pipelined requests already \
-            received are dropped"]
 fn a_half_closed_client_gets_an_answer_to_every_pipelined_request() {
     let _serial = serial();
     let started = start(hostile_config());
@@ -908,12 +972,9 @@ fn a_held_long_poll_is_answered_at_once_when_its_client_half_closes() {
     assert_eq!(stat(&stats(addr), Some("longpoll"), "connections"), 0);
 }
 
+/// The FIN comes with the request, so it is seen before the request pauses
+/// the connection (`EventLoop::read` acts on it for a paused one).
 #[test]
-#[ignore = "finding: a FIN that arrives with the request is lost once the request \
-            pauses the connection (a held long-poll): run() sets peer_fin, read() \
-            processes the request, start_long_poll sets paused, and the next read() \
-            returns early for a paused connection, so peer_closed never runs and the \
-            poll is held until long_poll_timeout"]
 fn a_long_poll_sent_with_its_fin_is_answered_at_once() {
     let _serial = serial();
     let started = start(long_hold_config());
@@ -929,6 +990,37 @@ fn a_long_poll_sent_with_its_fin_is_answered_at_once() {
     let response = read_response(&mut stream, &mut Vec::new());
     assert_eq!((response.status, response.text().as_str()), (200, "[]"));
     assert!(read_to_close(&mut stream).is_empty(), "then the end");
+}
+
+#[test]
+fn a_half_closed_client_gets_every_answer_though_a_long_poll_and_a_full_queue_paused_reading() {
+    let _serial = serial();
+    let started = start(long_hold_config());
+    let addr = started.server.addr;
+    let newest = published_id(addr, b"old news");
+    let mut stream = connect(addr);
+    // A long-poll (held: it pauses reading), then 40 pages (640 KiB of
+    // answers: reading pauses at the queue's bound too), then the FIN.
+    let mut requests = format!("GET /longpoll?after={newest} HTTP/1.1\r\nHost: t\r\n\r\n");
+    requests.push_str(&"GET /page HTTP/1.1\r\nHost: t\r\n\r\n".repeat(40));
+    stream.write_all(requests.as_bytes()).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut buffered = Vec::new();
+    let first = read_response(&mut stream, &mut buffered);
+    assert_eq!((first.status, first.text().as_str()), (200, "[]"));
+    for i in 0..40 {
+        let page = read_response(&mut stream, &mut buffered);
+        assert_eq!((page.status, page.body.len()), (200, 16 * 1024), "page {i}");
+    }
+    assert!(
+        buffered.is_empty() && read_to_close(&mut stream).is_empty(),
+        "then the end"
+    );
+    let json = stats(addr);
+    assert!(
+        stat(&json, None, "paused_reads") > 0,
+        "the queue paused reading: {json}"
+    );
 }
 
 #[test]
@@ -992,11 +1084,9 @@ fn an_upgrade_request_with_a_body_is_refused_with_400_never_101() {
     assert_eq!(stat(&stats(addr), Some("websocket"), "requests"), 1);
 }
 
+/// RFC 9110 §7.8: an Upgrade the server will not make is ignored, and the
+/// request (here `curl --http2 -d hello`'s) is served over HTTP/1.1.
 #[test]
-#[ignore = "finding: HttpSession::step (proto/src/http/session.rs) refuses every request \
-            that has an Upgrade header and a body, also one the server will not switch \
-            on: `curl --http2 -d x http://.../publish` (Upgrade: h2c) gets 400; RFC 9110 \
-            §7.8 lets a server ignore such an Upgrade and serve the request"]
 fn a_post_offering_an_h2c_upgrade_with_a_body_is_served_over_http_1_1() {
     let _serial = serial();
     let started = start(hostile_config());
@@ -1098,11 +1188,9 @@ fn the_demo_refuses_a_publish_too_big_once_escaped_with_413() {
     assert_eq!(status, 413, "{text}");
 }
 
+/// The demo's `max_queued_bytes` is 17 MiB (for 16 MiB WebSocket messages);
+/// its HTTP connections still pause at `max_queued_answer_bytes` (64 KiB).
 #[test]
-#[ignore = "finding: with the demo's max_queued_bytes (16 MiB messages + 1 MiB = 17 MiB, \
-            src/bin/pushloop/main.rs) no connection pauses: 100 answers of 64 KiB fit \
-            under it, each a separate copy (answer_poll_now builds one per request), \
-            so 100 × 100 pipelined long-polls still cost ~650 MB (500 → 3.26 GB, as before)"]
 fn the_demo_keeps_memory_bounded_under_pipelined_long_polls_woken_by_one_publish() {
     let _serial = serial();
     let demo = Demo::start();
@@ -1129,6 +1217,7 @@ fn the_demo_keeps_memory_bounded_under_pipelined_long_polls_woken_by_one_publish
     published_id(demo.addr, &vec![b'p'; 64 * 1024]);
     settled(|| process_status_kib(&pid, "VmHWM:"));
     let growth = (process_status_kib(&pid, "VmHWM:") - before) as f64 / 1024.0;
+    eprintln!("the demo under 100 × 100 pipelined long-polls: RSS +{growth:.1} MiB");
     // What a bound of ~1 MiB of answers per connection would allow.
     assert!(growth < 128.0, "the demo grew by {growth:.0} MiB");
 }

@@ -235,6 +235,33 @@ fn one_per_loop<T>(loops: usize, mut open: impl FnMut() -> (T, usize)) -> Vec<T>
     panic!("400 connections never reached every loop");
 }
 
+/// A WebSocket on each of `loops` loops, in loop order.
+fn sockets_on_every_loop(addr: SocketAddr, loops: usize) -> Vec<WsClient> {
+    one_per_loop(loops, || {
+        let (ws, loop_index, _) = socket(addr);
+        (ws, loop_index)
+    })
+}
+
+/// An event stream on each of `loops` loops, in loop order.
+fn streams_on_every_loop(addr: SocketAddr, loops: usize) -> Vec<(Probed, StreamParser)> {
+    one_per_loop(loops, || {
+        let mut probed = probe(addr);
+        let parser = start_stream(&mut probed);
+        let loop_index = probed.loop_index;
+        ((probed, parser), loop_index)
+    })
+}
+
+/// A kept-alive HTTP connection on each of `loops` loops, in loop order.
+fn connections_on_every_loop(addr: SocketAddr, loops: usize) -> Vec<Probed> {
+    one_per_loop(loops, || {
+        let probed = probe(addr);
+        let loop_index = probed.loop_index;
+        (probed, loop_index)
+    })
+}
+
 /// Reads SSE events from a kept-alive connection that switched to a stream.
 fn sse_events(stream: &mut TcpStream, parser: &mut StreamParser, count: usize) -> Vec<ParsedEvent> {
     let mut events = Vec::new();
@@ -320,25 +347,10 @@ fn a_publish_on_one_loop_reaches_every_transport_on_every_loop_in_one_order() {
     const EVENTS: usize = 30;
     let server = Loops::start(3, config(SharePort::ReusePort));
     let addr = server.addr;
-    let mut sockets = one_per_loop(3, || {
-        let (ws, loop_index, _) = socket(addr);
-        (ws, loop_index)
-    });
-    let mut streams: Vec<(Probed, StreamParser)> = one_per_loop(3, || {
-        let mut probed = probe(addr);
-        let parser = start_stream(&mut probed);
-        let loop_index = probed.loop_index;
-        ((probed, parser), loop_index)
-    });
-    let mut polls = one_per_loop(3, || {
-        let probed = probe(addr);
-        let loop_index = probed.loop_index;
-        (probed, loop_index)
-    });
-    let mut publishers = one_per_loop(3, || {
-        let (ws, loop_index, _) = socket(addr);
-        (ws, loop_index)
-    });
+    let mut sockets = sockets_on_every_loop(addr, 3);
+    let mut streams = streams_on_every_loop(addr, 3);
+    let mut polls = connections_on_every_loop(addr, 3);
+    let mut publishers = sockets_on_every_loop(addr, 3);
     // Publish from two loops, interleaved: the order is the ids' order.
     let mut expected = Vec::new();
     for round in 0..(EVENTS / 2) {
@@ -405,11 +417,7 @@ fn a_publish_on_one_loop_reaches_every_transport_on_every_loop_in_one_order() {
 fn a_held_long_poll_on_another_loop_is_answered_by_a_publish() {
     let server = Loops::start(2, config(SharePort::ReusePort));
     let addr = server.addr;
-    let mut polls = one_per_loop(2, || {
-        let probed = probe(addr);
-        let loop_index = probed.loop_index;
-        (probed, loop_index)
-    });
+    let mut polls = connections_on_every_loop(addr, 2);
     let latest = server
         .handle
         .publish_and_wait(
@@ -463,10 +471,7 @@ fn send_and_close_reach_a_connection_on_another_loop() {
 fn handle_publishes_and_broadcasts_reach_every_loop() {
     let server = Loops::start(3, config(SharePort::ReusePort));
     let addr = server.addr;
-    let mut sockets = one_per_loop(3, || {
-        let (ws, loop_index, _) = socket(addr);
-        (ws, loop_index)
-    });
+    let mut sockets = sockets_on_every_loop(addr, 3);
     let topic = server.handle.topic("room").unwrap();
     let id = server
         .handle
@@ -491,10 +496,7 @@ fn a_loop_that_falls_behind_catches_up_from_history_with_no_loss_and_no_duplicat
     config.limits.max_inbox_events = 2;
     let server = Loops::start(2, config);
     let addr = server.addr;
-    let mut sockets = one_per_loop(2, || {
-        let (ws, loop_index, _) = socket(addr);
-        (ws, loop_index)
-    });
+    let mut sockets = sockets_on_every_loop(addr, 2);
     let mut stream = loop {
         let mut probed = probe(addr);
         if probed.loop_index == 1 {
@@ -547,10 +549,7 @@ fn a_loop_that_falls_behind_catches_up_from_history_with_no_loss_and_no_duplicat
 fn a_panic_in_one_loops_app_closes_only_that_connection() {
     let server = Loops::start(2, config(SharePort::ReusePort));
     let addr = server.addr;
-    let mut first = one_per_loop(2, || {
-        let (ws, loop_index, _) = socket(addr);
-        (ws, loop_index)
-    });
+    let mut first = sockets_on_every_loop(addr, 2);
     let (mut neighbour, _, _) = loop {
         let opened = socket(addr);
         if opened.1 == 1 {
@@ -570,16 +569,8 @@ fn a_panic_in_one_loops_app_closes_only_that_connection() {
 fn a_shutdown_closes_every_loops_connections_and_run_threads_returns() {
     let server = Loops::start(3, config(SharePort::ReusePort));
     let addr = server.addr;
-    let mut sockets = one_per_loop(3, || {
-        let (ws, loop_index, _) = socket(addr);
-        (ws, loop_index)
-    });
-    let mut streams: Vec<(Probed, StreamParser)> = one_per_loop(3, || {
-        let mut probed = probe(addr);
-        let parser = start_stream(&mut probed);
-        let loop_index = probed.loop_index;
-        ((probed, parser), loop_index)
-    });
+    let mut sockets = sockets_on_every_loop(addr, 3);
+    let mut streams = streams_on_every_loop(addr, 3);
     // A shutdown asked by the last loop's app stops them all.
     sockets[2].send_text("stop");
     for ws in &mut sockets {

@@ -19,7 +19,14 @@ const FIRST_PID = Number(process.env.PUSHLOOP_PID);
 const LOG = process.env.PUSHLOOP_LOG;
 const PIDFILE = process.env.PUSHLOOP_PIDFILE;
 const ARTIFACTS = process.env.PUSHLOOP_ARTIFACTS ?? 'ci-artifacts';
-const BASE = `http://127.0.0.1:${PORT}`;
+// TLS (PUSHLOOP_TLS_CERT and PUSHLOOP_TLS_KEY set, a binary built with --features tls):
+// the server listens for TLS only, the page loads over https:// and its columns use
+// https:// and wss://; Chromium is told to accept the throwaway certificate, Node's fetch
+// trusts it through NODE_EXTRA_CA_CERTS (run.sh sets it).
+const TLS = process.env.PUSHLOOP_TLS_CERT
+  ? ['--tls-addr', `127.0.0.1:${PORT}`, '--tls-cert', process.env.PUSHLOOP_TLS_CERT, '--tls-key', process.env.PUSHLOOP_TLS_KEY]
+  : null;
+const BASE = `${TLS ? 'https' : 'http'}://127.0.0.1:${PORT}`;
 const COLS = ['short', 'long', 'sse', 'ws'];
 const NAMES = { short: 'short poll', long: 'long poll', sse: 'SSE', ws: 'WebSocket' };
 const t0 = Date.now();
@@ -122,7 +129,8 @@ async function noDuplicates(page, label) {
 function startServer() {
   return new Promise((resolve, reject) => {
     const out = LOG ? openSync(LOG, 'a') : 'ignore';
-    const child = spawn(BIN, ['--addr', `127.0.0.1:${PORT}`, '--tick-ms', '500'], { stdio: ['ignore', 'pipe', out] });
+    const listen = TLS ?? ['--addr', `127.0.0.1:${PORT}`];
+    const child = spawn(BIN, [...listen, '--tick-ms', '500'], { stdio: ['ignore', 'pipe', out] });
     if (PIDFILE) writeFileSync(PIDFILE, String(child.pid));
     let text = '';
     const timer = setTimeout(() => reject(new Error('no "serving" line within 5 s')), 5000);
@@ -210,7 +218,7 @@ async function checkLab(page, publishedId, chat) {
   if (chatRow) await (await chatRow.$('.what')).click();
   await page.evaluate(() => window.scrollTo(0, document.getElementById('lab').offsetTop - 8));
   mkdirSync(ARTIFACTS, { recursive: true });
-  const shot = path.resolve(ARTIFACTS, 'lab.png');
+  const shot = path.resolve(ARTIFACTS, TLS ? 'lab-tls.png' : 'lab.png');
   await page.screenshot({ path: shot });
   console.log(`     screenshot: ${shot}`);
   await page.click('#wire-bar button[data-filter=all]');
@@ -222,16 +230,16 @@ async function finish() {
   } catch (_) { /* already gone */ }
   if (restarted && restarted.exitCode === null) restarted.kill('SIGTERM');
   clearTimeout(deadline);
-  console.log(`browser: ${passed} passed, ${failed} failed (${secs(Date.now() - t0)})`);
+  console.log(`browser${TLS ? ' (https)' : ''}: ${passed} passed, ${failed} failed (${secs(Date.now() - t0)})`);
 }
 
 try {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    args: [...(TLS ? ['--ignore-certificate-errors'] : []), '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: Boolean(TLS) });
   const page = await context.newPage();
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -344,7 +352,7 @@ try {
 
   // 5. A screenshot for people.
   mkdirSync(ARTIFACTS, { recursive: true });
-  const shot = path.resolve(ARTIFACTS, 'browser.png');
+  const shot = path.resolve(ARTIFACTS, TLS ? 'browser-tls.png' : 'browser.png');
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: shot });
   console.log(`     screenshot: ${shot}`);

@@ -1,6 +1,7 @@
 """Python `websockets` client checks against a running pushloop server.
 
 Usage: py_checks.py HOST:PORT
+With PUSHLOOP_TLS_CA=FILE (a PEM to trust) every check runs over wss://.
 Prints one `PASS name` / `FAIL name: why` line per check; exits 0 (the caller counts).
 Every check is bounded by CHECK_TIMEOUT seconds.
 """
@@ -8,6 +9,7 @@ Every check is bounded by CHECK_TIMEOUT seconds.
 import asyncio
 import json
 import os
+import ssl
 import sys
 import traceback
 
@@ -17,14 +19,20 @@ from websockets.exceptions import ConnectionClosed
 
 CHECK_TIMEOUT = 15
 ADDR = sys.argv[1]
-ECHO = f"ws://{ADDR}/echo"
-CHAT = f"ws://{ADDR}/chat"
+CA = os.environ.get("PUSHLOOP_TLS_CA")
+SSL = ssl.create_default_context(cafile=CA) if CA else None
+SCHEME = "wss" if CA else "ws"
+HTTP = "https" if CA else "http"
+PREFIX = "wss: " if CA else ""
+ECHO = f"{SCHEME}://{ADDR}/echo"
+CHAT = f"{SCHEME}://{ADDR}/chat"
 
 
 def ws_connect(url):
     # proxy=None: never route loopback traffic through an environment proxy.
     # max_size: room for the 1 MiB echo plus slack.
-    return connect(url, proxy=None, max_size=4 * 1024 * 1024, open_timeout=5, close_timeout=5)
+    tls = {"ssl": SSL} if SSL else {}
+    return connect(url, proxy=None, max_size=4 * 1024 * 1024, open_timeout=5, close_timeout=5, **tls)
 
 
 async def recv(ws, timeout=5):
@@ -180,7 +188,7 @@ async def check_metrics():
     from prometheus_client.parser import text_string_to_metric_families
 
     def fetch():
-        with urlopen(f"http://{ADDR}/metrics", timeout=5) as res:
+        with urlopen(f"{HTTP}://{ADDR}/metrics", timeout=5, context=SSL) as res:
             assert res.status == 200, f"HTTP {res.status}"
             assert res.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             return res.read().decode()
@@ -217,11 +225,11 @@ async def main():
     for name, fn in CHECKS:
         try:
             note = await asyncio.wait_for(fn(), CHECK_TIMEOUT)
-            print(f"PASS {name}" + (f" ({note})" if note else ""), flush=True)
+            print(f"PASS {PREFIX}{name}" + (f" ({note})" if note else ""), flush=True)
         except asyncio.TimeoutError:
-            print(f"FAIL {name}: timed out after {CHECK_TIMEOUT}s", flush=True)
+            print(f"FAIL {PREFIX}{name}: timed out after {CHECK_TIMEOUT}s", flush=True)
         except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
-            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+            print(f"FAIL {PREFIX}{name}: {type(e).__name__}: {e}", flush=True)
             traceback.print_exc(file=sys.stderr)
 
 

@@ -50,6 +50,12 @@ pub struct Config {
     /// (default), in an append-only file log that survives restarts, or in
     /// Redis Streams shared by several nodes (feature `redis`).
     pub storage: Storage,
+    /// The certificate and key that TLS listeners serve (feature `tls`; see
+    /// [`crate::server::Server::bind_tls`]). Default: none, so no TLS
+    /// listener can be bound. Replace it while serving with
+    /// [`crate::server::Handle::reload_tls`].
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// How several loops share one listening port.
@@ -79,6 +85,8 @@ impl Default for Config {
             share_port: SharePort::default(),
             lab: None,
             storage: Storage::Memory,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -101,6 +109,9 @@ impl Config {
             share_port: self.share_port,
             lab: self.lab,
             storage: self.storage.clone(),
+            // Set by the loop that splits: the certificate it serves now.
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

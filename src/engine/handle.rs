@@ -11,6 +11,13 @@
 //! and block until the loop has handled them; called from the loop's own
 //! thread they fail at once ([`HandleError::OnLoopThread`]) instead of
 //! waiting for themselves.
+//!
+//! With several loops ([`crate::server::Server::run_threads`]) every handle
+//! reaches all of them, even one cloned before they started: a command for
+//! one connection goes to the loop its [`ConnId`] names, a broadcast and a
+//! shutdown to every loop, a publish or a topic to the handle's own loop
+//! (the topics are shared, so any loop will do). A loop runs its commands
+//! after the events other loops published before the commands were sent.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -139,6 +146,14 @@ pub enum Command {
         /// The page, or why there is none.
         page: Fetched,
     },
+    /// [`Command::Adopt`] for a connection accepted on a TLS listener
+    /// (feature `tls`): it starts with a TLS handshake.
+    #[cfg(feature = "tls")]
+    AdoptTls(mio::net::TcpStream),
+    /// Serve this certificate to the TLS handshakes that start from now on
+    /// (feature `tls`); open connections keep theirs.
+    #[cfg(feature = "tls")]
+    ReloadTls(crate::tls::TlsConfig),
 }
 
 /// Why a command was not taken, or what the loop said to it.
@@ -336,17 +351,39 @@ impl Handle {
         index: usize,
         stream: mio::net::TcpStream,
     ) -> Result<(), mio::net::TcpStream> {
-        let Some(port) = self.loops.port(index) else {
-            return Err(stream);
+        self.hand_over(index, Command::Adopt(stream))
+    }
+
+    /// [`Handle::adopt`] for a connection of a TLS listener (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn adopt_tls(
+        &self,
+        index: usize,
+        stream: mio::net::TcpStream,
+    ) -> Result<(), mio::net::TcpStream> {
+        self.hand_over(index, Command::AdoptTls(stream))
+    }
+
+    /// Sends an `Adopt` command to loop `index`; the stream back if it
+    /// cannot take it now.
+    fn hand_over(&self, index: usize, command: Command) -> Result<(), mio::net::TcpStream> {
+        let give_back = |command: Command| match command {
+            Command::Adopt(stream) => Err(stream),
+            #[cfg(feature = "tls")]
+            Command::AdoptTls(stream) => Err(stream),
+            _ => Ok(()),
         };
-        match port.commands.try_send(Command::Adopt(stream)) {
+        let Some(port) = self.loops.port(index) else {
+            return give_back(command);
+        };
+        match port.commands.try_send(command) {
             Ok(()) => {
                 let _ = port.waker.wake();
                 Ok(())
             }
-            Err(TrySendError::Full(Command::Adopt(stream)))
-            | Err(TrySendError::Disconnected(Command::Adopt(stream))) => Err(stream),
-            Err(_) => Ok(()),
+            Err(TrySendError::Full(command) | TrySendError::Disconnected(command)) => {
+                give_back(command)
+            }
         }
     }
 
@@ -511,6 +548,17 @@ impl Handle {
     /// [`crate::app::Context::respond`]).
     pub fn respond(&self, id: ConnId, response: Response) -> Result<(), HandleError> {
         self.command_to(id.loop_index(), Command::Respond(id, response))
+    }
+
+    /// Replaces the certificate and key of the TLS listeners (feature `tls`):
+    /// handshakes that start after a loop takes the command use `config` (every
+    /// loop gets it),
+    /// connections already open keep the keys they have. Build `config` off
+    /// the loop (for example with [`crate::tls::TlsConfig::reload_from_files`],
+    /// which reads files), then hand it over here.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self, config: crate::tls::TlsConfig) -> Result<(), HandleError> {
+        self.to_every_loop(|| Command::ReloadTls(config.clone()))
     }
 
     /// Starts a graceful shutdown of every loop. Never blocked by a full queue.

@@ -13,6 +13,8 @@
 //!   line, writes (unit-tested against a fake writer);
 //! - [`streams`]: what a feed does on a connection — event streams, polls,
 //!   long-polls, subscriptions, publishing, replay and catch-up;
+//! - `poll_answers`: poll answers shared by every poll that asks the same
+//!   thing, until the next publish;
 //! - [`timers`]: the deadline heap and user timers;
 //! - [`connection`]: one connection's state; [`slab`]: their tokens;
 //! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
@@ -20,6 +22,7 @@
 //!   [`stats`]: counters; [`config`]: configuration; [`store`]: the
 //!   loop's side of the store behind the history (timers, the Redis link,
 //!   publishes answered later, cursors served from the stream);
+//! - `tls` (feature `tls`): writing through TLS, `close_notify`, TLS faults;
 //! - this file: the `Core` itself, deadlines, closing and shutdown.
 
 pub mod config;
@@ -28,11 +31,14 @@ pub mod handle;
 pub mod lab;
 pub(crate) mod last_write;
 pub mod outbox;
+pub(crate) mod poll_answers;
 pub mod slab;
 pub mod stats;
 pub mod store;
 pub mod streams;
 pub mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod trace;
 
 use std::any::Any;
@@ -46,6 +52,7 @@ use crate::engine::config::Config;
 use crate::engine::connection::{Closing, Connection, Kind, Waiting};
 use crate::engine::handle::Handle;
 use crate::engine::outbox::{FanoutLine, Flushed, Kind as Chunk, Spare};
+use crate::engine::poll_answers::PollAnswers;
 use crate::engine::slab::Slab;
 use crate::engine::stats::Stats;
 use crate::engine::stats::{Ending, TimeoutKind};
@@ -92,6 +99,9 @@ pub struct Core {
     pub(crate) spare: Spare,
     /// Reused by `publish` and `broadcast` for the recipients of one message.
     pub(crate) recipients: Vec<Token>,
+    /// Poll answers of the current history, shared by the polls that ask
+    /// the same (forgotten at each publish).
+    pub(crate) poll_answers: PollAnswers,
     /// Followers catching up on history: the id after which their replay
     /// goes on once their queue drains (see [`streams`]).
     pub(crate) catching_up: HashMap<Token, u64>,
@@ -120,6 +130,14 @@ pub struct Core {
     rng: u64,
     /// The loop's side of the store behind the history.
     pub(crate) store: StoreSide,
+    /// The certificate new TLS connections get (feature `tls`); replaced by
+    /// a reload, while open connections keep their own.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
+    /// Plaintext of small chunks gathered into one TLS record (feature
+    /// `tls`): loop-wide, empty until a TLS connection writes.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_gather: Vec<u8>,
 }
 
 impl Core {
@@ -137,6 +155,8 @@ impl Core {
         stats.store.backend = feeds.store_name();
         stats.store.last_id = feeds.latest_id();
         stats.store.connected = !feeds.ids_from_elsewhere();
+        #[cfg(feature = "tls")]
+        let tls = config.tls.take();
         Core {
             store,
             http: config.limits.http(),
@@ -154,6 +174,7 @@ impl Core {
             ready: VecDeque::new(),
             spare: Spare::default(),
             recipients: Vec::new(),
+            poll_answers: PollAnswers::default(),
             catching_up: HashMap::new(),
             dead: Vec::new(),
             data: HashMap::new(),
@@ -166,6 +187,10 @@ impl Core {
             tracer,
             // Any non-zero seed; the ids' seed differs per run, so does this.
             rng: seed | 1,
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "tls")]
+            tls_gather: Vec::new(),
         }
     }
 
@@ -305,6 +330,10 @@ impl Core {
         };
         let what = format!("{} timeout", timeout.name());
         self.trace(|tracer, now| tracer.note(now, token, "timeout", &what, "RFC 9112 §9.5"));
+        // The head's deadline runs from accept, so it bounds a TLS handshake
+        // too: a silent or trickling TLS client is closed by it.
+        #[cfg(feature = "tls")]
+        self.tls_handshake_timeout(token);
         let kind = match timeout {
             HttpTimeout::Idle => TimeoutKind::Idle,
             HttpTimeout::Head => TimeoutKind::Handshake,
@@ -369,27 +398,32 @@ impl Core {
         }
     }
 
-    /// After a write: moves a closing connection along (half-close and
-    /// linger, or close), or lets a paused connection read again once its
-    /// queue has drained below half its bound.
+    /// After a write: a write that made progress gives a reader that takes
+    /// what it is owed `idle_timeout` more; then a closing connection moves
+    /// along (half-close and linger, or close), or a paused connection reads
+    /// again once its queue has drained below half its bound.
     pub(crate) fn after_write(&mut self, token: Token, flushed: Flushed) {
         let now = self.now;
         let limits = self.config.limits;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        if flushed.written > 0 {
+            // A reader that still takes the bytes it is owed keeps its
+            // connection, kept-alive or closing; one that takes nothing for
+            // `idle_timeout` is gone.
+            conn.on_write_progress(now, limits.idle_timeout);
+            self.rearm(token);
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         match conn.kind {
-            Kind::Closing(Closing::Flushing { linger, patient }) => {
-                if !flushed.drained {
-                    // A reader that still takes the bytes it is owed keeps its
-                    // connection; one that takes nothing for `idle_timeout` is
-                    // gone. The close deadline proper starts once everything
-                    // is handed over.
-                    if patient && flushed.written > 0 {
-                        conn.deadline = Some(now + limits.idle_timeout);
-                        self.rearm(token);
-                    }
-                } else if linger && !conn.peer_fin {
+            // Still writing: the close deadline proper starts once everything
+            // is handed over.
+            Kind::Closing(Closing::Flushing { .. }) if !flushed.drained => {}
+            Kind::Closing(Closing::Flushing { linger, .. }) => {
+                if linger && !conn.peer_fin {
                     // Half-close, then read until the peer's FIN (see Closing).
                     match conn.stream.shutdown(Shutdown::Write) {
                         Ok(()) => {
@@ -406,7 +440,7 @@ impl Core {
                 }
             }
             _ if conn.paused
-                && conn.outbox.len() <= limits.max_queued_bytes / 2
+                && conn.queued_bytes() <= conn.input_pause_bytes(&limits) / 2
                 && !matches!(&conn.kind, Kind::Http(http) if http.session.is_responding()) =>
             {
                 // Drained enough: read (and process what was left) again.
@@ -465,7 +499,7 @@ impl Core {
             return;
         }
         conn.kind = Kind::Closing(Closing::Flushing { linger, patient });
-        conn.leftover = Vec::new();
+        conn.leftover = Box::default();
         conn.paused = false;
         conn.deadline = Some(
             now + if patient {
@@ -526,7 +560,9 @@ impl Core {
                     self.answer_with(token, &busy);
                 }
                 Kind::Http(http) => {
-                    if http.session.is_idle() && conn.leftover.is_empty() && conn.outbox.is_empty()
+                    if http.session.is_idle()
+                        && conn.leftover.is_empty()
+                        && conn.queued_bytes() == 0
                     {
                         // Between requests (or never used, like a browser's
                         // preconnected socket): nothing is owed, no lingering close.

@@ -21,8 +21,11 @@
 //! input — and instead, once a queue is past its bound, the loop stops
 //! *reading* that connection until it drains below half the bound. A peer
 //! that floods requests or pings without reading the answers is paced by its
-//! own TCP window, and its queue stays under `max_queued_bytes` plus what one
-//! read of input can produce.
+//! own TCP window, and its queue stays under the bound plus one answer. The
+//! bound is `max_queued_answer_bytes` for an HTTP connection (small: it is
+//! only how far a pipelining client may run ahead of its reading) and
+//! `max_queued_bytes` for a WebSocket
+//! ([`input_pause_bytes`](crate::engine::connection::Connection::input_pause_bytes)).
 //!
 //! **The fan-out line.** Bytes for one connection (an answer, an echo, a
 //! pong) are written at the end of the turn ([`Core::flush_dirty`]). Shared
@@ -152,7 +155,7 @@ impl Outbox {
     /// an empty queue takes any one message; otherwise the total must stay
     /// within `max_queued`.
     pub fn admits(&self, len: usize, max_queued: usize) -> bool {
-        self.queued == 0 || self.queued.saturating_add(len) <= max_queued
+        admits(self.queued, len, max_queued)
     }
 
     /// Appends through `encode`, which writes into the owned tail buffer (a
@@ -313,6 +316,13 @@ impl Outbox {
     }
 }
 
+/// The slow-reader rule: with `queued` bytes waiting, may `len` more be
+/// queued? An empty queue takes any one message; otherwise the total must
+/// stay within `max_queued`.
+pub(crate) fn admits(queued: usize, len: usize, max_queued: usize) -> bool {
+    queued == 0 || queued.saturating_add(len) <= max_queued
+}
+
 /// Connections with shared bytes to write, in the order they got them.
 #[derive(Default)]
 pub struct FanoutLine {
@@ -420,7 +430,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return Err(SendError::NotOpen);
         };
-        if conn.outbox.admits(len, limits.max_queued_bytes) {
+        if conn.admits(len, limits.max_queued_bytes) {
             return Ok(());
         }
         self.stats.slow_readers += 1;
@@ -487,7 +497,7 @@ impl Core {
         };
         conn.outbox.push_shared(kind, Arc::clone(bytes));
         self.stats.of(bucket).bytes_written += bytes.len() as u64;
-        self.fanout.deepest = self.fanout.deepest.max(conn.outbox.len());
+        self.fanout.deepest = self.fanout.deepest.max(conn.queued_bytes());
         if !conn.in_fanout {
             conn.in_fanout = true;
             self.fanout.line.push_back(token);
@@ -638,16 +648,17 @@ impl Core {
         }
     }
 
-    /// Whether the connection's queue is past its bound: its input must wait.
+    /// Whether the connection's queue is past the bound at which its input
+    /// waits ([`input_pause_bytes`](crate::engine::connection::Connection::input_pause_bytes)).
     pub(crate) fn output_full(&self, token: Token) -> bool {
         self.conns
             .get(token)
-            .is_some_and(|conn| conn.outbox.len() >= self.config.limits.max_queued_bytes)
+            .is_some_and(|conn| conn.queued_bytes() >= conn.input_pause_bytes(&self.config.limits))
     }
 
     /// Bytes queued for a connection.
     pub fn buffered_amount(&self, token: Token) -> Option<usize> {
-        self.conns.get(token).map(|conn| conn.outbox.len())
+        self.conns.get(token).map(|conn| conn.queued_bytes())
     }
 
     /// Traces bytes queued for a connection, by what its state makes them.
@@ -712,6 +723,15 @@ impl Core {
     /// bytes remain, moves a closing connection along, and lets a paused
     /// connection read again once its queue has drained below half its bound.
     pub fn flush(&mut self, token: Token) {
+        // TLS encrypts on the way (see `engine::tls`); the rest is the same.
+        #[cfg(feature = "tls")]
+        if self.conns.get(token).is_some_and(|conn| conn.tls.is_some()) {
+            match self.write_tls(token) {
+                Ok(flushed) => self.settle(token, flushed),
+                Err(error) => self.tls_failed(token, error),
+            }
+            return;
+        }
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -731,6 +751,16 @@ impl Core {
                 self.dead.push(token);
                 return;
             }
+        };
+        self.settle(token, flushed);
+    }
+
+    /// After a write: WRITABLE interest only while bytes remain, then the
+    /// connection moves on (see [`Core::after_write`]) and a follower
+    /// catching up on history gets its next part.
+    fn settle(&mut self, token: Token, flushed: Flushed) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
         };
         let want_writable = !flushed.drained;
         if want_writable != conn.wants_writable {

@@ -17,12 +17,15 @@ const GENERATION_MASK: usize = usize::MAX >> INDEX_BITS;
 pub const LISTENER: Token = Token(usize::MAX);
 /// The cross-thread waker's token.
 pub const WAKER: Token = Token(usize::MAX - 1);
+/// The TLS listener's token (feature `tls`).
+#[cfg(feature = "tls")]
+pub const TLS_LISTENER: Token = Token(usize::MAX - 2);
 /// The Redis link's reader connection (loop 0, feature `redis`).
 #[cfg(feature = "redis")]
-pub const REDIS_READER: Token = Token(usize::MAX - 2);
+pub const REDIS_READER: Token = Token(usize::MAX - 3);
 /// The Redis link's commands connection (loop 0, feature `redis`).
 #[cfg(feature = "redis")]
-pub const REDIS_COMMANDS: Token = Token(usize::MAX - 3);
+pub const REDIS_COMMANDS: Token = Token(usize::MAX - 4);
 
 /// Slab of values addressed by generation-tagged tokens.
 pub struct Slab<T> {

@@ -99,6 +99,9 @@ pub enum Ending {
     Shutdown,
     /// The socket failed (reset, broken pipe).
     Reset,
+    /// A TLS error (feature `tls`; which one: [`Stats`]' `tls.faults`).
+    #[cfg(feature = "tls")]
+    TlsError,
 }
 
 impl Ending {
@@ -115,6 +118,8 @@ impl Ending {
             Ending::SlowReader => "slow_reader",
             Ending::Shutdown => "shutdown",
             Ending::Reset => "reset",
+            #[cfg(feature = "tls")]
+            Ending::TlsError => "tls_error",
         }
     }
 
@@ -227,8 +232,9 @@ pub struct Stats {
     pub refused_connections: u64,
     /// Callbacks that panicked (their connection was closed).
     pub panics: u64,
-    /// Times a connection's input was paused because its queue was past
-    /// `max_queued_bytes` (it is read again once the queue drains).
+    /// Times a connection's input was paused because its queue was past its
+    /// bound, `max_queued_answer_bytes` for HTTP and `max_queued_bytes` for
+    /// a WebSocket (it is read again once the queue drains).
     pub paused_reads: u64,
     /// WebSocket opening handshakes refused (RFC 6455 §4.2.1 checks, Origin).
     pub handshake_failures: u64,
@@ -239,6 +245,239 @@ pub struct Stats {
     pub store: StoreStats,
     /// Connections ended, by the transport they were in and why.
     pub closes: BTreeMap<(Transport, Ending), u64>,
+    /// TLS handshakes, closures and faults (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub tls: TlsStats,
+}
+
+/// TLS counters of a server (feature `tls`): every connection accepted on a
+/// TLS listener is counted here as well as in its transport.
+#[cfg(feature = "tls")]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsStats {
+    /// TLS connections open now (handshaking or not).
+    pub connections: u64,
+    /// Handshakes completed (RFC 8446 §4).
+    pub handshakes: u64,
+    /// Of those, sessions resumed from a ticket or session id (RFC 8446 §2.2).
+    pub resumed: u64,
+    /// Connections closed by `Limits::handshake_timeout` before their TLS
+    /// handshake ended (a silent or trickling client).
+    pub handshake_timeouts: u64,
+    /// `close_notify` alerts sent (RFC 8446 §6.1).
+    pub close_notify_sent: u64,
+    /// `close_notify` alerts received.
+    pub close_notify_received: u64,
+    /// Fatal alerts sent in answer to a fault (RFC 8446 §6.2).
+    pub alerts_sent: u64,
+    /// Certificates replaced while serving ([`crate::server::Handle::reload_tls`]).
+    pub reloads: u64,
+    /// Connections ended by a TLS error, by what happened.
+    pub faults: TlsFaults,
+}
+
+/// Connections ended by a TLS error, one counter per
+/// [`crate::tls::Fault`] (alerts and I/O errors of any kind in one each).
+#[cfg(feature = "tls")]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFaults {
+    /// Plain HTTP on the TLS port (answered `400` in plain text).
+    pub plain_http: u64,
+    /// A first byte that is neither TLS nor HTTP.
+    pub not_tls: u64,
+    /// No protocol version in common (RFC 8446 §4.2.1).
+    pub unsupported_version: u64,
+    /// No cipher suite, group or signature scheme in common (RFC 8446 §4.1.1).
+    pub no_common_parameters: u64,
+    /// ALPN offered without `http/1.1` (RFC 7301 §3.2).
+    pub no_common_alpn: u64,
+    /// A message that did not parse (`decode_error`).
+    pub malformed: u64,
+    /// A message at the wrong time (`unexpected_message`).
+    pub unexpected_message: u64,
+    /// A record whose authentication failed (`bad_record_mac`).
+    pub bad_record_mac: u64,
+    /// A record longer than the protocol allows.
+    pub record_overflow: u64,
+    /// A handshake message past `tls::MAX_PENDING_TLS_BYTES`.
+    pub handshake_too_large: u64,
+    /// Another rule of the protocol broken.
+    pub misbehaved: u64,
+    /// The peer sent a fatal alert.
+    pub peer_alert: u64,
+    /// TCP closed mid-handshake or mid-record.
+    pub truncated: u64,
+    /// The socket failed (a reset, mostly).
+    pub io: u64,
+    /// Ours: a read buffer too small, keys used up, or rustls failing.
+    pub internal: u64,
+}
+
+#[cfg(feature = "tls")]
+impl TlsFaults {
+    /// Counts one connection ended by `fault`.
+    pub(crate) fn count(&mut self, fault: crate::tls::Fault) {
+        use crate::tls::Fault;
+        *match fault {
+            Fault::PlainHttp => &mut self.plain_http,
+            Fault::NotTls => &mut self.not_tls,
+            Fault::UnsupportedVersion => &mut self.unsupported_version,
+            Fault::NoCommonParameters => &mut self.no_common_parameters,
+            Fault::NoCommonAlpn => &mut self.no_common_alpn,
+            Fault::Malformed => &mut self.malformed,
+            Fault::UnexpectedMessage => &mut self.unexpected_message,
+            Fault::BadRecordMac => &mut self.bad_record_mac,
+            Fault::RecordOverflow => &mut self.record_overflow,
+            Fault::HandshakeTooLarge => &mut self.handshake_too_large,
+            Fault::Misbehaved => &mut self.misbehaved,
+            Fault::PeerAlert(_) => &mut self.peer_alert,
+            Fault::Truncated => &mut self.truncated,
+            Fault::Io(_) => &mut self.io,
+            Fault::ReadBufferTooSmall | Fault::KeysExhausted | Fault::Internal => {
+                &mut self.internal
+            }
+        } += 1;
+    }
+
+    /// The counters by name, as `/stats` shows them.
+    fn named(&self) -> [(&'static str, u64); 15] {
+        [
+            ("plain_http", self.plain_http),
+            ("not_tls", self.not_tls),
+            ("unsupported_version", self.unsupported_version),
+            ("no_common_parameters", self.no_common_parameters),
+            ("no_common_alpn", self.no_common_alpn),
+            ("malformed", self.malformed),
+            ("unexpected_message", self.unexpected_message),
+            ("bad_record_mac", self.bad_record_mac),
+            ("record_overflow", self.record_overflow),
+            ("handshake_too_large", self.handshake_too_large),
+            ("misbehaved", self.misbehaved),
+            ("peer_alert", self.peer_alert),
+            ("truncated", self.truncated),
+            ("io", self.io),
+            ("internal", self.internal),
+        ]
+    }
+}
+
+#[cfg(feature = "tls")]
+impl TlsStats {
+    /// Adds another loop's TLS counters.
+    fn add(&mut self, other: &TlsStats) {
+        self.connections += other.connections;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
+        self.handshake_timeouts += other.handshake_timeouts;
+        self.close_notify_sent += other.close_notify_sent;
+        self.close_notify_received += other.close_notify_received;
+        self.alerts_sent += other.alerts_sent;
+        self.reloads += other.reloads;
+        let faults = &mut self.faults;
+        let more = &other.faults;
+        for (count, add) in [
+            (&mut faults.plain_http, more.plain_http),
+            (&mut faults.not_tls, more.not_tls),
+            (&mut faults.unsupported_version, more.unsupported_version),
+            (&mut faults.no_common_parameters, more.no_common_parameters),
+            (&mut faults.no_common_alpn, more.no_common_alpn),
+            (&mut faults.malformed, more.malformed),
+            (&mut faults.unexpected_message, more.unexpected_message),
+            (&mut faults.bad_record_mac, more.bad_record_mac),
+            (&mut faults.record_overflow, more.record_overflow),
+            (&mut faults.handshake_too_large, more.handshake_too_large),
+            (&mut faults.misbehaved, more.misbehaved),
+            (&mut faults.peer_alert, more.peer_alert),
+            (&mut faults.truncated, more.truncated),
+            (&mut faults.io, more.io),
+            (&mut faults.internal, more.internal),
+        ] {
+            *count += add;
+        }
+    }
+
+    /// The counters in the Prometheus text format, appended to `out`.
+    fn to_prometheus(&self, out: &mut String) {
+        let name = "pushloop_tls_connections";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Open TLS connections.\n# TYPE {name} gauge\n{name} {}",
+            self.connections
+        );
+        let totals = [
+            (
+                "pushloop_tls_handshakes_total",
+                "TLS handshakes completed.",
+                self.handshakes,
+            ),
+            (
+                "pushloop_tls_resumed_total",
+                "TLS sessions resumed.",
+                self.resumed,
+            ),
+            (
+                "pushloop_tls_handshake_timeouts_total",
+                "TLS handshakes unfinished at handshake_timeout.",
+                self.handshake_timeouts,
+            ),
+            (
+                "pushloop_tls_close_notify_sent_total",
+                "close_notify alerts sent.",
+                self.close_notify_sent,
+            ),
+            (
+                "pushloop_tls_close_notify_received_total",
+                "close_notify alerts received.",
+                self.close_notify_received,
+            ),
+            (
+                "pushloop_tls_alerts_sent_total",
+                "Fatal alerts sent.",
+                self.alerts_sent,
+            ),
+            (
+                "pushloop_tls_reloads_total",
+                "Certificates reloaded.",
+                self.reloads,
+            ),
+        ];
+        for (name, help, value) in totals {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let name = "pushloop_tls_faults_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections ended by a TLS error, by fault.\n# TYPE {name} counter"
+        );
+        for (fault, count) in self.faults.named() {
+            let _ = writeln!(out, "{name}{{fault=\"{fault}\"}} {count}");
+        }
+    }
+
+    /// The counters as a JSON object.
+    fn to_json(&self) -> String {
+        let faults: Vec<String> = self
+            .faults
+            .named()
+            .iter()
+            .map(|(name, count)| format!("\"{name}\":{count}"))
+            .collect();
+        format!(
+            "{{\"connections\":{},\"handshakes\":{},\"resumed\":{},\"handshake_timeouts\":{},\"close_notify_sent\":{},\"close_notify_received\":{},\"alerts_sent\":{},\"reloads\":{},\"faults\":{{{}}}}}",
+            self.connections,
+            self.handshakes,
+            self.resumed,
+            self.handshake_timeouts,
+            self.close_notify_sent,
+            self.close_notify_received,
+            self.alerts_sent,
+            self.reloads,
+            faults.join(",")
+        )
+    }
 }
 
 impl TransportStats {
@@ -271,6 +510,8 @@ impl Stats {
             for (key, count) in &stats.closes {
                 *total.closes.entry(*key).or_default() += count;
             }
+            #[cfg(feature = "tls")]
+            total.tls.add(&stats.tls);
         }
         total
     }
@@ -352,6 +593,12 @@ impl Stats {
                 t.bytes_written,
                 t.events_delivered
             );
+        }
+        #[cfg(feature = "tls")]
+        {
+            json.push_str("\"tls\":");
+            json.push_str(&self.tls.to_json());
+            json.push(',');
         }
         let _ = write!(
             json,
@@ -499,6 +746,8 @@ impl Stats {
                 ending.detail()
             );
         }
+        #[cfg(feature = "tls")]
+        self.tls.to_prometheus(&mut out);
         out
     }
 }

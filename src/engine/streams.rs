@@ -23,9 +23,6 @@ use crate::http::{write_answer, Framing, Response};
 use crate::ids::{ConnId, TopicId};
 use crate::sse;
 
-/// A long-poll answer shared by the waiters that asked the same thing.
-type SharedAnswer = ((Vec<TopicId>, u64, Framing), Arc<[u8]>, u64);
-
 impl Core {
     // ---- Answering HTTP requests -------------------------------------------------
 
@@ -42,8 +39,10 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        // After its FIN a client sends no further request (RFC 9112 §9.6).
-        let closing = closing || conn.peer_fin || self.shutdown_deadline.is_some();
+        // A client's FIN does not close here: the requests it sent before
+        // it are answered too, and the loop closes once its input is
+        // exhausted (`EventLoop::peer_closed`).
+        let closing = closing || self.shutdown_deadline.is_some();
         let Kind::Http(http) = &mut conn.kind else {
             return;
         };
@@ -64,11 +63,18 @@ impl Core {
             self.end(token, Ending::Answered);
         }
         if framing.keep_alive {
-            // Requests pipelined behind this one are handled next.
+            // Requests pipelined behind this one are handled next — once the
+            // queue is below its bound, so it never holds more than the bound
+            // and one answer (else `after_write` lets them go on as it drains).
+            let full = self.output_full(token);
             if let Some(conn) = self.conns.get_mut(token) {
-                conn.paused = false;
+                conn.paused = full;
             }
-            self.make_ready(token);
+            if full {
+                self.stats.paused_reads += 1;
+            } else {
+                self.make_ready(token);
+            }
             self.rearm(token);
         } else {
             self.close_after_answer(token, true);
@@ -160,7 +166,7 @@ impl Core {
     /// Answers a short poll from history.
     pub(crate) fn poll_from_history(&mut self, token: Token, topics: &[TopicId], after: u64) {
         self.stats.poll.requests += 1;
-        self.answer_poll_now(token, topics, after, &mut Vec::new(), Transport::Poll);
+        self.answer_poll_now(token, topics, after, Transport::Poll);
     }
 
     /// Holds a long-poll until an event newer than `after` on `topics`, or
@@ -181,13 +187,7 @@ impl Core {
     ) {
         if self.feeds.has_news(&topics, after) || self.shutdown_deadline.is_some() {
             self.stats.long_poll.requests += 1;
-            return self.answer_poll_now(
-                token,
-                &topics,
-                after,
-                &mut Vec::new(),
-                Transport::LongPoll,
-            );
+            return self.answer_poll_now(token, &topics, after, Transport::LongPoll);
         }
         let hold_until = self.now + self.config.limits.long_poll_timeout;
         let Some(conn) = self.conns.get_mut(token) else {
@@ -208,8 +208,8 @@ impl Core {
         self.rearm(token);
     }
 
-    /// Answers a held long-poll with what there is now (its time is up, or
-    /// the server shuts down).
+    /// Answers a held long-poll with what there is now (an event came, its
+    /// time is up, or the server shuts down).
     pub(crate) fn answer_long_poll(&mut self, token: Token) {
         let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
             return;
@@ -219,7 +219,7 @@ impl Core {
         else {
             return;
         };
-        self.answer_poll_now(token, &topics, after, &mut Vec::new(), Transport::LongPoll);
+        self.answer_poll_now(token, &topics, after, Transport::LongPoll);
     }
 
     /// Answers a held long-poll with `body` (a JSON array) instead of events:
@@ -245,22 +245,15 @@ impl Core {
     }
 
     /// Answers a poll with the events after `after` on `topics` now, sharing
-    /// the bytes with earlier answers in `answers` that were asked the same
-    /// (most waiters of a long-poll hold the same cursor: the previous newest
-    /// id). Counted under `bucket`.
-    fn answer_poll_now(
-        &mut self,
-        token: Token,
-        topics: &[TopicId],
-        after: u64,
-        answers: &mut Vec<SharedAnswer>,
-        bucket: Transport,
-    ) {
+    /// the bytes with earlier answers to the same question since the last
+    /// publish (most pollers hold the same cursor: the previous newest id;
+    /// see `engine::poll_answers`). Counted under `bucket`.
+    fn answer_poll_now(&mut self, token: Token, topics: &[TopicId], after: u64, bucket: Transport) {
         let now = self.now;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let closing = conn.peer_fin || self.shutdown_deadline.is_some();
+        let closing = self.shutdown_deadline.is_some();
         let Kind::Http(http) = &mut conn.kind else {
             return;
         };
@@ -274,13 +267,16 @@ impl Core {
             self.stats.move_to(&mut conn.transport, Transport::Http);
         }
         self.feeds.stop_waiting(token);
-        let key = (topics.to_vec(), after, framing);
-        let (bytes, events) = match answers.iter().find(|(k, _, _)| *k == key) {
-            Some((_, bytes, events)) => (Arc::clone(bytes), *events),
+        // With several loops another loop may have published since this one
+        // last heard: the newest id is part of the question.
+        let latest = self.feeds.latest_id();
+        let (bytes, events) = match self.poll_answers.get(topics, after, framing, latest) {
+            Some(kept) => kept,
             None => {
                 let (bytes, events) = self.poll_answer_bytes(topics, after, framing);
                 let bytes: Arc<[u8]> = bytes.into();
-                answers.push((key, Arc::clone(&bytes), events));
+                self.poll_answers
+                    .keep(topics, after, framing, latest, &bytes, events);
                 (bytes, events)
             }
         };
@@ -423,7 +419,7 @@ impl Core {
             let admitted = self
                 .conns
                 .get(token)
-                .is_some_and(|conn| conn.outbox.admits(bytes.len(), max_queued));
+                .is_some_and(|conn| conn.admits(bytes.len(), max_queued));
             if !admitted {
                 // The rest waits in history until the queue drains.
                 self.catching_up.insert(token, last);
@@ -452,7 +448,7 @@ impl Core {
         if self
             .conns
             .get(token)
-            .is_none_or(|conn| conn.outbox.len() > half)
+            .is_none_or(|conn| conn.queued_bytes() > half)
         {
             return;
         }
@@ -510,7 +506,10 @@ impl Core {
                         let except = except.and_then(|id| self.local(id));
                         self.fan_out(&entry, except);
                     }
-                    Arrival::Removed(topic) => self.feeds.drop_topic(topic),
+                    Arrival::Removed(topic) => {
+                        self.poll_answers.clear();
+                        self.feeds.drop_topic(topic);
+                    }
                 }
             }
             let Some(after) = self.feeds.take_missed() else {
@@ -526,6 +525,8 @@ impl Core {
 
     /// One event to this loop's followers and waiters of its topic.
     fn fan_out(&mut self, entry: &Entry, except: Option<Token>) {
+        // History changed: so did every poll's answer.
+        self.poll_answers.clear();
         let mut recipients = std::mem::take(&mut self.recipients);
         self.feeds.followers(entry.topic, &mut recipients);
         for &token in &recipients {
@@ -541,23 +542,30 @@ impl Core {
         }
         recipients.clear();
         self.recipients = recipients;
-        let mut answers = Vec::new();
         for token in self.feeds.take_waiters(entry.topic) {
-            self.answer_waiter(token, &mut answers);
+            // With several loops an event can come out of the inbox after a
+            // poll that had already seen it was held (its cursor is this
+            // event or later): that poll goes on waiting.
+            let seen_already = match self.held_poll(token) {
+                Some((topics, after)) if after >= entry.id => Some(topics.to_vec()),
+                _ => None,
+            };
+            match seen_already {
+                Some(topics) => self.feeds.wait(token, &topics),
+                None => self.answer_long_poll(token),
+            }
         }
     }
 
-    /// Answers a held long-poll with the events after its cursor.
-    fn answer_waiter(&mut self, token: Token, answers: &mut Vec<SharedAnswer>) {
-        let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
-            return;
-        };
-        let Waiting::LongPoll { topics, after } =
-            std::mem::replace(&mut http.waiting, Waiting::Nothing)
-        else {
-            return;
-        };
-        self.answer_poll_now(token, &topics, after, answers, Transport::LongPoll);
+    /// The topics and cursor of `token`'s held long-poll, if it holds one.
+    fn held_poll(&self, token: Token) -> Option<(&[TopicId], u64)> {
+        match &self.conns.get(token)?.kind {
+            Kind::Http(http) => match &http.waiting {
+                Waiting::LongPoll { topics, after } => Some((topics, *after)),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// This loop missed the events after `after` (its inbox was full): every
@@ -573,17 +581,12 @@ impl Core {
         for token in followers {
             self.catch_up(token);
         }
-        let mut answers = Vec::new();
         for token in self.feeds.all_waiters() {
-            let news = match self.conns.get(token).map(|conn| &conn.kind) {
-                Some(Kind::Http(http)) => match &http.waiting {
-                    Waiting::LongPoll { topics, after } => self.feeds.has_news(topics, *after),
-                    _ => false,
-                },
-                _ => false,
-            };
+            let news = self
+                .held_poll(token)
+                .is_some_and(|(topics, after)| self.feeds.has_news(topics, after));
             if news {
-                self.answer_waiter(token, &mut answers);
+                self.answer_long_poll(token);
             }
         }
     }

@@ -402,6 +402,92 @@ impl Tracer {
     }
 }
 
+/// TLS (feature `tls`): the handshake's outcome, alerts both ways.
+#[cfg(feature = "tls")]
+impl Tracer {
+    /// One TLS line, for the sinks that want this connection's lines.
+    fn tls_line(
+        &mut self,
+        now: Instant,
+        conn: Token,
+        arrow: char,
+        what: &str,
+        fields: &str,
+        cite: &str,
+    ) {
+        if self.wants(conn) {
+            self.emit(Record::new(now, conn, arrow, what, fields, cite));
+        }
+    }
+
+    /// The handshake finished: version, cipher suite, key exchange, ALPN, SNI.
+    pub(crate) fn tls_handshake(
+        &mut self,
+        now: Instant,
+        conn: Token,
+        negotiated: &crate::tls::Negotiated,
+    ) {
+        let cite = if negotiated.version == crate::tls::ProtocolVersion::TLSv1_2 {
+            "RFC 5246 §7.4"
+        } else {
+            "RFC 8446 §4.1.3"
+        };
+        self.note(
+            now,
+            conn,
+            "tls",
+            &format!("handshake done: {negotiated}"),
+            cite,
+        );
+    }
+
+    /// A TLS error ended the connection: what the peer did, then what it
+    /// was told.
+    pub(crate) fn tls_error(&mut self, now: Instant, conn: Token, error: crate::tls::TlsError) {
+        use crate::tls::{Answer, Fault};
+        let cite = error.fault.section();
+        match error.fault {
+            Fault::PeerAlert(alert) => {
+                self.tls_line(now, conn, '←', "alert", &format!("{alert:?} (fatal)"), cite)
+            }
+            fault => self.note(now, conn, "tls", &format!("{fault:?}"), cite),
+        }
+        match error.answer {
+            Answer::Alert(alert) => self.tls_line(
+                now,
+                conn,
+                '→',
+                "alert",
+                &format!("{alert:?} (fatal)"),
+                "RFC 8446 §6.2",
+            ),
+            Answer::EncryptedAlert => self.tls_line(
+                now,
+                conn,
+                '→',
+                "alert",
+                "fatal (encrypted)",
+                "RFC 8446 §6.2",
+            ),
+            Answer::BadRequest => self.tls_line(
+                now,
+                conn,
+                '→',
+                "http",
+                "HTTP/1.1 400 Bad Request, in plain text: this port speaks TLS",
+                "RFC 9110 §15.5.1",
+            ),
+            Answer::Nothing => {}
+        }
+    }
+
+    /// A `close_notify` alert, received (`incoming`) or sent.
+    pub(crate) fn tls_close_notify(&mut self, now: Instant, conn: Token, incoming: bool) {
+        let arrow = if incoming { '←' } else { '→' };
+        self.tls_line(now, conn, arrow, "alert", "close_notify", "RFC 8446 §6.1");
+    }
+}
+
 /// FIN, RSV1-3, opcode, MASK and key, length and its encoding (RFC 6455 §5.2).
 fn frame_fields(header: &FrameHeader, header_len: usize) -> String {
     let mask_len = if header.mask.is_some() { 4 } else { 0 };

@@ -8,11 +8,13 @@
 //! inbox, all before the lock is let go. So ids, history and the order of
 //! the inboxes agree everywhere: every loop sees the events in id order.
 //!
-//! A loop drains its inbox when its `mio::Waker` fires (woken only when the
-//! inbox goes from empty to not, so a burst costs one wake-up), and before
+//! A loop drains its inbox when its `mio::Waker` fires, and before
 //! anything that reads history for a follower, under the same lock (see
 //! [`crate::feeds::Feeds::replay`]), so that no event is both replayed and
-//! delivered live.
+//! delivered live. A loop is woken only when its inbox goes from empty to
+//! not, and only at the end of the publishing loop's turn
+//! ([`Hub::wake`]): sixteen publishes read in one turn cost each other loop
+//! one wake-up, and the events it then finds together share its writes.
 //!
 //! **A full inbox.** An inbox is bounded ([`InboxLimits`]). When a loop has
 //! fallen that far behind, further events are not queued for it; it is told
@@ -165,10 +167,11 @@ impl Hub {
     }
 
     /// Publishes on behalf of loop `me`: the event gets its id and is kept
-    /// in history; every other loop gets it in its inbox; `me`'s inbox is
-    /// drained onto `pending`, followed by the event (so `me` delivers in id
-    /// order too). Returns the event's id, and the id after which `me`
-    /// missed events, if it did.
+    /// in history; every other loop gets it in its inbox (those to wake are
+    /// added to `to_wake`); `me`'s inbox is drained onto `pending`, followed
+    /// by the event (so `me` delivers in id order too). Returns the event's
+    /// id, and the id after which `me` missed events, if it did.
+    #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &self,
         me: usize,
@@ -177,8 +180,9 @@ impl Hub {
         payload: Payload,
         except: Option<ConnId>,
         pending: &mut VecDeque<Arrival>,
+        to_wake: &mut Vec<usize>,
     ) -> Result<(u64, Option<u64>), PublishError> {
-        self.add(me, except, pending, |topics| {
+        self.add(me, except, pending, to_wake, |topics| {
             topics.publish(topic, event, payload)
         })
     }
@@ -190,30 +194,28 @@ impl Hub {
         me: usize,
         stored: &StoredEvent<'_>,
         pending: &mut VecDeque<Arrival>,
+        to_wake: &mut Vec<usize>,
     ) -> Result<(u64, Option<u64>), AdoptError> {
-        self.add(me, None, pending, |topics| topics.adopt(stored))
+        self.add(me, None, pending, to_wake, |topics| topics.adopt(stored))
     }
 
-    /// Adds the event `make` keeps in history, under the lock, and spreads it.
+    /// Adds the event `make` keeps in history, under the lock, and spreads it
+    /// (the loops to wake are added to `to_wake`).
     fn add<E>(
         &self,
         me: usize,
         except: Option<ConnId>,
         pending: &mut VecDeque<Arrival>,
+        to_wake: &mut Vec<usize>,
         make: impl FnOnce(&mut Topics) -> Result<Entry, E>,
     ) -> Result<(u64, Option<u64>), E> {
-        let mut woken = Vec::new();
-        let result = {
-            let mut state = self.lock();
-            let entry = make(&mut state.topics)?;
-            let id = entry.id;
-            let arrival = Arrival::Event { entry, except };
-            let missed = self.spread(&mut state, me, pending, &mut woken, &arrival);
-            pending.push_back(arrival);
-            (id, missed)
-        };
-        self.wake(&woken);
-        Ok(result)
+        let mut state = self.lock();
+        let entry = make(&mut state.topics)?;
+        let id = entry.id;
+        let arrival = Arrival::Event { entry, except };
+        let missed = self.spread(&mut state, me, pending, to_wake, &arrival);
+        pending.push_back(arrival);
+        Ok((id, missed))
     }
 
     /// Removes a topic on behalf of loop `me` (as [`Hub::publish`] does with
@@ -224,20 +226,16 @@ impl Hub {
         me: usize,
         topic: TopicId,
         pending: &mut VecDeque<Arrival>,
+        to_wake: &mut Vec<usize>,
     ) -> (bool, Option<u64>) {
-        let mut woken = Vec::new();
-        let result = {
-            let mut state = self.lock();
-            if !state.topics.remove(topic) {
-                return (false, None);
-            }
-            let arrival = Arrival::Removed(topic);
-            let missed = self.spread(&mut state, me, pending, &mut woken, &arrival);
-            pending.push_back(arrival);
-            (true, missed)
-        };
-        self.wake(&woken);
-        result
+        let mut state = self.lock();
+        if !state.topics.remove(topic) {
+            return (false, None);
+        }
+        let arrival = Arrival::Removed(topic);
+        let missed = self.spread(&mut state, me, pending, to_wake, &arrival);
+        pending.push_back(arrival);
+        (true, missed)
     }
 
     /// Offers an arrival to every loop but `me` (noting the loops to wake)
@@ -247,15 +245,15 @@ impl Hub {
         state: &mut State,
         me: usize,
         pending: &mut VecDeque<Arrival>,
-        woken: &mut Vec<usize>,
+        to_wake: &mut Vec<usize>,
         arrival: &Arrival,
     ) -> Option<u64> {
         for (index, inbox) in state.inboxes.iter_mut().enumerate() {
             if index == me {
                 continue;
             }
-            if inbox.is_quiet() {
-                woken.push(index);
+            if inbox.is_quiet() && !to_wake.contains(&index) {
+                to_wake.push(index);
             }
             inbox.offer(arrival.clone(), &self.limits);
         }
@@ -265,9 +263,9 @@ impl Hub {
         inbox.missed_after.take()
     }
 
-    /// Wakes loops (after the lock is let go: a wake-up is a syscall). A
-    /// loop that has ended cannot be woken, and needs nothing.
-    fn wake(&self, loops: &[usize]) {
+    /// Wakes loops, outside the lock (a wake-up is a system call). A loop
+    /// that has ended cannot be woken, and needs nothing.
+    pub fn wake(&self, loops: &[usize]) {
         for &index in loops {
             let _ = self.wakers[index].wake();
         }
@@ -321,6 +319,7 @@ mod tests {
                     Payload::Text(data),
                     None,
                     &mut pending[publisher],
+                    &mut Vec::new(),
                 )
                 .expect("published");
             assert!(id >= 100 && missed.is_none());
@@ -336,8 +335,16 @@ mod tests {
     fn the_same_bytes_reach_every_loop() {
         let (hub, room, _poll) = hub(2, ROOMY);
         let (mut mine, mut theirs) = (VecDeque::new(), VecDeque::new());
-        hub.publish(0, room, None, Payload::Text("x"), None, &mut mine)
-            .expect("published");
+        hub.publish(
+            0,
+            room,
+            None,
+            Payload::Text("x"),
+            None,
+            &mut mine,
+            &mut Vec::new(),
+        )
+        .expect("published");
         hub.drain(1, &mut theirs, |_| ());
         let (Some(Arrival::Event { entry: a, .. }), Some(Arrival::Event { entry: b, .. })) =
             (mine.front(), theirs.front())
@@ -363,6 +370,7 @@ mod tests {
                 Payload::Text(&i.to_string()),
                 None,
                 &mut mine,
+                &mut Vec::new(),
             )
             .expect("published");
         }
@@ -371,8 +379,16 @@ mod tests {
         assert_eq!(ids(&theirs), [100, 101]);
         assert_eq!(missed, Some(101), "missed everything after 101");
         // Drained: it queues again, and the miss is reported once.
-        hub.publish(0, room, None, Payload::Text("5"), None, &mut mine)
-            .expect("published");
+        hub.publish(
+            0,
+            room,
+            None,
+            Payload::Text("5"),
+            None,
+            &mut mine,
+            &mut Vec::new(),
+        )
+        .expect("published");
         theirs.clear();
         assert_eq!(hub.drain(1, &mut theirs, |_| ()).1, None);
         assert_eq!(ids(&theirs), [105]);
@@ -393,10 +409,19 @@ mod tests {
             Payload::Text(&"x".repeat(100)),
             None,
             &mut mine,
+            &mut Vec::new(),
         )
         .expect("published");
-        hub.publish(0, room, None, Payload::Text("y"), None, &mut mine)
-            .expect("published");
+        hub.publish(
+            0,
+            room,
+            None,
+            Payload::Text("y"),
+            None,
+            &mut mine,
+            &mut Vec::new(),
+        )
+        .expect("published");
         let mut theirs = VecDeque::new();
         assert_eq!(hub.drain(1, &mut theirs, |_| ()).1, Some(100));
         assert_eq!(ids(&theirs), [100]);
@@ -406,10 +431,24 @@ mod tests {
     fn a_removal_reaches_every_loop_after_the_events_before_it() {
         let (hub, room, _poll) = hub(2, ROOMY);
         let mut mine = VecDeque::new();
-        hub.publish(0, room, None, Payload::Text("last"), None, &mut mine)
-            .expect("published");
-        assert_eq!(hub.remove(0, room, &mut mine), (true, None));
-        assert_eq!(hub.remove(0, room, &mut mine), (false, None));
+        hub.publish(
+            0,
+            room,
+            None,
+            Payload::Text("last"),
+            None,
+            &mut mine,
+            &mut Vec::new(),
+        )
+        .expect("published");
+        assert_eq!(
+            hub.remove(0, room, &mut mine, &mut Vec::new()),
+            (true, None)
+        );
+        assert_eq!(
+            hub.remove(0, room, &mut mine, &mut Vec::new()),
+            (false, None)
+        );
         let mut theirs = VecDeque::new();
         hub.drain(1, &mut theirs, |_| ());
         assert!(matches!(theirs.pop_front(), Some(Arrival::Event { .. })));

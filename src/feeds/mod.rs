@@ -107,6 +107,8 @@ pub struct Feeds {
     pending: VecDeque<Arrival>,
     /// The id after which this loop missed events (its inbox was full).
     missed_after: Option<u64>,
+    /// Loops to wake at the end of this turn (see [`Feeds::wake_others`]).
+    to_wake: Vec<usize>,
 }
 
 impl Feeds {
@@ -126,6 +128,7 @@ impl Feeds {
             members: Members::default(),
             pending: VecDeque::new(),
             missed_after: None,
+            to_wake: Vec::new(),
         }
     }
 
@@ -264,7 +267,7 @@ impl Feeds {
                 Ok(id)
             }
             Place::Shared { hub, me } => {
-                let (id, missed) = hub.adopt(*me, stored, &mut self.pending)?;
+                let (id, missed) = hub.adopt(*me, stored, &mut self.pending, &mut self.to_wake)?;
                 self.note_missed(missed);
                 Ok(id)
             }
@@ -306,8 +309,15 @@ impl Feeds {
                 Ok(id)
             }
             Place::Shared { hub, me } => {
-                let (id, missed) =
-                    hub.publish(*me, topic, event, payload, except, &mut self.pending)?;
+                let (id, missed) = hub.publish(
+                    *me,
+                    topic,
+                    event,
+                    payload,
+                    except,
+                    &mut self.pending,
+                    &mut self.to_wake,
+                )?;
                 self.note_missed(missed);
                 Ok(id)
             }
@@ -326,7 +336,8 @@ impl Feeds {
                 removed
             }
             Place::Shared { hub, me } => {
-                let (removed, missed) = hub.remove(*me, topic, &mut self.pending);
+                let (removed, missed) =
+                    hub.remove(*me, topic, &mut self.pending, &mut self.to_wake);
                 self.note_missed(missed);
                 removed
             }
@@ -345,6 +356,18 @@ impl Feeds {
         if let Place::Shared { hub, me } = &self.place {
             let ((), missed) = hub.drain(*me, &mut self.pending, |_| ());
             self.note_missed(missed);
+        }
+    }
+
+    /// Wakes the loops this one queued events for during its turn (called
+    /// at the end of the turn: a loop woken at once by each publish would
+    /// write each event to its followers alone instead of together).
+    pub fn wake_others(&mut self) {
+        if let Place::Shared { hub, .. } = &self.place {
+            if !self.to_wake.is_empty() {
+                hub.wake(&self.to_wake);
+                self.to_wake.clear();
+            }
         }
     }
 

@@ -12,8 +12,10 @@
 //! loop's read buffer); if the read filled it, the connection is listed as
 //! *ready* and read again next turn, after every other socket had its turn,
 //! the answers were written, signals and `Handle` commands were served and
-//! timers ran. A connection whose queue is past `max_queued_bytes`, or whose
-//! request is being answered later, is not read at all until that changes.
+//! timers ran. A connection whose queue is past its bound
+//! (`max_queued_answer_bytes` for HTTP, `max_queued_bytes` for a WebSocket),
+//! or whose request is being answered later, is not read at all until that
+//! changes.
 
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
@@ -31,6 +33,8 @@ use crate::engine::connection::{Closing, Connection, Ending, Kind, Transport, Wa
 use crate::engine::handle::{Command, Handle, Port};
 use crate::engine::lab::Tag;
 use crate::engine::outbox::{Kind as Chunk, Message};
+#[cfg(feature = "tls")]
+use crate::engine::slab::TLS_LISTENER;
 use crate::engine::slab::{LISTENER, WAKER};
 #[cfg(feature = "redis")]
 use crate::engine::slab::{REDIS_COMMANDS, REDIS_READER};
@@ -73,7 +77,14 @@ pub(crate) struct EventLoop {
     poll: Poll,
     /// Wakes this loop from other threads: commands, other loops' events.
     waker: Arc<Waker>,
+    /// The plain listener (`None` for a TLS-only server, or once shutting down).
     listener: Option<TcpListener>,
+    /// The TLS listener (feature `tls`): its connections get a `TlsStream`.
+    #[cfg(feature = "tls")]
+    tls_listener: Option<TcpListener>,
+    #[cfg(feature = "tls")]
+    tls_addr: Option<SocketAddr>,
+    /// The first listener's address.
     local_addr: SocketAddr,
     /// The loops to hand accepted connections to, in turn, when loops share
     /// the port through this one's acceptor (see [`crate::server::reuseport`]).
@@ -98,6 +109,9 @@ pub(crate) struct EventLoop {
 pub(crate) struct Unstarted {
     parts: Parts,
     listener: Option<TcpListener>,
+    /// Its own listener in the TLS listener's `SO_REUSEPORT` group.
+    #[cfg(feature = "tls")]
+    tls_listener: Option<TcpListener>,
     local_addr: SocketAddr,
     config: Config,
     handle: Handle,
@@ -121,6 +135,10 @@ impl Unstarted {
         )?;
         event_loop.local_addr = self.local_addr;
         event_loop.core.loops = self.loops;
+        #[cfg(feature = "tls")]
+        if let Some(listener) = self.tls_listener {
+            event_loop.listen_tls(listener)?;
+        }
         event_loop.run(app)
     }
 }
@@ -175,12 +193,32 @@ enum Next {
 }
 
 impl EventLoop {
-    pub(crate) fn bind(addr: SocketAddr, config: Config, seed: u64) -> io::Result<EventLoop> {
+    /// A loop with one listener: TLS if `secure` (feature `tls`), else plain.
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        config: Config,
+        seed: u64,
+        secure: bool,
+    ) -> io::Result<EventLoop> {
         let listener = reuseport::bind(addr)?;
         let (parts, port) = Parts::new(&config)?;
         let handle = Handle::new(port, config.history);
         let (feeds, notes) = store::open_feeds(&config, seed)?;
-        let mut event_loop = EventLoop::new(parts, Some(listener), config, handle, feeds, 0, seed)?;
+        let mut event_loop = if secure {
+            #[cfg(feature = "tls")]
+            {
+                let mut event_loop = EventLoop::new(parts, None, config, handle, feeds, 0, seed)?;
+                event_loop.local_addr = event_loop.listen_tls(listener)?;
+                event_loop
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(io::Error::new(
+                ErrorKind::Unsupported,
+                "TLS needs the `tls` feature",
+            ));
+        } else {
+            EventLoop::new(parts, Some(listener), config, handle, feeds, 0, seed)?
+        };
         for note in notes {
             event_loop.core.log(&note);
         }
@@ -191,6 +229,42 @@ impl EventLoop {
         }
         event_loop.core.arm_store_timer();
         Ok(event_loop)
+    }
+
+    /// Adds a TLS listener beside the plain one (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn add_tls_listener(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        if self.core.tls.is_none() {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                "a TLS listener needs Config::tls",
+            ));
+        }
+        if self.tls_listener.is_some() {
+            return Err(io::Error::new(
+                ErrorKind::AlreadyExists,
+                "this server has a TLS listener",
+            ));
+        }
+        self.listen_tls(reuseport::bind(addr)?)
+    }
+
+    /// Serves TLS on `listener` (feature `tls`); its address.
+    #[cfg(feature = "tls")]
+    fn listen_tls(&mut self, mut listener: TcpListener) -> io::Result<SocketAddr> {
+        let local_addr = listener.local_addr()?;
+        self.poll
+            .registry()
+            .register(&mut listener, TLS_LISTENER, Interest::READABLE)?;
+        self.tls_listener = Some(listener);
+        self.tls_addr = Some(local_addr);
+        Ok(local_addr)
+    }
+
+    /// The TLS listener's address (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     fn new(
@@ -215,10 +289,16 @@ impl EventLoop {
             }
             None => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        // The buffer must hold an unfinished head plus room to read more.
-        let scratch_len = config
-            .read_buffer_bytes
-            .max(config.limits.max_head_bytes + 4096);
+        // The buffer must hold an unfinished head plus room to read more;
+        // with TLS, room for a record and its plaintext (see `read_tls`).
+        let unfinished = config.limits.max_head_bytes + 4096;
+        #[cfg(feature = "tls")]
+        let unfinished = if config.tls.is_some() {
+            unfinished + crate::tls::MIN_READ_BUFFER
+        } else {
+            unfinished
+        };
+        let scratch_len = config.read_buffer_bytes.max(unfinished);
         let mut core = Core::new(
             config,
             poll.registry().try_clone()?,
@@ -232,6 +312,10 @@ impl EventLoop {
             poll,
             waker,
             listener,
+            #[cfg(feature = "tls")]
+            tls_listener: None,
+            #[cfg(feature = "tls")]
+            tls_addr: None,
             local_addr,
             hand_out: None,
             scratch: vec![0; scratch_len],
@@ -268,7 +352,27 @@ impl EventLoop {
             }
             _ => None,
         };
-        if listeners.is_none() {
+        #[cfg(feature = "tls")]
+        let mut tls_listeners = match (&self.tls_listener, self.core.config.share_port) {
+            (Some(listener), SharePort::ReusePort) => {
+                reuseport::more_listeners(listener, extra).ok()
+            }
+            _ => None,
+        };
+        // One way for every listener: each spread by the kernel, or all
+        // handed out by this loop.
+        #[cfg(feature = "tls")]
+        if (self.listener.is_some() && listeners.is_none())
+            || (self.tls_listener.is_some() && tls_listeners.is_none())
+        {
+            listeners = None;
+            tls_listeners = None;
+        }
+        #[cfg(feature = "tls")]
+        let spread = listeners.is_some() || tls_listeners.is_some();
+        #[cfg(not(feature = "tls"))]
+        let spread = listeners.is_some();
+        if !spread {
             self.hand_out = Some(HandOut {
                 loops: threads,
                 next: 0,
@@ -276,9 +380,10 @@ impl EventLoop {
         }
         self.core.log(&format!(
             "{threads} loops; connections {}",
-            match listeners {
-                Some(_) => "spread over them by the kernel (SO_REUSEPORT)",
-                None => "accepted by loop 0 and handed out in turn",
+            if spread {
+                "spread over them by the kernel (SO_REUSEPORT)"
+            } else {
+                "accepted by loop 0 and handed out in turn"
             }
         ));
         let mut parts = Vec::with_capacity(extra);
@@ -300,11 +405,20 @@ impl EventLoop {
         for (index, ((parts, feeds), handle)) in
             parts.into_iter().zip(feeds).zip(handles).enumerate()
         {
+            #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+            let mut config = self.core.config.for_another_loop();
+            // The certificate this loop serves now (a reload reaches every loop).
+            #[cfg(feature = "tls")]
+            {
+                config.tls = self.core.tls.clone();
+            }
             made.push(Unstarted {
                 parts,
                 listener: listeners.as_mut().and_then(Vec::pop),
+                #[cfg(feature = "tls")]
+                tls_listener: tls_listeners.as_mut().and_then(Vec::pop),
                 local_addr: self.local_addr,
-                config: self.core.config.for_another_loop(),
+                config,
                 handle,
                 feeds,
                 loop_index: u16::try_from(index + 1).unwrap_or(u16::MAX),
@@ -336,6 +450,7 @@ impl EventLoop {
             self.core.flush_dirty();
             let fanout_left = self.core.flush_fanout(FANOUT_SLICE);
             self.reap(&mut app);
+            self.core.feeds.wake_others();
             self.core.share_stats();
             if let Some(deadline) = self.core.shutdown_deadline {
                 if self.core.conns.is_empty() || self.core.now >= deadline {
@@ -374,7 +489,9 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     // 1. New connections.
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    #[cfg(feature = "tls")]
+                    TLS_LISTENER => self.accept(true),
                     // 2. Commands from other threads.
                     WAKER => self.run_commands(),
                     // The Redis link's sockets (loop 0).
@@ -417,15 +534,24 @@ impl EventLoop {
         }
     }
 
-    /// Accepts until `WouldBlock`. Past `max_connections` a socket is closed at
-    /// once; out of descriptors (EMFILE/ENFILE), accepting pauses briefly
-    /// instead of spinning on a listener that stays readable.
-    fn accept(&mut self) {
+    /// Accepts until `WouldBlock`, from the TLS listener if `secure`. Past
+    /// `max_connections` a socket is closed at once; out of descriptors
+    /// (EMFILE/ENFILE), accepting pauses briefly instead of spinning on a
+    /// listener that stays readable.
+    fn accept(&mut self, secure: bool) {
         if self.accept_paused {
             return;
         }
         loop {
-            let Some(listener) = self.listener.as_ref() else {
+            #[cfg(feature = "tls")]
+            let listener = if secure {
+                self.tls_listener.as_ref()
+            } else {
+                self.listener.as_ref()
+            };
+            #[cfg(not(feature = "tls"))]
+            let listener = self.listener.as_ref().filter(|_| !secure);
+            let Some(listener) = listener else {
                 return;
             };
             let stream = match listener.accept() {
@@ -461,7 +587,15 @@ impl EventLoop {
                         stream
                     } else {
                         // A loop that cannot take it now: this one serves it.
-                        match self.core.handle.adopt(to, stream) {
+                        #[cfg(feature = "tls")]
+                        let handed = if secure {
+                            self.core.handle.adopt_tls(to, stream)
+                        } else {
+                            self.core.handle.adopt(to, stream)
+                        };
+                        #[cfg(not(feature = "tls"))]
+                        let handed = self.core.handle.adopt(to, stream);
+                        match handed {
                             Ok(()) => continue,
                             Err(stream) => stream,
                         }
@@ -469,14 +603,17 @@ impl EventLoop {
                 }
                 None => stream,
             };
-            self.serve(stream);
+            self.serve(stream, secure);
         }
     }
 
     /// Starts serving an accepted connection (accepted here, or by another
     /// loop that hands connections out): refused past `max_connections` or
     /// during a shutdown, else registered and waiting for its first request.
-    fn serve(&mut self, stream: mio::net::TcpStream) {
+    /// On a TLS listener's connection (`secure`), a TLS stream sits between
+    /// the socket and the session; its handshake is bounded by the session's
+    /// head deadline.
+    fn serve(&mut self, stream: mio::net::TcpStream, secure: bool) {
         let core = &mut self.core;
         if core.conns.len() >= core.config.limits.max_connections
             || core.shutdown_deadline.is_some()
@@ -484,8 +621,11 @@ impl EventLoop {
             core.stats.refused_connections += 1;
             return;
         }
-        // Small frames must not wait for Nagle's algorithm.
-        let _ = stream.set_nodelay(true);
+        // Small frames must not wait for Nagle's algorithm (on Linux the
+        // socket has it from its listener already).
+        if !reuseport::ACCEPTED_HAVE_NODELAY {
+            let _ = stream.set_nodelay(true);
+        }
         let session = HttpSession::new(core.now);
         let token = core.conns.insert_with(|_| Connection::new(stream, session));
         let registered = match core.conns.get_mut(token) {
@@ -495,6 +635,8 @@ impl EventLoop {
                 .is_ok(),
             None => false,
         };
+        #[cfg(feature = "tls")]
+        let registered = registered && (!secure || core.start_tls(token));
         if !registered {
             core.conns.remove(token);
             return;
@@ -506,9 +648,10 @@ impl EventLoop {
                 .conns
                 .get(token)
                 .and_then(|conn| conn.stream.peer_addr().ok());
+            let over = if secure { " (TLS)" } else { "" };
             let from = match peer {
-                Some(peer) => format!("accepted from {peer}"),
-                None => "accepted".to_owned(),
+                Some(peer) => format!("accepted from {peer}{over}"),
+                None => format!("accepted{over}"),
             };
             core.trace(|tracer, now| tracer.note(now, token, "tcp", &from, ""));
         }
@@ -524,11 +667,21 @@ impl EventLoop {
             return;
         };
         if conn.paused {
+            // A FIN that came with the very request that paused the
+            // connection (a long-poll, held since) was seen before the
+            // request was handled, and no later edge announces it again.
+            if conn.peer_fin && conn.is_held_long_poll() {
+                self.peer_closed(token);
+            }
             return;
+        }
+        #[cfg(feature = "tls")]
+        if conn.tls.is_some() {
+            return self.read_tls(app, token);
         }
         let kept = conn.leftover.len();
         self.scratch[..kept].copy_from_slice(&conn.leftover);
-        conn.leftover = Vec::new();
+        conn.leftover = Box::default();
         let room = self.scratch.len() - kept;
         let lingering = matches!(conn.kind, Kind::Closing(Closing::Lingering));
         let result = loop {
@@ -569,25 +722,87 @@ impl EventLoop {
         }
     }
 
+    /// [`EventLoop::read`] through TLS (feature `tls`): one read of
+    /// ciphertext into the scratch buffer after the input kept from last
+    /// time; the plaintext lands right behind that input, and the session
+    /// sees one run of plaintext, as from a plain socket. Handshake records
+    /// and alerts the read produced are written at the end of the turn.
+    #[cfg(feature = "tls")]
+    fn read_tls(&mut self, app: &mut impl App, token: Token) {
+        let Some(conn) = self.core.conns.get_mut(token) else {
+            return;
+        };
+        let kept = conn.leftover.len();
+        self.scratch[..kept].copy_from_slice(&conn.leftover);
+        conn.leftover = Box::default();
+        let Some(tls) = conn.tls.as_deref_mut() else {
+            return;
+        };
+        if self.scratch.len() - kept < crate::tls::MIN_READ_BUFFER {
+            // Input kept while paused leaves no room for a record: handle it
+            // first, read next turn.
+            self.process(app, token, kept);
+            self.core.make_ready(token);
+            return;
+        }
+        let handshaking = tls.is_handshaking();
+        let received = match tls.read_from(&mut conn.stream, &mut self.scratch[kept..]) {
+            Ok(received) => received,
+            Err(error) => return self.core.tls_failed(token, error),
+        };
+        let handshake_done = handshaking && !tls.is_handshaking();
+        if tls.wants_write() {
+            // Handshake records, a key update's answer: out at the end of the turn.
+            self.core.mark_dirty(token);
+        }
+        if handshake_done {
+            self.core.tls_handshake_done(token);
+        }
+        let len = kept + received.plaintext;
+        if len > 0 {
+            self.process(app, token, len);
+        }
+        match received.closed {
+            Some(how) => {
+                self.core.tls_peer_closed(token, how);
+                self.peer_closed(token);
+            }
+            None => {
+                // The socket may hold more; a FIN seen with the data must
+                // still be read as EOF (no later edge announces either).
+                let peer_fin = self.core.conns.get(token).is_some_and(|c| c.peer_fin);
+                if !received.drained || peer_fin {
+                    self.core.make_ready(token);
+                }
+            }
+        }
+    }
+
     /// The peer closed TCP (or reset it).
     fn peer_closed(&mut self, token: Token) {
         let Some(conn) = self.core.conns.get_mut(token) else {
             return;
         };
         conn.peer_fin = true;
+        let owes = conn.queued_bytes() > 0;
         match &mut conn.kind {
-            // RFC 9112 §9.6: a client may half-close after its request; what
-            // we owe it (a held answer included) still goes out, then close.
-            // A held long-poll is answered at once with what there is: a FIN
-            // is how most clients leave, and holding their sockets until the
-            // poll's timeout would let clients that come and go pile them up.
+            // RFC 9112 §9.6: a client may half-close after its requests; what
+            // we owe it still goes out, then close. A held long-poll is
+            // answered at once with what there is: a FIN is how most clients
+            // leave, and holding their sockets until the poll's timeout would
+            // let clients that come and go pile them up.
             Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }) => {
                 self.core.answer_long_poll(token);
             }
-            Kind::Http(http) if http.session.is_responding() || !conn.outbox.is_empty() => {
-                if !http.session.is_responding() {
-                    self.core.close_after_answer(token, false);
-                }
+            // Every request received before the FIN is answered, in order
+            // (RFC 9112 §9.3.2). A connection that stopped reading them (its
+            // queue is full, or an answer is being waited for) goes on when
+            // it may, reads the FIN again, and comes back here.
+            Kind::Http(http) if conn.paused || http.session.is_responding() => {}
+            // The input is exhausted (what is left of it cannot become a
+            // request): the answers go out, then close, without lingering.
+            Kind::Http(_) if owes => {
+                self.core.close_after_answer(token, false);
             }
             // Still writing our last bytes: the close follows them.
             Kind::Closing(Closing::Flushing { .. }) => {}
@@ -636,7 +851,7 @@ impl EventLoop {
     fn keep(&mut self, token: Token, pos: usize, len: usize) {
         if let Some(conn) = self.core.conns.get_mut(token) {
             if pos < len {
-                conn.leftover = self.scratch[pos..len].to_vec();
+                conn.leftover = self.scratch[pos..len].into();
             }
         }
     }
@@ -1072,7 +1287,11 @@ impl EventLoop {
                         core.respond(token, &response);
                     }
                 }
-                Command::Adopt(stream) => self.serve(stream),
+                Command::Adopt(stream) => self.serve(stream, false),
+                #[cfg(feature = "tls")]
+                Command::AdoptTls(stream) => self.serve(stream, true),
+                #[cfg(feature = "tls")]
+                Command::ReloadTls(config) => self.core.reload_tls(config),
                 #[cfg(feature = "redis")]
                 store @ (Command::StorePublish { .. }
                 | Command::StoreFetch { .. }
@@ -1087,19 +1306,33 @@ impl EventLoop {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.core.registry.deregister(&mut listener);
         }
+        #[cfg(feature = "tls")]
+        if let Some(mut listener) = self.tls_listener.take() {
+            let _ = self.core.registry.deregister(&mut listener);
+        }
         self.core.begin_shutdown();
+    }
+
+    /// A listener is still open.
+    fn listening(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls_listener.is_some() {
+            return true;
+        }
+        self.listener.is_some()
     }
 
     fn run_timers(&mut self, app: &mut impl App) {
         let now = self.core.now;
-        if self.core.shutdown_deadline.is_some() && self.listener.is_some() {
+        if self.core.shutdown_deadline.is_some() && self.listening() {
             self.begin_shutdown();
         }
         while let Some((when, wake)) = self.core.timers.pop_due(now) {
             match wake {
                 Wake::Accept => {
                     self.accept_paused = false;
-                    self.accept();
+                    self.accept(false);
+                    self.accept(true);
                 }
                 Wake::User(slot, generation) => {
                     if let Some(timer) = self.core.timers.user_fired(when, slot, generation) {
@@ -1124,6 +1357,8 @@ impl EventLoop {
             self.core.data.remove(&token);
             self.core.feeds.forget(token);
             self.core.catching_up.remove(&token);
+            #[cfg(feature = "tls")]
+            self.core.tls_reaped(token);
             if let Some(conn) = self.core.conns.remove(token) {
                 self.core
                     .trace(|tracer, now| tracer.note(now, token, "tcp", "closed", ""));

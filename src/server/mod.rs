@@ -21,7 +21,9 @@
 //! owns no buffer at all.
 //!
 //! Start one with [`Server::bind`], get [`Server::topic`]s and a [`Handle`] for
-//! other threads, then [`Server::run`] your [`crate::app::App`].
+//! other threads, then [`Server::run`] your [`crate::app::App`] — or
+//! [`Server::run_threads`] one loop per core, each with its own app, on the
+//! same port and the same topics.
 
 mod event_loop;
 pub mod reuseport;
@@ -35,6 +37,8 @@ pub use crate::engine::config::{Config, SharePort};
 pub use crate::engine::handle::{Command, Handle, HandleError, OwnedPayload};
 pub use crate::engine::lab::LabConfig;
 pub use crate::engine::stats::{Stats, TransportStats};
+#[cfg(feature = "tls")]
+pub use crate::engine::stats::{TlsFaults, TlsStats};
 pub use crate::engine::trace::TraceOutput;
 
 use crate::feeds::TopicError;
@@ -48,21 +52,43 @@ pub struct Server {
 impl Server {
     /// Binds a listener (use port 0 for an OS-assigned port).
     pub fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
-        let addr = addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
-        // Event ids start at the wall clock in µs, so ids never repeat across
-        // restarts (see `crate::feeds`).
-        let id_seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64);
+        let addr = first_addr(addr)?;
         Ok(Server {
-            inner: event_loop::EventLoop::bind(addr, config, id_seed)?,
+            inner: event_loop::EventLoop::bind(addr, config, id_seed(), false)?,
         })
     }
 
-    /// The address the listener is bound to.
+    /// Binds a TLS listener (feature `tls`): every connection on it speaks
+    /// TLS first (https://, wss://), with `config.tls`'s certificate. For a
+    /// plain listener beside it, bind with [`Server::bind`] and add this one
+    /// with [`Server::add_tls_listener`].
+    #[cfg(feature = "tls")]
+    pub fn bind_tls(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
+        if config.tls.is_none() {
+            return Err(no_certificate());
+        }
+        let addr = first_addr(addr)?;
+        Ok(Server {
+            inner: event_loop::EventLoop::bind(addr, config, id_seed(), true)?,
+        })
+    }
+
+    /// Adds a TLS listener to a server bound with [`Server::bind`] (feature
+    /// `tls`; `config.tls` must be set): plain and TLS side by side, on one
+    /// loop. Returns the address bound.
+    #[cfg(feature = "tls")]
+    pub fn add_tls_listener(&mut self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+        self.inner.add_tls_listener(first_addr(addr)?)
+    }
+
+    /// The TLS listener's address, if there is one (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.inner.tls_addr()
+    }
+
+    /// The address the first listener is bound to (the TLS one for
+    /// `Server::bind_tls`, feature `tls`).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.local_addr())
     }
@@ -142,4 +168,27 @@ impl Server {
             result
         })
     }
+}
+
+/// The first address `addr` names.
+fn first_addr(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))
+}
+
+/// Event ids start at the wall clock in µs, so ids never repeat across
+/// restarts (see `crate::feeds`).
+fn id_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+}
+
+#[cfg(feature = "tls")]
+fn no_certificate() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a TLS listener needs a certificate: set Config::tls",
+    )
 }

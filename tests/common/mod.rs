@@ -173,7 +173,7 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Reads until the peer closes (or the timeout); returns everything read.
-pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+pub fn read_to_close(stream: &mut impl Read) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buf = [0; 65536];
     loop {
@@ -208,7 +208,7 @@ impl HttpResponse {
 }
 
 /// Reads one response with a Content-Length body (or up to close without one).
-pub fn read_response(stream: &mut TcpStream, buffered: &mut Vec<u8>) -> HttpResponse {
+pub fn read_response(stream: &mut impl Read, buffered: &mut Vec<u8>) -> HttpResponse {
     let mut buf = [0; 65536];
     loop {
         let mut headers = [pushloop::http::httparse::EMPTY_HEADER; 64];
@@ -314,9 +314,10 @@ pub enum Received {
     Eof,
 }
 
-/// A blocking WebSocket client (masks what it sends, per RFC 6455 §5.3).
-pub struct WsClient {
-    pub stream: TcpStream,
+/// A blocking WebSocket client (masks what it sends, per RFC 6455 §5.3),
+/// over TCP or any other byte stream (TLS in tests/tls.rs).
+pub struct WsClient<S: Read + Write = TcpStream> {
+    pub stream: S,
     decoder: MessageDecoder,
     buffered: Vec<u8>,
     pub response: HttpResponse,
@@ -342,7 +343,14 @@ impl WsClient {
 
     /// Sends raw bytes (a head, maybe followed by frames) and reads the response.
     pub fn try_connect_bytes(addr: SocketAddr, raw: &[u8]) -> WsClient {
-        let mut stream = connect(addr);
+        WsClient::over(connect(addr), raw)
+    }
+}
+
+impl<S: Read + Write> WsClient<S> {
+    /// Sends raw bytes (a head, maybe followed by frames) over `stream` and
+    /// reads the response.
+    pub fn over(mut stream: S, raw: &[u8]) -> WsClient<S> {
         stream.write_all(raw).expect("write");
         let mut buffered = Vec::new();
         let response = read_response(&mut stream, &mut buffered);

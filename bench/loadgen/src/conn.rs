@@ -7,7 +7,7 @@
 //! after a write found its buffer full (SOCK_NOSPACE), so the standing
 //! interest costs no wake-ups, and it saves an `epoll_ctl` per state change.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::http::{self, Dechunk, SseLines};
+use crate::tls::Io;
 use crate::ws;
 
 /// What the connection speaks once its request is answered.
@@ -88,7 +89,8 @@ impl SseSink {
 }
 
 pub struct Conn {
-    sock: TcpStream,
+    /// The socket, or TLS over it.
+    sock: Io,
     pub kind: Kind,
     pub phase: Phase,
     /// Response head so far; freed once parsed.
@@ -121,9 +123,14 @@ impl Conn {
         kind: Kind,
         request: Vec<u8>,
         key: [u8; 4],
+        tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
     ) -> io::Result<Conn> {
         let mut sock = TcpStream::connect(addr)?;
         registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
+        let sock = match tls {
+            Some(config) => Io::tls(sock, config)?,
+            None => Io::Plain(sock),
+        };
         Ok(Conn {
             sock,
             kind,
@@ -169,7 +176,7 @@ impl Conn {
     /// masked frames of `frame_len` bytes; all of them are owed at once.
     pub fn start_stream(&mut self, frames: Vec<u8>, frame_len: usize) {
         // A stream keeps unacknowledged bytes in flight: no Nagle delay (RFC 896).
-        let _ = self.sock.set_nodelay(true);
+        let _ = self.sock.socket().set_nodelay(true);
         self.owed = frames.len();
         self.frames = frames;
         self.frame_len = frame_len;
@@ -215,6 +222,8 @@ impl Conn {
     }
 
     fn read(&mut self, scratch: &mut [u8], sink: &mut SseSink, drain: bool, got: &mut Got) -> Result<(), &'static str> {
+        // Through TLS a short read of plaintext says nothing about the socket.
+        let drain = drain || self.sock.is_tls();
         loop {
             let n = match self.sock.read(scratch) {
                 Ok(0) => {
@@ -350,6 +359,13 @@ impl Conn {
     pub fn flush(&mut self) -> Result<(), &'static str> {
         if self.phase == Phase::Connecting {
             return Ok(());
+        }
+        // TLS records still waiting (a handshake answer, data encrypted
+        // before the socket filled up) go first.
+        match self.sock.flush_records() {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err("write failed"),
         }
         loop {
             let one_off = self.out_pos < self.out.len();

@@ -4,7 +4,18 @@
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
 //!                        [--threads N] [--no-lab] [--log-dir DIR] [--fsync always|never|<N>ms]
+//!                        [--log-max-bytes N] [--log-max-age S] [--redis URL]
+//!                        [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]]
 //! ```
+//!
+//! **TLS** (built with `--features tls`): `--tls-cert` (the chain, leaf
+//! first, PEM) and `--tls-key` (PEM) serve https:// and wss://. With the TLS
+//! flags alone, the demo's one port speaks TLS only (`--tls-addr`, default
+//! 127.0.0.1:6788): nothing goes in clear by surprise once a certificate is
+//! given. `--addr` adds a plain listener beside it; then `--tls-addr` must be
+//! given too, so the two never fight over a port. `SIGHUP` reads the two
+//! files again and serves the new pair to new handshakes; open connections
+//! keep theirs, and a pair that does not load leaves the old one in place.
 //!
 //! | route                                   | what                                              |
 //! |-----------------------------------------|---------------------------------------------------|
@@ -37,7 +48,11 @@ const ROOMS: [&str; 3] = [DEFAULT_ROOM, "news", "chat"];
 
 /// The flags, their value names, defaults and meaning: `--help` prints this.
 const FLAGS: &[(&str, &str, &str)] = &[
-    ("--addr HOST:PORT", "127.0.0.1:6788", "where to listen"),
+    (
+        "--addr HOST:PORT",
+        "127.0.0.1:6788 (none with TLS flags alone)",
+        "where to listen for plain HTTP",
+    ),
     (
         "--no-tick",
         "ticks on",
@@ -106,12 +121,33 @@ const FLAGS: &[(&str, &str, &str)] = &[
          redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (cargo feature redis)",
     ),
     ("--quiet", "off", "no operational log lines on stderr"),
+    (
+        "--tls-cert FILE",
+        "no TLS",
+        "certificate chain, PEM, leaf first (build with --features tls)",
+    ),
+    (
+        "--tls-key FILE",
+        "no TLS",
+        "its private key, PEM; SIGHUP reloads both",
+    ),
+    (
+        "--tls-addr HOST:PORT",
+        "127.0.0.1:6788 without --addr",
+        "where to listen for TLS (https://, wss://)",
+    ),
     ("-h, --help", "", "this text"),
 ];
 
+/// Where the demo listens when no address is given.
+const DEFAULT_ADDR: &str = "127.0.0.1:6788";
+
 /// Command-line options.
 struct Options {
-    addr: String,
+    /// The plain listener, if any.
+    addr: Option<String>,
+    /// The TLS listener and its certificate files, if any.
+    tls: Option<TlsOptions>,
     tick: Option<Duration>,
     max_connections: Option<usize>,
     max_message_bytes: usize,
@@ -121,6 +157,13 @@ struct Options {
     threads: usize,
     lab: bool,
     storage: Storage,
+}
+
+/// `--tls-addr`, `--tls-cert`, `--tls-key`.
+struct TlsOptions {
+    addr: String,
+    cert: String,
+    key: String,
 }
 
 /// What the command line asks for.
@@ -146,8 +189,10 @@ fn usage() -> String {
 }
 
 fn parse_options() -> Result<Command, String> {
+    let (mut addr, mut tls_addr, mut tls_cert, mut tls_key) = (None, None, None, None);
     let mut options = Options {
-        addr: "127.0.0.1:6788".into(),
+        addr: None,
+        tls: None,
         tick: Some(Duration::from_secs(2)),
         max_connections: None,
         max_message_bytes: 16 << 20,
@@ -164,7 +209,10 @@ fn parse_options() -> Result<Command, String> {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--addr" => options.addr = value("--addr")?,
+            "--addr" => addr = Some(value("--addr")?),
+            "--tls-addr" => tls_addr = Some(value("--tls-addr")?),
+            "--tls-cert" => tls_cert = Some(value("--tls-cert")?),
+            "--tls-key" => tls_key = Some(value("--tls-key")?),
             "--no-tick" => options.tick = None,
             "--trace" => options.trace = true,
             "--quiet" => options.quiet = true,
@@ -225,6 +273,26 @@ fn parse_options() -> Result<Command, String> {
         (Some(_), _) => return Err("--log-dir and --redis: choose one store".into()),
         (None, _) => {}
     }
+    options.tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => {
+            let addr = match (tls_addr, &addr) {
+                (Some(tls_addr), _) => tls_addr,
+                // TLS alone: the demo's port speaks TLS.
+                (None, None) => DEFAULT_ADDR.into(),
+                (None, Some(_)) => {
+                    return Err("with --addr and TLS, say where TLS listens: --tls-addr".into())
+                }
+            };
+            Some(TlsOptions { addr, cert, key })
+        }
+        (None, None) if tls_addr.is_none() => None,
+        _ => return Err("TLS needs both --tls-cert FILE and --tls-key FILE".into()),
+    };
+    options.addr = match (addr, &options.tls) {
+        (Some(addr), _) => Some(addr),
+        (None, None) => Some(DEFAULT_ADDR.into()),
+        (None, Some(_)) => None,
+    };
     Ok(Command::Run(Box::new(options)))
 }
 
@@ -514,6 +582,77 @@ impl App for Demo {
     }
 }
 
+/// The certificate being served, kept for `SIGHUP` (its files are read again).
+#[cfg(feature = "tls")]
+type Certificate = Option<pushloop::tls::TlsConfig>;
+#[cfg(not(feature = "tls"))]
+type Certificate = ();
+
+/// Binds what the options ask for: a plain listener, a TLS one, or both.
+#[cfg(feature = "tls")]
+fn listen(options: &Options, mut config: Config) -> Result<(Server, Certificate), String> {
+    let cannot = |addr: &str, error: std::io::Error| format!("cannot listen on {addr}: {error}");
+    let Some(tls) = &options.tls else {
+        let addr = options.addr.as_deref().unwrap_or(DEFAULT_ADDR);
+        let server = Server::bind(addr, config).map_err(|error| cannot(addr, error))?;
+        return Ok((server, None));
+    };
+    let certificate = pushloop::tls::TlsConfig::from_files(&tls.cert, &tls.key)
+        .map_err(|error| format!("TLS certificate: {error}"))?;
+    config.tls = Some(certificate.clone());
+    let server = match &options.addr {
+        Some(addr) => {
+            let mut server = Server::bind(addr.as_str(), config).map_err(|e| cannot(addr, e))?;
+            server
+                .add_tls_listener(tls.addr.as_str())
+                .map_err(|error| cannot(&tls.addr, error))?;
+            server
+        }
+        None => Server::bind_tls(tls.addr.as_str(), config).map_err(|e| cannot(&tls.addr, e))?,
+    };
+    Ok((server, Some(certificate)))
+}
+
+/// Binds the plain listener; TLS flags need the `tls` feature.
+#[cfg(not(feature = "tls"))]
+fn listen(options: &Options, config: Config) -> Result<(Server, Certificate), String> {
+    if let Some(tls) = &options.tls {
+        return Err(format!(
+            "cannot serve TLS on {} with {} and {}: this pushloop was built without TLS \
+             (cargo build --release --features tls)",
+            tls.addr, tls.cert, tls.key
+        ));
+    }
+    let addr = options.addr.as_deref().unwrap_or(DEFAULT_ADDR);
+    let server =
+        Server::bind(addr, config).map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+    Ok((server, ()))
+}
+
+/// SIGINT/SIGTERM shut down gracefully; with TLS, SIGHUP reloads the
+/// certificate files on the signal thread (off the loop) and hands the new
+/// pair to the loop. A pair that does not load leaves the old one serving.
+fn handle_signals(server: &Server, certificate: Certificate) -> std::io::Result<()> {
+    #[cfg(feature = "tls")]
+    if let Some(certificate) = certificate {
+        let handle = server.handle();
+        return signal::shutdown_on_signals_reload_on_hangup(server.handle(), move || {
+            match certificate.reload_from_files() {
+                Ok(reloaded) => match handle.reload_tls(reloaded) {
+                    Ok(()) => eprintln!("pushloop: SIGHUP: certificate reloaded"),
+                    Err(error) => eprintln!("pushloop: SIGHUP: {error}"),
+                },
+                Err(error) => {
+                    eprintln!("pushloop: SIGHUP: keeping the old certificate: {error}")
+                }
+            }
+        });
+    }
+    #[cfg(not(feature = "tls"))]
+    let () = certificate;
+    signal::shutdown_on_signals(server.handle())
+}
+
 fn main() -> ExitCode {
     let options = match parse_options() {
         Ok(Command::Run(options)) => options,
@@ -529,6 +668,9 @@ fn main() -> ExitCode {
     let mut config = Config::default();
     config.limits.max_message_bytes = options.max_message_bytes;
     config.limits.max_frame_bytes = options.max_message_bytes;
+    // An echo of a 16 MiB message queued behind the previous one is no slow
+    // reader (Autobahn sends them back to back). HTTP input keeps pausing at
+    // the default `max_queued_answer_bytes` (64 KiB), whatever this is.
     config.limits.max_queued_bytes = options.max_message_bytes + (1 << 20);
     if let Some(max) = options.max_connections {
         config.limits.max_connections = max;
@@ -540,20 +682,20 @@ fn main() -> ExitCode {
         config.limits.shutdown_timeout = shutdown;
     }
     config.log = !options.quiet;
-    config.storage = options.storage;
+    config.storage = options.storage.clone();
     if options.lab {
         // The page's wire view: its own connections' trace lines (see
         // `pushloop::engine::lab`).
         config.lab = Some(LabConfig::default());
     }
-    let mut server = match Server::bind(options.addr.as_str(), config) {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("pushloop: cannot listen on {}: {error}", options.addr);
+    let (mut server, certificate) = match listen(&options, config) {
+        Ok(listening) => listening,
+        Err(message) => {
+            eprintln!("pushloop: {message}");
             return ExitCode::FAILURE;
         }
     };
-    if let Err(error) = signal::shutdown_on_signals(server.handle()) {
+    if let Err(error) = handle_signals(&server, certificate) {
         eprintln!("pushloop: cannot install signal handling: {error}");
     }
     let mut feed = None;
@@ -570,11 +712,19 @@ fn main() -> ExitCode {
     let Some(feed) = feed else {
         return ExitCode::FAILURE;
     };
-    match server.local_addr() {
-        Ok(addr) => println!(
-            "pushloop: serving the demo on http://{addr}/ (WebSocket echo at ws://{addr}/echo)"
-        ),
-        Err(error) => eprintln!("pushloop: {error}"),
+    if options.addr.is_some() {
+        match server.local_addr() {
+            Ok(addr) => println!(
+                "pushloop: serving the demo on http://{addr}/ (WebSocket echo at ws://{addr}/echo)"
+            ),
+            Err(error) => eprintln!("pushloop: {error}"),
+        }
+    }
+    #[cfg(feature = "tls")]
+    if let Some(addr) = server.tls_addr() {
+        println!(
+            "pushloop: serving the demo on https://{addr}/ (WebSocket echo at wss://{addr}/echo)"
+        );
     }
     let started = Instant::now();
     let demo = || Demo {
