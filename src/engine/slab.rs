@@ -172,4 +172,17 @@ mod tests {
             slab.remove(token);
         }
     }
+
+    #[test]
+    fn reserved_tokens_are_distinct() {
+        let mut reserved = vec![LISTENER, WAKER];
+        #[cfg(feature = "tls")]
+        reserved.push(TLS_LISTENER);
+        #[cfg(feature = "redis")]
+        reserved.extend([REDIS_READER, REDIS_COMMANDS]);
+        let count = reserved.len();
+        reserved.sort_unstable_by_key(|token| token.0);
+        reserved.dedup();
+        assert_eq!(reserved.len(), count, "two sources share a token");
+    }
 }
