@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 use crate::client::ws::{SetupError, WsConfig, WsError};
 use crate::engine::handle::{Command, Handle, HandleError};
 use crate::engine::stats::Stats;
+use crate::engine::store::Waiter;
 use crate::engine::Core;
 use crate::feeds::{Payload, PublishError, TopicError};
 use crate::http::{Request, Response};
@@ -379,7 +380,11 @@ impl Context<'_> {
 
     /// Publishes a text event (`event` `None` = the default `message` type)
     /// to a topic's followers of every transport and its waiting long-polls,
-    /// and returns its id.
+    /// and returns its id — once the store has it: with the file log
+    /// ([`crate::storage`]) the event is on disk when this returns. With the
+    /// Redis backend, whose ids come from Redis later, this refuses with
+    /// [`PublishError::AnswersLater`]: use [`Context::publish_for`] or
+    /// [`Context::publish_later`], which work with every backend.
     pub fn publish(
         &mut self,
         topic: TopicId,
@@ -390,7 +395,8 @@ impl Context<'_> {
     }
 
     /// Publishes any payload (text, raw JSON, binary) to every follower but
-    /// `except` (the sender, say), and returns its id.
+    /// `except` (the sender, say), and returns its id (as
+    /// [`Context::publish`]: not with the Redis backend).
     pub fn publish_payload(
         &mut self,
         topic: TopicId,
@@ -399,6 +405,43 @@ impl Context<'_> {
         except: Option<ConnId>,
     ) -> Result<u64, PublishError> {
         self.core.publish(topic, event, payload, except)
+    }
+
+    /// Publishes for the HTTP request connection `id` is serving, and says
+    /// how to answer it (return this from [`App::request`]): `200
+    /// {"id":N}` once the store has the event — at once in memory and with
+    /// the file log, when Redis has it with the Redis backend (the request
+    /// is held meanwhile, as [`Reply::Later`]) — or the refusal's status:
+    /// `400`/`404`/`413` for the event, `503` with `Retry-After` when the
+    /// store cannot take it.
+    pub fn publish_for(
+        &mut self,
+        id: ConnId,
+        topic: TopicId,
+        event: Option<&str>,
+        payload: Payload,
+    ) -> Reply {
+        match self.core.publish_for(id, topic, event, payload) {
+            Some(response) => Reply::Response(response),
+            None => Reply::Later,
+        }
+    }
+
+    /// Publishes with any backend, without waiting for the id: refused now
+    /// when the event is bad or the store is known to be unavailable;
+    /// otherwise published now (memory, file log) or sent to Redis. A Redis
+    /// that fails it afterwards is counted in [`Stats`] (`store.unavailable`).
+    /// `except` is honoured by the memory and file backends; an event read
+    /// back from Redis reaches every follower (see [`crate::engine::store`]).
+    pub fn publish_later(
+        &mut self,
+        topic: TopicId,
+        event: Option<&str>,
+        payload: Payload,
+        except: Option<ConnId>,
+    ) -> Result<(), PublishError> {
+        self.core
+            .publish_later(topic, event, payload, except, Waiter::Nobody)
     }
 
     /// Subscribes an open WebSocket or an event stream of this loop to a

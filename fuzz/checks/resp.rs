@@ -10,7 +10,7 @@
 //!    bytes) into a growing buffer give the same replies and the same error.
 //! 3. The typed stream readers never panic on any reply.
 
-use pushloop_proto::resp::stream::{added_id, range_entries, read_entries, StoredEvent};
+use pushloop_proto::resp::stream::{published_id, range_entries, read_entries, StoredEvent};
 use pushloop_proto::resp::{Reply, ReplyParser, RespError, RespLimits};
 
 /// Limits small enough for fuzz inputs to cross every one.
@@ -100,7 +100,7 @@ fn read_chunked(data: &[u8], limits: RespLimits) -> Outcome {
 
 /// Every typed reader on `reply`: any answer will do, but no panic.
 fn read_typed(reply: Reply) {
-    let _ = added_id(reply.clone());
+    let _ = published_id(reply.clone());
     let _ = read_entries(reply.clone());
     if let Ok(entries) = range_entries(reply) {
         for entry in entries {

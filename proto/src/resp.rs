@@ -265,9 +265,10 @@ pub enum RespError {
     /// [`Reply::Error`] before reading a typed reply).
     UnexpectedReply,
     /// Redis returned a stream entry that pushloop did not write: a field of
-    /// [`stream::EVENT_FIELDS`] is missing, its id is not decimal, or its topic
-    /// or event name is not UTF-8. The connection is fine
-    /// ([`RespError::closes_connection`] is false); the entry is not an event.
+    /// [`stream::EVENT_FIELDS`] is missing, its id is not its stream id's
+    /// (`<id>-0`), or its topic or event name is not UTF-8. The connection is
+    /// fine ([`RespError::closes_connection`] is false); the entry is not an
+    /// event.
     NotAnEvent,
 }
 

@@ -4,6 +4,7 @@ use crate::engine::lab::LabConfig;
 use crate::engine::trace::TraceOutput;
 use crate::feeds::HistoryLimits;
 use crate::limits::Limits;
+use crate::storage::Storage;
 use crate::ws::handshake::OriginPolicy;
 
 /// Everything a server can be configured with. Start from `Config::default()`.
@@ -45,6 +46,10 @@ pub struct Config {
     /// show request heads, cookies included, to whoever has the token.
     /// With several loops, each loop's lab shows its own connections.
     pub lab: Option<LabConfig>,
+    /// Where topic history is kept (see [`crate::storage`]): in memory only
+    /// (default), in an append-only file log that survives restarts, or in
+    /// Redis Streams shared by several nodes (feature `redis`).
+    pub storage: Storage,
     /// The certificate and key that TLS listeners serve (feature `tls`; see
     /// [`crate::server::Server::bind_tls`]). Default: none, so no TLS
     /// listener can be bound. Replace it while serving with
@@ -79,6 +84,7 @@ impl Default for Config {
             log: false,
             share_port: SharePort::default(),
             lab: None,
+            storage: Storage::Memory,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -102,6 +108,7 @@ impl Config {
             log: self.log,
             share_port: self.share_port,
             lab: self.lab,
+            storage: self.storage.clone(),
             // Set by the loop that splits: the certificate it serves now.
             #[cfg(feature = "tls")]
             tls: None,

@@ -29,6 +29,8 @@ use std::time::Duration;
 use mio::Waker;
 
 use crate::engine::stats::Stats;
+#[cfg(feature = "redis")]
+use crate::engine::store::{Fetched, Waiter};
 use crate::feeds::{
     is_topic_name, Entry, HistoryLimits, Payload, PublishError, TopicError, MAX_TOPIC_NAME_BYTES,
 };
@@ -48,6 +50,15 @@ pub enum OwnedPayload {
 }
 
 impl OwnedPayload {
+    /// A copy of a borrowed payload, to cross threads.
+    pub fn from_payload(payload: Payload) -> OwnedPayload {
+        match payload {
+            Payload::Text(text) => OwnedPayload::Text(text.to_owned()),
+            Payload::Json(json) => OwnedPayload::Json(json.to_owned()),
+            Payload::Binary(bytes) => OwnedPayload::Binary(bytes.to_vec()),
+        }
+    }
+
     /// The borrowed form the feeds take.
     pub fn as_payload(&self) -> Payload<'_> {
         match self {
@@ -115,6 +126,37 @@ pub enum Command {
         attempt: u64,
         /// The addresses, or why there are none.
         addrs: Result<Vec<std::net::SocketAddr>, std::io::ErrorKind>,
+    },
+    /// Publish through Redis, for another loop: loop 0 holds the link (see
+    /// [`crate::engine::store`]).
+    #[cfg(feature = "redis")]
+    StorePublish {
+        /// The topic.
+        topic: TopicId,
+        /// The event type (`None`: `message`).
+        event: Option<String>,
+        /// The event data.
+        payload: OwnedPayload,
+        /// Who hears how it went.
+        waiter: Waiter,
+    },
+    /// Ask Redis for the events after a cursor older than history, for a
+    /// connection of another loop.
+    #[cfg(feature = "redis")]
+    StoreFetch {
+        /// The connection whose cursor it is.
+        conn: ConnId,
+        /// The cursor.
+        after: u64,
+    },
+    /// A page of the stream for a connection of this loop (loop 0's answer
+    /// to [`Command::StoreFetch`]).
+    #[cfg(feature = "redis")]
+    StoreFetched {
+        /// The connection whose cursor it was.
+        conn: ConnId,
+        /// The page, or why there is none.
+        page: Fetched,
     },
     /// [`Command::Adopt`] for a connection accepted on a TLS listener
     /// (feature `tls`): it starts with a TLS handshake.
@@ -279,6 +321,31 @@ impl Handle {
     /// Queues a command for the handle's loop and wakes it.
     pub fn command(&self, command: Command) -> Result<(), HandleError> {
         self.command_to(self.home, command)
+    }
+
+    /// Queues a command for loop 0, which holds the Redis link; gives it
+    /// back if that loop cannot take it now.
+    #[cfg(feature = "redis")]
+    pub(crate) fn to_first_loop(&self, command: Command) -> Result<(), Command> {
+        match self.loops.first.commands.try_send(command) {
+            Ok(()) => {
+                let _ = self.loops.first.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(command)) | Err(TrySendError::Disconnected(command)) => {
+                Err(command)
+            }
+        }
+    }
+
+    /// Queues a command for loop `index` and wakes it.
+    #[cfg(feature = "redis")]
+    pub(crate) fn command_to_loop(
+        &self,
+        index: usize,
+        command: Command,
+    ) -> Result<(), HandleError> {
+        self.command_to(index, command)
     }
 
     /// Queues a command for loop `index` and wakes it.

@@ -21,7 +21,9 @@
 //!   (`Context::connect`), their attempts and reconnects;
 //! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
 //!   the lines the [`lab`] streams to a page (`/lab/events`);
-//!   [`stats`]: counters; [`config`]: configuration;
+//!   [`stats`]: counters; [`config`]: configuration; [`store`]: the
+//!   loop's side of the store behind the history (timers, the Redis link,
+//!   publishes answered later, cursors served from the stream);
 //! - `tls` (feature `tls`): writing through TLS, `close_notify`, TLS faults;
 //! - this file: the `Core` itself, deadlines, closing and shutdown.
 
@@ -36,6 +38,7 @@ pub mod outbox;
 pub(crate) mod poll_answers;
 pub mod slab;
 pub mod stats;
+pub mod store;
 pub mod streams;
 pub mod timers;
 #[cfg(feature = "tls")]
@@ -57,6 +60,7 @@ use crate::engine::poll_answers::PollAnswers;
 use crate::engine::slab::Slab;
 use crate::engine::stats::Stats;
 use crate::engine::stats::{Ending, TimeoutKind};
+use crate::engine::store::StoreSide;
 use crate::engine::timers::{Timers, Wake};
 use crate::engine::trace::Tracer;
 use crate::feeds::Feeds;
@@ -135,6 +139,8 @@ pub struct Core {
     /// The WebSockets this loop opened itself (feature `client`).
     #[cfg(feature = "client")]
     pub(crate) outbound: outbound::Outbound,
+    /// The loop's side of the store behind the history.
+    pub(crate) store: StoreSide,
     /// The certificate new TLS connections get (feature `tls`); replaced by
     /// a reload, while open connections keep their own.
     #[cfg(feature = "tls")]
@@ -150,14 +156,20 @@ impl Core {
         mut config: Config,
         registry: Registry,
         handle: Handle,
-        feeds: Feeds,
+        mut feeds: Feeds,
         seed: u64,
         origin: std::time::Instant,
     ) -> Core {
         let tracer = Tracer::new(config.trace.take(), config.lab);
+        let store = StoreSide::new(&mut feeds);
+        let mut stats = Stats::default();
+        stats.store.backend = feeds.store_name();
+        stats.store.last_id = feeds.latest_id();
+        stats.store.connected = !feeds.ids_from_elsewhere();
         #[cfg(feature = "tls")]
         let tls = config.tls.take();
         Core {
+            store,
             http: config.limits.http(),
             websocket: config.limits.websocket(),
             feeds,
@@ -165,7 +177,7 @@ impl Core {
             registry,
             conns: Slab::new(),
             timers: Timers::default(),
-            stats: Stats::default(),
+            stats,
             origin,
             now: Instant::ZERO,
             dirty: Vec::new(),

@@ -20,6 +20,12 @@ pub const WAKER: Token = Token(usize::MAX - 1);
 /// The TLS listener's token (feature `tls`).
 #[cfg(feature = "tls")]
 pub const TLS_LISTENER: Token = Token(usize::MAX - 2);
+/// The Redis link's reader connection (loop 0, feature `redis`).
+#[cfg(feature = "redis")]
+pub const REDIS_READER: Token = Token(usize::MAX - 3);
+/// The Redis link's commands connection (loop 0, feature `redis`).
+#[cfg(feature = "redis")]
+pub const REDIS_COMMANDS: Token = Token(usize::MAX - 4);
 
 /// Slab of values addressed by generation-tagged tokens.
 pub struct Slab<T> {
@@ -275,5 +281,18 @@ mod tests {
             assert_ne!(token, WAKER);
             slab.remove(token);
         }
+    }
+
+    #[test]
+    fn reserved_tokens_are_distinct() {
+        let mut reserved = vec![LISTENER, WAKER];
+        #[cfg(feature = "tls")]
+        reserved.push(TLS_LISTENER);
+        #[cfg(feature = "redis")]
+        reserved.extend([REDIS_READER, REDIS_COMMANDS]);
+        let count = reserved.len();
+        reserved.sort_unstable_by_key(|token| token.0);
+        reserved.dedup();
+        assert_eq!(reserved.len(), count, "two sources share a token");
     }
 }

@@ -164,6 +164,51 @@ pub struct TransportStats {
     pub events_delivered: u64,
 }
 
+/// The store behind the history (see [`crate::storage`]): which one, how
+/// far it got, and its trouble.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// `memory`, `file` or `redis` (empty on a loop that has not said).
+    pub backend: &'static str,
+    /// The id of the newest event this loop has fanned out.
+    pub last_id: u64,
+    /// Redis: whether the link is up (both connections ready). Always true
+    /// for the other backends.
+    pub connected: bool,
+    /// Redis: how long after Redis stored it the newest event read from the
+    /// stream reached this node, in µs (ids are Redis's clock in µs, so
+    /// across machines this includes their clocks' difference).
+    pub lag_us: u64,
+    /// Redis: publishes sent and not answered yet.
+    pub in_flight: u64,
+    /// Redis: times the link came back after it was lost.
+    pub reconnects: u64,
+    /// Failures of the store: a file log write or fsync, a Redis error
+    /// reply, a Redis connection lost or refused, a reply not understood.
+    pub errors: u64,
+    /// Publishes refused because the store could not take them (HTTP `503`).
+    pub unavailable: u64,
+    /// Redis: cursors older than this node's history served from the
+    /// stream (`XRANGE` pages asked for).
+    pub fetches: u64,
+}
+
+impl StoreStats {
+    fn add(&mut self, other: &StoreStats) {
+        if self.backend.is_empty() {
+            self.backend = other.backend;
+        }
+        self.last_id = self.last_id.max(other.last_id);
+        self.connected |= other.connected;
+        self.lag_us = self.lag_us.max(other.lag_us);
+        self.in_flight += other.in_flight;
+        self.reconnects += other.reconnects;
+        self.errors += other.errors;
+        self.unavailable += other.unavailable;
+        self.fetches += other.fetches;
+    }
+}
+
 /// The counters of a server.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -196,6 +241,8 @@ pub struct Stats {
     /// Times this loop fell so far behind the others that its inbox was
     /// full, and its followers caught up from history (several loops).
     pub inbox_overflows: u64,
+    /// The store behind the history.
+    pub store: StoreStats,
     /// Connections ended, by the transport they were in and why.
     pub closes: BTreeMap<(Transport, Ending), u64>,
     /// TLS handshakes, closures and faults (feature `tls`).
@@ -459,6 +506,7 @@ impl Stats {
             total.paused_reads += stats.paused_reads;
             total.handshake_failures += stats.handshake_failures;
             total.inbox_overflows += stats.inbox_overflows;
+            total.store.add(&stats.store);
             for (key, count) in &stats.closes {
                 *total.closes.entry(*key).or_default() += count;
             }
@@ -574,7 +622,20 @@ impl Stats {
                 ending.detail()
             );
         }
-        json.push_str("]}");
+        let store = &self.store;
+        let _ = write!(
+            json,
+            "],\"store\":{{\"backend\":\"{}\",\"last_id\":{},\"connected\":{},\"lag_us\":{},\"in_flight\":{},\"reconnects\":{},\"errors\":{},\"unavailable\":{},\"fetches\":{}}}}}",
+            store.backend,
+            store.last_id,
+            store.connected,
+            store.lag_us,
+            store.in_flight,
+            store.reconnects,
+            store.errors,
+            store.unavailable,
+            store.fetches
+        );
         json
     }
 
@@ -670,6 +731,7 @@ impl Stats {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        self.store_prometheus(&mut out);
         let name = "pushloop_closes_total";
         let _ = writeln!(
             out,
@@ -687,6 +749,75 @@ impl Stats {
         #[cfg(feature = "tls")]
         self.tls.to_prometheus(&mut out);
         out
+    }
+}
+
+impl Stats {
+    /// The store's families: an info gauge naming the backend, gauges for
+    /// where it stands, counters for its trouble.
+    fn store_prometheus(&self, out: &mut String) {
+        let store = &self.store;
+        let _ = writeln!(
+            out,
+            "# HELP pushloop_store_info The store behind the history.\n# TYPE pushloop_store_info gauge\npushloop_store_info{{backend=\"{}\"}} 1",
+            store.backend
+        );
+        let gauges = [
+            (
+                "pushloop_store_last_id",
+                "Id of the newest event fanned out.",
+                store.last_id as f64,
+            ),
+            (
+                "pushloop_store_connected",
+                "1 while the store can take events (Redis: the link is up).",
+                f64::from(u8::from(store.connected)),
+            ),
+            (
+                "pushloop_store_lag_seconds",
+                "How long after Redis stored it the newest event reached this node.",
+                store.lag_us as f64 / 1e6,
+            ),
+            (
+                "pushloop_store_in_flight",
+                "Publishes sent to Redis and not answered yet.",
+                store.in_flight as f64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        let counters = [
+            (
+                "pushloop_store_reconnects_total",
+                "Times the Redis link came back after it was lost.",
+                store.reconnects,
+            ),
+            (
+                "pushloop_store_errors_total",
+                "Store failures: writes, fsyncs, Redis errors and lost connections.",
+                store.errors,
+            ),
+            (
+                "pushloop_store_unavailable_total",
+                "Publishes refused because the store could not take them.",
+                store.unavailable,
+            ),
+            (
+                "pushloop_store_fetches_total",
+                "Pages of old events asked of Redis for cursors older than history.",
+                store.fetches,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
     }
 }
 
@@ -736,9 +867,41 @@ mod tests {
             .closes
             .insert((Transport::EventStream, Ending::SlowReader), 2);
         let json = stats.to_json();
-        assert!(json.ends_with(
-            "\"closes\":[{\"transport\":\"sse\",\"reason\":\"slow_reader\",\"detail\":\"\",\"count\":2}]}"
+        assert!(json.contains(
+            "\"closes\":[{\"transport\":\"sse\",\"reason\":\"slow_reader\",\"detail\":\"\",\"count\":2}],"
         ));
         assert_eq!(stats.closes_of(Transport::EventStream, "slow_reader"), 2);
+    }
+
+    #[test]
+    fn the_store_is_in_both_formats_and_adds_up_over_loops() {
+        let first = Stats {
+            store: StoreStats {
+                backend: "redis",
+                last_id: 1_700_000_000_000_002,
+                connected: true,
+                lag_us: 1500,
+                reconnects: 2,
+                unavailable: 3,
+                ..StoreStats::default()
+            },
+            ..Stats::default()
+        };
+        let mut second = Stats::default();
+        second.store.last_id = 1_700_000_000_000_001;
+        second.store.unavailable = 1;
+        let total = Stats::sum(&[first, second]);
+        assert_eq!(total.store.backend, "redis");
+        assert_eq!(total.store.last_id, 1_700_000_000_000_002, "the newest");
+        assert_eq!(total.store.unavailable, 4, "counted on every loop");
+        assert!(total.to_json().ends_with(
+            "\"store\":{\"backend\":\"redis\",\"last_id\":1700000000000002,\"connected\":true,\"lag_us\":1500,\"in_flight\":0,\"reconnects\":2,\"errors\":0,\"unavailable\":4,\"fetches\":0}}"
+        ));
+        let text = total.to_prometheus();
+        assert!(text.contains("pushloop_store_info{backend=\"redis\"} 1\n"));
+        assert!(text.contains("pushloop_store_last_id 1700000000000002\n"));
+        assert!(text.contains("pushloop_store_lag_seconds 0.0015\n"));
+        assert!(text.contains("pushloop_store_reconnects_total 2\n"));
+        assert!(text.contains("pushloop_store_unavailable_total 4\n"));
     }
 }

@@ -16,6 +16,7 @@ use mio::Token;
 
 use crate::engine::connection::{Ending, Kind, Transport, Waiting};
 use crate::engine::outbox::{Kind as Chunk, SendError};
+use crate::engine::store::Then;
 use crate::engine::Core;
 use crate::feeds::{Arrival, Entry, Payload, PublishError, Replay};
 use crate::http::{write_answer, Framing, Response};
@@ -128,7 +129,7 @@ impl Core {
     // ---- Polls ---------------------------------------------------------------
 
     /// The head fields of every poll answer.
-    fn poll_headers(&self) -> Vec<(&str, &str)> {
+    pub(crate) fn poll_headers(&self) -> Vec<(&str, &str)> {
         let mut headers = vec![
             ("Content-Type", "application/json"),
             // A poll's answer is only true now.
@@ -154,15 +155,36 @@ impl Core {
         (out, events)
     }
 
-    /// Answers a short poll at once.
+    /// Answers a short poll at once (unless the store must serve its
+    /// cursor: see [`crate::engine::store`]).
     pub(crate) fn answer_poll(&mut self, token: Token, topics: &[TopicId], after: u64) {
+        if !self.park(token, topics, after, Then::Poll) {
+            self.poll_from_history(token, topics, after);
+        }
+    }
+
+    /// Answers a short poll from history.
+    pub(crate) fn poll_from_history(&mut self, token: Token, topics: &[TopicId], after: u64) {
         self.stats.poll.requests += 1;
         self.answer_poll_now(token, topics, after, Transport::Poll);
     }
 
     /// Holds a long-poll until an event newer than `after` on `topics`, or
-    /// answers it at once when there is one (or a resync) already.
+    /// answers it at once when there is one (or a resync) already (unless
+    /// the store must serve its cursor first).
     pub(crate) fn start_long_poll(&mut self, token: Token, topics: Vec<TopicId>, after: u64) {
+        if !self.park(token, &topics, after, Then::LongPoll) {
+            self.long_poll_from_history(token, topics, after);
+        }
+    }
+
+    /// Holds or answers a long-poll from history.
+    pub(crate) fn long_poll_from_history(
+        &mut self,
+        token: Token,
+        topics: Vec<TopicId>,
+        after: u64,
+    ) {
         if self.feeds.has_news(&topics, after) || self.shutdown_deadline.is_some() {
             self.stats.long_poll.requests += 1;
             return self.answer_poll_now(token, &topics, after, Transport::LongPoll);
@@ -341,6 +363,19 @@ impl Core {
     /// out before the connection joins: so an event reaches it either in the
     /// replay or live, never both, never neither.
     pub(crate) fn follow(&mut self, token: Token, topics: &[TopicId], cursor: Option<u64>) {
+        let parked = cursor.is_some_and(|after| self.park(token, topics, after, Then::Follow));
+        if !parked {
+            self.follow_from_history(token, topics, cursor);
+        }
+    }
+
+    /// A connection follows `topics`, replayed from history (see [`Core::follow`]).
+    pub(crate) fn follow_from_history(
+        &mut self,
+        token: Token,
+        topics: &[TopicId],
+        cursor: Option<u64>,
+    ) {
         let replay = cursor.map(|after| self.feeds.replay(topics, after));
         self.deliver_arrivals();
         for &topic in topics {
@@ -358,7 +393,7 @@ impl Core {
 
     /// The bytes of an event for this follower, by its transport; `None` if
     /// it cannot take events (a closing WebSocket, RFC 6455 §5.5.1).
-    fn encoding_for(&self, token: Token, entry: &Entry) -> Option<Arc<[u8]>> {
+    pub(crate) fn encoding_for(&self, token: Token, entry: &Entry) -> Option<Arc<[u8]>> {
         match &self.conns.get(token)?.kind {
             Kind::EventStream => Some(Arc::clone(&entry.sse)),
             Kind::WebSocket(ws) if ws.session.can_send() => Some(Arc::clone(&entry.ws_frame)),
@@ -424,7 +459,7 @@ impl Core {
         self.queue_replay(token, replay);
     }
 
-    fn count_delivery(&mut self, token: Token) {
+    pub(crate) fn count_delivery(&mut self, token: Token) {
         if let Some(conn) = self.conns.get(token) {
             let transport = conn.transport;
             self.stats.of(transport).events_delivered += 1;
@@ -444,7 +479,9 @@ impl Core {
         payload: Payload,
         except: Option<ConnId>,
     ) -> Result<u64, PublishError> {
-        let id = self.feeds.publish(topic, event, payload, except)?;
+        let published = self.feeds.publish(topic, event, payload, except);
+        self.after_store_publish(&published);
+        let id = published?;
         self.stats.events_published += 1;
         self.deliver_arrivals();
         Ok(id)
@@ -465,6 +502,7 @@ impl Core {
             while let Some(arrival) = self.feeds.next_arrival() {
                 match arrival {
                     Arrival::Event { entry, except } => {
+                        self.stats.store.last_id = entry.id;
                         let except = except.and_then(|id| self.local(id));
                         self.fan_out(&entry, except);
                     }
@@ -481,6 +519,8 @@ impl Core {
             self.everyone_catches_up(after);
         }
         self.delivering = false;
+        // Cursors that were ahead of this node may be served now.
+        self.resume_ahead();
     }
 
     /// One event to this loop's followers and waiters of its topic.

@@ -36,6 +36,9 @@ pub enum Wake {
     /// `engine::outbound`).
     #[cfg(feature = "client")]
     Link(Token),
+    /// The store's deadline: an fsync, an expiry check, the Redis link's
+    /// (see `engine::store`).
+    Store,
 }
 
 /// A user timer slot.

@@ -30,8 +30,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use mio::Waker;
 
 use crate::feeds::topic::{Entry, Payload, PublishError};
-use crate::feeds::topics::Topics;
+use crate::feeds::topics::{AdoptError, Topics};
 use crate::ids::{ConnId, TopicId};
+use crate::storage::StoredEvent;
 
 /// How far a loop may fall behind the others before it catches up from
 /// history instead (see the module doc; the defaults and their reasons are
@@ -181,8 +182,35 @@ impl Hub {
         pending: &mut VecDeque<Arrival>,
         to_wake: &mut Vec<usize>,
     ) -> Result<(u64, Option<u64>), PublishError> {
+        self.add(me, except, pending, to_wake, |topics| {
+            topics.publish(topic, event, payload)
+        })
+    }
+
+    /// Adopts an event the store gave its id (see [`Topics::adopt`]) on
+    /// behalf of loop `me`, and spreads it as [`Hub::publish`] does.
+    pub fn adopt(
+        &self,
+        me: usize,
+        stored: &StoredEvent<'_>,
+        pending: &mut VecDeque<Arrival>,
+        to_wake: &mut Vec<usize>,
+    ) -> Result<(u64, Option<u64>), AdoptError> {
+        self.add(me, None, pending, to_wake, |topics| topics.adopt(stored))
+    }
+
+    /// Adds the event `make` keeps in history, under the lock, and spreads it
+    /// (the loops to wake are added to `to_wake`).
+    fn add<E>(
+        &self,
+        me: usize,
+        except: Option<ConnId>,
+        pending: &mut VecDeque<Arrival>,
+        to_wake: &mut Vec<usize>,
+        make: impl FnOnce(&mut Topics) -> Result<Entry, E>,
+    ) -> Result<(u64, Option<u64>), E> {
         let mut state = self.lock();
-        let entry = state.topics.publish(topic, event, payload)?;
+        let entry = make(&mut state.topics)?;
         let id = entry.id;
         let arrival = Arrival::Event { entry, except };
         let missed = self.spread(&mut state, me, pending, to_wake, &arrival);

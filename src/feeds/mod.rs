@@ -46,12 +46,13 @@ use std::sync::Arc;
 use mio::Token;
 
 use crate::ids::{ConnId, TopicId};
+use crate::storage::{Store, StoredEvent};
 pub use hub::{Arrival, Hub, InboxLimits};
 use members::Members;
 pub use topic::{
     Direct, Entry, HistoryLimits, Payload, PublishError, Topic, DEFAULT_EVENT, RESYNC_EVENT,
 };
-pub use topics::{Replay, Resync, Topics};
+pub use topics::{AdoptError, Replay, Restored, Resync, Standing, Topics};
 
 /// The longest topic name, in bytes: names travel in URLs and in every JSON
 /// copy of every event.
@@ -113,7 +114,12 @@ pub struct Feeds {
 impl Feeds {
     /// A loop's own feeds; the first event will have id `first_id` (at least 1).
     pub fn new(limits: HistoryLimits, max_topics: usize, first_id: u64) -> Feeds {
-        Feeds::from_place(Place::Alone(Topics::new(limits, max_topics, first_id)))
+        Feeds::with_topics(Topics::new(limits, max_topics, first_id))
+    }
+
+    /// A loop's own feeds over `topics` (a history restored from a store, say).
+    pub fn with_topics(topics: Topics) -> Feeds {
+        Feeds::from_place(Place::Alone(topics))
     }
 
     fn from_place(place: Place) -> Feeds {
@@ -204,6 +210,85 @@ impl Feeds {
     /// The id of the newest event of any topic.
     pub fn latest_id(&self) -> u64 {
         self.read(Topics::latest_id)
+    }
+
+    /// Acts on the store behind the history (its timers, its health); with
+    /// several loops, under the hub's lock.
+    pub fn store<R>(&mut self, act: impl FnOnce(&mut Store) -> R) -> R {
+        self.write(|topics| act(topics.store()))
+    }
+
+    /// The store's name in the stats (`memory`, `file`, `redis`).
+    pub fn store_name(&self) -> &'static str {
+        self.read(Topics::store_name)
+    }
+
+    /// Whether a publish is answered later, once the store gives the id
+    /// (Redis): publishes then go to the store, and events come back through
+    /// [`Feeds::adopt`].
+    pub fn ids_from_elsewhere(&self) -> bool {
+        match &self.place {
+            Place::Alone(topics) => topics.ids_from_elsewhere(),
+            Place::Shared { hub, .. } => hub.read(Topics::ids_from_elsewhere),
+        }
+    }
+
+    /// Why a publish would be refused, checked before it goes to the store
+    /// (see [`Topics::check`]).
+    pub fn check(
+        &self,
+        topic: TopicId,
+        event: Option<&str>,
+        payload: Payload,
+    ) -> Result<(), PublishError> {
+        self.read(|topics| {
+            topics
+                .check(
+                    topic,
+                    event.unwrap_or(DEFAULT_EVENT),
+                    payload,
+                    topics.latest_id() + 1,
+                )
+                .map(|_| ())
+        })
+    }
+
+    /// Adopts an event the store gave its id (see [`Topics::adopt`]); it
+    /// comes back from [`Feeds::next_arrival`] like a publish.
+    pub fn adopt(&mut self, stored: &StoredEvent<'_>) -> Result<u64, AdoptError> {
+        match &mut self.place {
+            Place::Alone(topics) => {
+                let entry = topics.adopt(stored)?;
+                let id = entry.id;
+                self.pending.push_back(Arrival::Event {
+                    entry,
+                    except: None,
+                });
+                Ok(id)
+            }
+            Place::Shared { hub, me } => {
+                let (id, missed) = hub.adopt(*me, stored, &mut self.pending, &mut self.to_wake)?;
+                self.note_missed(missed);
+                Ok(id)
+            }
+        }
+    }
+
+    /// Starts the history where a shared stream stands (see
+    /// [`Topics::start_after`]).
+    pub fn start_after(&mut self, latest: u64) -> bool {
+        self.write(|topics| topics.start_after(latest))
+    }
+
+    /// Where a cursor stands on `topics` (see [`Standing`]).
+    pub fn standing(&self, topics: &[TopicId], after: u64) -> Standing {
+        self.read(|kept| kept.standing(topics, after))
+    }
+
+    /// The oldest position history serves exactly on `topics` (see
+    /// [`Topics::served_from`]).
+    pub fn served_from(&self, topics: &[TopicId]) -> u64 {
+        self.read(|kept| kept.served_from(topics))
     }
 
     /// Publishes an event (see [`Topics::publish`]); it comes back from

@@ -17,6 +17,7 @@ use base64::Engine as _;
 use crate::ids::TopicId;
 use crate::json;
 use crate::sse::{self, SseError};
+use crate::storage::DataKind;
 use crate::ws::frame::{self, OpCode};
 
 /// The event type of an event published without a name (WHATWG HTML §9.2.6:
@@ -67,6 +68,27 @@ pub enum Payload<'a> {
     Binary(&'a [u8]),
 }
 
+impl<'a> Payload<'a> {
+    /// What a backend stores of it: its kind and its bytes.
+    pub fn stored(self) -> (DataKind, &'a [u8]) {
+        match self {
+            Payload::Text(text) => (DataKind::Text, text.as_bytes()),
+            Payload::Json(json) => (DataKind::Json, json.as_bytes()),
+            Payload::Binary(bytes) => (DataKind::Binary, bytes),
+        }
+    }
+
+    /// The payload a backend stored; `None` when text or JSON is not UTF-8
+    /// (a record pushloop did not write: nothing it stores is).
+    pub fn from_stored(kind: DataKind, data: &'a [u8]) -> Option<Payload<'a>> {
+        match kind {
+            DataKind::Text => std::str::from_utf8(data).ok().map(Payload::Text),
+            DataKind::Json => std::str::from_utf8(data).ok().map(Payload::Json),
+            DataKind::Binary => Some(Payload::Binary(data)),
+        }
+    }
+}
+
 /// Why a publish was refused. Nothing was published, and no id used up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishError {
@@ -79,6 +101,14 @@ pub enum PublishError {
     BadJson,
     /// An encoding of the event is longer than `max_event_bytes`.
     TooBig,
+    /// The store could not take the event (a file log write failed, Redis is
+    /// down or did not answer in time). Nothing was published; try again
+    /// later (HTTP `503` with `Retry-After`).
+    Unavailable,
+    /// The store gives ids only once it has the event (Redis), so no id can
+    /// be returned now: publish with `Context::publish_later` or
+    /// `Context::publish_for` instead (an app's bug, hence `500`).
+    AnswersLater,
 }
 
 impl PublishError {
@@ -88,6 +118,8 @@ impl PublishError {
             PublishError::UnknownTopic => 404,
             PublishError::BadEventName | PublishError::BadJson => 400,
             PublishError::TooBig => 413,
+            PublishError::Unavailable => 503,
+            PublishError::AnswersLater => 500,
         }
     }
 }
@@ -101,6 +133,10 @@ impl std::fmt::Display for PublishError {
             }
             PublishError::BadJson => "the data is not valid JSON",
             PublishError::TooBig => "the event is larger than max_event_bytes once encoded",
+            PublishError::Unavailable => "the event store is unavailable; try again later",
+            PublishError::AnswersLater => {
+                "this event store answers later: publish with publish_later or publish_for"
+            }
         })
     }
 }

@@ -10,6 +10,7 @@ use crate::feeds::topic::{Entry, HistoryLimits, Payload, PublishError, Topic};
 use crate::feeds::topic::{DEFAULT_EVENT, RESYNC_EVENT};
 use crate::feeds::{is_topic_name, TopicError};
 use crate::ids::TopicId;
+use crate::storage::{Store, StoredEvent};
 
 /// Why a cursor could not be served exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +51,41 @@ struct Slot {
     topic: Option<Topic>,
 }
 
-/// Every topic, by name and by id, and the id counter.
+/// Why an event read back from the store was not put into history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdoptError {
+    /// Its id is not above the newest one: ids only increase.
+    OutOfOrder,
+    /// Its topic cannot exist here (a bad name, or `max_topics` reached).
+    Topic(TopicError),
+    /// It cannot be encoded here (not UTF-8 where text is due, bad JSON, or
+    /// larger than this server's `max_event_bytes`).
+    Encoding(PublishError),
+}
+
+/// Where a cursor stands against what the history can serve, when ids are
+/// shared with other nodes (see [`Topics::standing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// History serves it, exactly or with a resync that no store could avoid.
+    Served,
+    /// Newer than the newest event here: another node has seen more.
+    Ahead,
+    /// Older than what history vouches for: the store may still have it.
+    Older,
+}
+
+/// What [`Topics::restore`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Events put back into history.
+    pub events: u64,
+    /// Events left out (see [`AdoptError`]).
+    pub skipped: u64,
+}
+
+/// Every topic, by name and by id, the id counter, and the store behind
+/// the history (see [`crate::storage`]).
 pub struct Topics {
     limits: HistoryLimits,
     max_topics: usize,
@@ -60,11 +95,24 @@ pub struct Topics {
     /// The first id of this run: a cursor below `first_id - 1` is from before.
     first_id: u64,
     next_id: u64,
+    store: Store,
 }
 
 impl Topics {
-    /// No topics yet; the first event will have id `first_id` (at least 1).
+    /// No topics yet, history in memory only; the first event will have id
+    /// `first_id` (at least 1).
     pub fn new(limits: HistoryLimits, max_topics: usize, first_id: u64) -> Topics {
+        Topics::with_store(limits, max_topics, first_id, Store::Memory)
+    }
+
+    /// No topics yet, history behind `store`; the first event will have id
+    /// `first_id` (at least 1) unless [`Topics::restore`] finds later ones.
+    pub fn with_store(
+        limits: HistoryLimits,
+        max_topics: usize,
+        first_id: u64,
+        store: Store,
+    ) -> Topics {
         let first_id = first_id.max(1);
         Topics {
             limits,
@@ -74,7 +122,23 @@ impl Topics {
             by_name: HashMap::new(),
             first_id,
             next_id: first_id,
+            store,
         }
+    }
+
+    /// The store behind the history.
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The store's name in the stats (`memory`, `file`, `redis`).
+    pub fn store_name(&self) -> &'static str {
+        self.store.name()
+    }
+
+    /// Whether a publish is answered later, once the store gives the id.
+    pub fn ids_from_elsewhere(&self) -> bool {
+        self.store.ids_from_elsewhere()
     }
 
     /// The topic of that name, created on first use.
@@ -136,11 +200,7 @@ impl Topics {
 
     /// A topic's history, if the topic exists.
     pub fn get(&self, id: TopicId) -> Option<&Topic> {
-        let slot = self.slots.get(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.topic.as_ref()
+        slot_topic(&self.slots, id)
     }
 
     fn get_mut(&mut self, id: TopicId) -> Option<&mut Topic> {
@@ -172,28 +232,160 @@ impl Topics {
         self.by_name.is_empty()
     }
 
-    /// Publishes an event: gives it the next id, encodes it and keeps it in
-    /// the topic's history. On error nothing changes (no id is used up).
+    /// Publishes an event: gives it the next id, encodes it, hands it to the
+    /// store (the file log appends it; a failure refuses the publish with
+    /// [`PublishError::Unavailable`]) and keeps it in the topic's history. On
+    /// error nothing changes (no id is used up). A store that gives ids
+    /// itself (Redis) refuses with [`PublishError::AnswersLater`]: its events
+    /// come in through [`Topics::adopt`].
     pub fn publish(
         &mut self,
         topic: TopicId,
         event: Option<&str>,
         payload: Payload,
     ) -> Result<Entry, PublishError> {
+        if self.store.ids_from_elsewhere() {
+            return Err(PublishError::AnswersLater);
+        }
         let id = self.next_id;
+        let event = event.unwrap_or(DEFAULT_EVENT);
+        let entry = self.check(topic, event, payload, id)?;
+        // Fields apart: the store is written while the topic's name is read.
+        let Topics { slots, store, .. } = self;
+        let name = slot_topic(slots, topic)
+            .map(Topic::name)
+            .unwrap_or_default();
+        let (kind, data) = payload.stored();
+        let stored = StoredEvent {
+            id,
+            topic: name,
+            event,
+            kind,
+            data,
+        };
+        // Kept durably before anyone hears of it: a publish answered is on disk.
+        store
+            .append(&stored)
+            .map_err(|_| PublishError::Unavailable)?;
         let limits = self.limits;
-        let kept = self.get_mut(topic).ok_or(PublishError::UnknownTopic)?;
-        let entry = Entry::encode(
+        if let Some(kept) = self.get_mut(topic) {
+            kept.keep(&entry, &limits);
+        }
+        self.next_id = id + 1;
+        Ok(entry)
+    }
+
+    /// The event as it would be published on `topic` with id `id` (encoded
+    /// for every transport), or why it cannot be: how a publish is refused
+    /// at once, before the store hears of it.
+    pub fn check(
+        &self,
+        topic: TopicId,
+        event: &str,
+        payload: Payload,
+        id: u64,
+    ) -> Result<Entry, PublishError> {
+        let kept = self.get(topic).ok_or(PublishError::UnknownTopic)?;
+        Entry::encode(
             id,
             topic,
             kept.name(),
-            event.unwrap_or(DEFAULT_EVENT),
+            event,
             payload,
-            limits.max_event_bytes,
-        )?;
-        kept.keep(&entry, &limits);
-        self.next_id += 1;
+            self.limits.max_event_bytes,
+        )
+    }
+
+    /// Puts an event the store gave its id into history (read back from a
+    /// file log, or from the Redis stream), creating its topic by name if
+    /// need be. Its id must be above every id so far.
+    pub fn adopt(&mut self, stored: &StoredEvent<'_>) -> Result<Entry, AdoptError> {
+        if stored.id < self.next_id {
+            return Err(AdoptError::OutOfOrder);
+        }
+        let payload = Payload::from_stored(stored.kind, stored.data)
+            .ok_or(AdoptError::Encoding(PublishError::BadJson))?;
+        let topic = self.topic(stored.topic).map_err(AdoptError::Topic)?;
+        let entry = self
+            .check(topic, stored.event, payload, stored.id)
+            .map_err(AdoptError::Encoding)?;
+        let limits = self.limits;
+        if let Some(kept) = self.get_mut(topic) {
+            kept.keep(&entry, &limits);
+        }
+        self.next_id = stored.id + 1;
         Ok(entry)
+    }
+
+    /// Fills a new history with what the store read back at start-up (the
+    /// file log's records, oldest first). Cursors from the first restored
+    /// event on are served as if they were of this run; ids continue after
+    /// `last_id` (the log's last, which retention or a skipped record may
+    /// have left out of `events`), or from the `first_id` given to
+    /// [`Topics::with_store`] if that is later — the wall clock in µs.
+    pub fn restore<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = StoredEvent<'a>>,
+        last_id: Option<u64>,
+    ) -> Restored {
+        let seed = self.next_id;
+        // The log's ids come before this run's, whatever they are.
+        self.next_id = 1;
+        let mut restored = Restored::default();
+        let mut first = None;
+        for event in events {
+            match self.adopt(&event) {
+                Ok(entry) => {
+                    first.get_or_insert(entry.id);
+                    restored.events += 1;
+                }
+                Err(_) => restored.skipped += 1,
+            }
+        }
+        let after_log = last_id.map_or(0, |last| last.saturating_add(1));
+        self.next_id = seed.max(after_log).max(self.next_id);
+        self.first_id = first.unwrap_or(self.next_id);
+        restored
+    }
+
+    /// Makes `latest` the newest id, when history is still empty: a node
+    /// that reads a shared stream starts where the stream stands, so that
+    /// its first event follows on from it exactly. False (and nothing
+    /// changes) once an event was kept.
+    pub fn start_after(&mut self, latest: u64) -> bool {
+        if self.next_id != self.first_id {
+            return false;
+        }
+        self.first_id = latest.saturating_add(1).max(1);
+        self.next_id = self.first_id;
+        true
+    }
+
+    /// Where `after` stands on `topics` (see [`Standing`]): only a store that
+    /// shares ids with other nodes can serve more than history does.
+    pub fn standing(&self, topics: &[TopicId], after: u64) -> Standing {
+        if after == 0 || !self.store.ids_are_shared() {
+            return Standing::Served;
+        }
+        if after > self.latest_id() {
+            return Standing::Ahead;
+        }
+        if after < self.served_from(topics) {
+            return Standing::Older;
+        }
+        Standing::Served
+    }
+
+    /// The oldest position history serves exactly on `topics`: the newest id
+    /// any of them let go of, or the one before the first event it has.
+    pub fn served_from(&self, topics: &[TopicId]) -> u64 {
+        topics
+            .iter()
+            .filter_map(|id| self.get(*id))
+            .map(Topic::evicted_through)
+            .max()
+            .unwrap_or(0)
+            .max(self.first_id - 1)
     }
 
     /// Removes a topic. Its name may be used again; its id never is. False
@@ -229,7 +421,12 @@ impl Topics {
             Some(Resync::UnknownId)
         } else if evicted > after {
             Some(Resync::FellOutOfHistory)
-        } else if after == before_first || kept.iter().any(|topic| topic.knows(after)) {
+        } else if after == before_first
+            || self.store.ids_are_shared()
+            || kept.iter().any(|topic| topic.knows(after))
+        {
+            // With ids shared by every node (Redis), any position in range
+            // is one of the same sequence: see `Store::ids_are_shared`.
             None
         } else {
             Some(Resync::UnknownId)
@@ -323,6 +520,15 @@ impl Topics {
         let replay = self.replay(topics, after);
         replay.resync.is_some() || !replay.entries.is_empty()
     }
+}
+
+/// The topic in `id`'s slot, if it is still that generation's.
+fn slot_topic(slots: &[Slot], id: TopicId) -> Option<&Topic> {
+    let slot = slots.get(id.index as usize)?;
+    if slot.generation != id.generation {
+        return None;
+    }
+    slot.topic.as_ref()
 }
 
 #[cfg(test)]
@@ -452,6 +658,148 @@ mod tests {
         );
         let again = topics.topic("a").unwrap();
         assert_ne!(again, a, "a new generation");
+    }
+
+    // ---- The store seam ----
+
+    fn stored<'a>(id: u64, topic: &'a str, data: &'a str) -> StoredEvent<'a> {
+        StoredEvent {
+            id,
+            topic,
+            event: "message",
+            kind: crate::storage::DataKind::Text,
+            data: data.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_restored_history_serves_old_cursors_and_ids_continue_after_the_last() {
+        let mut topics = topics();
+        let restored = topics.restore(
+            [
+                stored(5, "a", "five"),
+                stored(7, "b", "seven"),
+                stored(9, "a", "nine"),
+            ],
+            Some(12),
+        );
+        assert_eq!(
+            restored,
+            Restored {
+                events: 3,
+                skipped: 0
+            }
+        );
+        let a = topics.find("a").expect("re-created by name");
+        assert_eq!(ids(&topics.replay(&[a], 0)), [5, 9]);
+        let exact = topics.replay(&[a], 5);
+        assert_eq!((exact.resync, ids(&exact)), (None, vec![9]));
+        // The seed (the wall clock) is later than the log: it wins.
+        assert_eq!(publish(&mut topics, a, "new"), SEED);
+        let mut late = Topics::new(HistoryLimits::default(), 16, 3);
+        late.restore([stored(5, "a", "five")], Some(12));
+        let a = late.find("a").unwrap();
+        assert_eq!(publish(&mut late, a, "x"), 13, "after the log's last id");
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_an_event_is_left_out_of_a_restore() {
+        let mut topics = Topics::new(HistoryLimits::default(), 1, SEED);
+        let bad_json = StoredEvent {
+            kind: crate::storage::DataKind::Json,
+            ..stored(2, "a", "{")
+        };
+        let restored = topics.restore(
+            [
+                stored(1, "a", "ok"),
+                bad_json,
+                stored(3, "b", "too many topics"),
+                stored(3, "a", "not after 3"),
+            ],
+            Some(3),
+        );
+        assert_eq!(
+            restored,
+            Restored {
+                events: 2,
+                skipped: 2
+            }
+        );
+        assert_eq!(
+            topics.adopt(&stored(3, "a", "again")).map(|entry| entry.id),
+            Err(AdoptError::OutOfOrder)
+        );
+    }
+
+    #[test]
+    fn a_file_store_keeps_each_publish_before_history_does() {
+        use crate::storage::{FileStorage, FileStore};
+        let dir = std::env::temp_dir().join(format!("pushloop-topics-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let storage = FileStorage::new(&dir);
+        let (store, recovered) = FileStore::open(&storage).expect("open");
+        assert!(recovered.records.is_empty());
+        let mut topics = Topics::with_store(
+            HistoryLimits::default(),
+            4,
+            SEED,
+            Store::File(Box::new(store)),
+        );
+        let a = topics.topic("a").unwrap();
+        let first = topics
+            .publish(a, Some("e"), Payload::Json("[1]"))
+            .expect("appended")
+            .id;
+        assert_eq!(
+            topics.publish(a, None, Payload::Json("{")).map(|e| e.id),
+            Err(PublishError::BadJson),
+            "refused before the log hears of it"
+        );
+        drop(topics);
+        let (_, recovered) = FileStore::open(&storage).expect("reopen");
+        let ids: Vec<u64> = recovered.records.iter().map(|record| record.id).collect();
+        assert_eq!(ids, [first]);
+        assert_eq!(recovered.records[0].kind, b'j');
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn with_shared_ids_events_come_only_from_the_store_and_any_cursor_in_range_is_exact() {
+        let mut topics = Topics::with_store(HistoryLimits::default(), 4, SEED, Store::Redis);
+        assert!(
+            topics.start_after(99),
+            "empty: starts where the stream stands"
+        );
+        let a = topics.topic("a").unwrap();
+        assert_eq!(
+            topics.publish(a, None, Payload::Text("x")).map(|e| e.id),
+            Err(PublishError::AnswersLater)
+        );
+        topics.adopt(&stored(120, "a", "one")).unwrap();
+        topics.adopt(&stored(150, "b", "other topic")).unwrap();
+        topics.adopt(&stored(180, "a", "two")).unwrap();
+        assert!(!topics.start_after(500), "history is no longer empty");
+        // 150 is an id of another topic, 160 of no event: both are positions
+        // in the one sequence every node shares.
+        for cursor in [150, 160] {
+            let replay = topics.replay(&[a], cursor);
+            assert_eq!((replay.resync, ids(&replay)), (None, vec![180]));
+        }
+        assert_eq!(topics.standing(&[a], 99), Standing::Served);
+        assert_eq!(topics.standing(&[a], 98), Standing::Older);
+        assert_eq!(topics.standing(&[a], 181), Standing::Ahead);
+        assert_eq!(topics.standing(&[a], 0), Standing::Served);
+        assert_eq!(topics.served_from(&[a]), 99);
+    }
+
+    #[test]
+    fn alone_a_cursor_always_stands_served() {
+        let mut topics = topics();
+        let a = topics.topic("a").unwrap();
+        publish(&mut topics, a, "x");
+        assert_eq!(topics.standing(&[a], 5), Standing::Served);
+        assert_eq!(topics.standing(&[a], SEED + 100), Standing::Served);
     }
 
     #[test]

@@ -38,6 +38,9 @@ use crate::engine::outbox::{Kind as Chunk, Message};
 #[cfg(feature = "tls")]
 use crate::engine::slab::TLS_LISTENER;
 use crate::engine::slab::{LISTENER, WAKER};
+#[cfg(feature = "redis")]
+use crate::engine::slab::{REDIS_COMMANDS, REDIS_READER};
+use crate::engine::store::{self, Waiter};
 use crate::engine::timers::Wake;
 use crate::engine::Core;
 use crate::feeds::Feeds;
@@ -202,21 +205,32 @@ impl EventLoop {
         let listener = reuseport::bind(addr)?;
         let (parts, port) = Parts::new(&config)?;
         let handle = Handle::new(port, config.history);
-        let feeds = Feeds::new(config.history, config.limits.max_topics, seed);
-        if !secure {
-            return EventLoop::new(parts, Some(listener), config, handle, feeds, 0, seed);
+        let (feeds, notes) = store::open_feeds(&config, seed)?;
+        let mut event_loop = if secure {
+            #[cfg(feature = "tls")]
+            {
+                let mut event_loop = EventLoop::new(parts, None, config, handle, feeds, 0, seed)?;
+                event_loop.local_addr = event_loop.listen_tls(listener)?;
+                event_loop
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(io::Error::new(
+                ErrorKind::Unsupported,
+                "TLS needs the `tls` feature",
+            ));
+        } else {
+            EventLoop::new(parts, Some(listener), config, handle, feeds, 0, seed)?
+        };
+        for note in notes {
+            event_loop.core.log(&note);
         }
-        #[cfg(feature = "tls")]
-        {
-            let mut event_loop = EventLoop::new(parts, None, config, handle, feeds, 0, seed)?;
-            event_loop.local_addr = event_loop.listen_tls(listener)?;
-            Ok(event_loop)
+        #[cfg(feature = "redis")]
+        if let crate::storage::Storage::Redis(redis) = &event_loop.core.config.storage {
+            let redis = redis.clone();
+            event_loop.core.start_redis(&redis)?;
         }
-        #[cfg(not(feature = "tls"))]
-        Err(io::Error::new(
-            ErrorKind::Unsupported,
-            "TLS needs the `tls` feature",
-        ))
+        event_loop.core.arm_store_timer();
+        Ok(event_loop)
     }
 
     /// Adds a TLS listener beside the plain one (feature `tls`).
@@ -447,6 +461,7 @@ impl EventLoop {
                         0 => "shutdown: done, every connection closed".to_owned(),
                         n => format!("shutdown: deadline passed, {n} connections cut"),
                     });
+                    self.core.close_store();
                     return Ok(());
                 }
             }
@@ -481,6 +496,11 @@ impl EventLoop {
                     TLS_LISTENER => self.accept(true),
                     // 2. Commands from other threads.
                     WAKER => self.run_commands(),
+                    // The Redis link's sockets (loop 0).
+                    #[cfg(feature = "redis")]
+                    token @ (REDIS_READER | REDIS_COMMANDS) => {
+                        self.core.redis_ready(token, &mut self.scratch)
+                    }
                     // 3. Socket readiness: read before write, so that answers
                     //    to this turn's input join what is already queued.
                     token => {
@@ -1262,12 +1282,15 @@ impl EventLoop {
                     payload,
                     reply,
                 } => {
-                    let published =
-                        core.publish(topic, event.as_deref(), payload.as_payload(), None);
-                    if let Some(reply) = reply {
-                        // The caller may have stopped waiting; nothing to do then.
-                        let _ = reply.send(published);
-                    }
+                    // Answered now, or when the store has it (Redis).
+                    let waiter = reply.map_or(Waiter::Nobody, Waiter::Thread);
+                    let _ = core.publish_later(
+                        topic,
+                        event.as_deref(),
+                        payload.as_payload(),
+                        None,
+                        waiter,
+                    );
                 }
                 Command::Topic { name, reply } => {
                     let _ = reply.send(core.feeds.topic(&name));
@@ -1293,6 +1316,10 @@ impl EventLoop {
                     attempt,
                     addrs,
                 } => core.link_resolved(link, attempt, addrs),
+                #[cfg(feature = "redis")]
+                store @ (Command::StorePublish { .. }
+                | Command::StoreFetch { .. }
+                | Command::StoreFetched { .. }) => core.store_command(store),
             }
         }
         self.batch = batch;
@@ -1341,6 +1368,7 @@ impl EventLoop {
                 Wake::ShareStats => {}
                 #[cfg(feature = "client")]
                 Wake::Link(token) => self.core.link_timer(token, when),
+                Wake::Store => self.core.store_timer(when),
             }
         }
     }

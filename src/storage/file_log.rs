@@ -13,23 +13,26 @@
 //!
 //! # Record format
 //!
-//! Little-endian, no padding; a record is 28 bytes plus its three strings:
+//! Little-endian, no padding; a record is 29 bytes plus its three strings:
 //!
 //! ```text
-//!  0       4       8               16              24      26      28
-//!  ├───────┼───────┼───────────────┼───────────────┼───────┼───────┼─────────┬─────────┬──────────┐
-//!  │ len   │ crc   │ id            │ unix_ms       │ t_len │ e_len │ topic   │ event   │ data     │
-//!  │ u32   │ u32   │ u64           │ u64           │ u16   │ u16   │ t_len B │ e_len B │ the rest │
-//!  └───────┴───────┴───────────────┴───────────────┴───────┴───────┴─────────┴─────────┴──────────┘
-//!          ╰──────────────────────── len bytes: the body ──────────────────────────────────────────╯
+//!  0       4       8               16              24      26      28   29
+//!  ├───────┼───────┼───────────────┼───────────────┼───────┼───────┼────┼─────────┬─────────┬──────────┐
+//!  │ len   │ crc   │ id            │ unix_ms       │ t_len │ e_len │kind│ topic   │ event   │ data     │
+//!  │ u32   │ u32   │ u64           │ u64           │ u16   │ u16   │ u8 │ t_len B │ e_len B │ the rest │
+//!  └───────┴───────┴───────────────┴───────────────┴───────┴───────┴────┴─────────┴─────────┴──────────┘
+//!          ╰──────────────────────── len bytes: the body ───────────────────────────────────────────────╯
 //!   crc = CRC-32 of the 4 bytes of `len` followed by the body
 //! ```
 //!
 //! `len` counts the body (everything after `crc`), so a reader knows where the
 //! next record starts before trusting this one. The CRC covers `len` too: a
 //! corrupt length that happens to land on a plausible boundary still fails the
-//! check. `topic` and `event` are UTF-8; `data` is any bytes. `unix_ms` is the
-//! wall-clock time of the publish, used only for retention by age.
+//! check. `topic` and `event` are UTF-8; `data` is any bytes, and `kind` says
+//! how the layer above reads them (pushloop writes [`super::DataKind::tag`]:
+//! text, JSON or bytes, so an event is re-encoded after a restart exactly as
+//! it was published). `unix_ms` is the wall-clock time of the publish, used
+//! only for retention by age.
 //!
 //! # Recovery
 //!
@@ -121,8 +124,8 @@ use super::crc32::Crc32;
 /// Bytes before a record's body: `len` and `crc`.
 const HEAD_BYTES: usize = 8;
 
-/// The fixed part of a body: `id`, `unix_ms`, `t_len`, `e_len`.
-const FIXED_BODY_BYTES: usize = 20;
+/// The fixed part of a body: `id`, `unix_ms`, `t_len`, `e_len`, `kind`.
+const FIXED_BODY_BYTES: usize = 21;
 
 /// Bytes of a record besides its topic, event name and data.
 pub const RECORD_OVERHEAD: usize = HEAD_BYTES + FIXED_BODY_BYTES;
@@ -199,6 +202,8 @@ pub struct Record<'a> {
     pub topic: &'a str,
     /// The event name, at most 65 535 bytes.
     pub event: &'a str,
+    /// How the layer above reads `data` (pushloop: [`super::DataKind::tag`]).
+    pub kind: u8,
     /// The payload, binary-safe.
     pub data: &'a [u8],
 }
@@ -221,6 +226,8 @@ pub struct StoredRecord {
     pub topic: String,
     /// The event name.
     pub event: String,
+    /// How the layer above reads `data`, as appended.
+    pub kind: u8,
     /// The payload.
     pub data: Vec<u8>,
 }
@@ -233,6 +240,7 @@ impl StoredRecord {
             unix_ms: self.unix_ms,
             topic: &self.topic,
             event: &self.event,
+            kind: self.kind,
             data: &self.data,
         }
     }
@@ -247,7 +255,7 @@ pub enum Corruption {
     /// The body is shorter than its length says: the process died while
     /// writing it.
     ShortBody,
-    /// The length is below the 20 fixed body bytes or above
+    /// The length is below the 21 fixed body bytes or above
     /// [`FileLogConfig::max_record_bytes`]: not a length this log wrote.
     AbsurdLength,
     /// The CRC does not match: a bit changed on the disk, or the record was
@@ -365,7 +373,7 @@ impl FileLog {
     ) -> io::Result<(FileLog, Recovered)> {
         if (config.max_record_bytes as usize) <= RECORD_OVERHEAD {
             return Err(invalid_input(
-                "max_record_bytes must exceed the 28-byte record overhead",
+                "max_record_bytes must exceed the 29-byte record overhead",
             ));
         }
         let dir = dir.as_ref().to_path_buf();
@@ -710,6 +718,7 @@ fn encode_record(record: &Record<'_>, out: &mut Vec<u8>) -> io::Result<()> {
     out.extend_from_slice(&record.unix_ms.to_le_bytes());
     out.extend_from_slice(&topic_len.to_le_bytes());
     out.extend_from_slice(&event_len.to_le_bytes());
+    out.push(record.kind);
     out.extend_from_slice(record.topic.as_bytes());
     out.extend_from_slice(record.event.as_bytes());
     out.extend_from_slice(record.data);
@@ -727,6 +736,7 @@ fn decode_body(body: &[u8]) -> Option<StoredRecord> {
     let (unix_ms, rest) = rest.split_first_chunk::<8>()?;
     let (topic_len, rest) = rest.split_first_chunk::<2>()?;
     let (event_len, rest) = rest.split_first_chunk::<2>()?;
+    let (&kind, rest) = rest.split_first()?;
     let (topic, rest) = rest.split_at_checked(usize::from(u16::from_le_bytes(*topic_len)))?;
     let (event, data) = rest.split_at_checked(usize::from(u16::from_le_bytes(*event_len)))?;
     Some(StoredRecord {
@@ -734,6 +744,7 @@ fn decode_body(body: &[u8]) -> Option<StoredRecord> {
         unix_ms: u64::from_le_bytes(*unix_ms),
         topic: std::str::from_utf8(topic).ok()?.to_owned(),
         event: std::str::from_utf8(event).ok()?.to_owned(),
+        kind,
         data: data.to_vec(),
     })
 }
@@ -856,6 +867,7 @@ mod tests {
             unix_ms,
             topic: format!("topic-{}", id % 3),
             event: ["message", "update!"][(id % 2) as usize].to_owned(),
+            kind: [b't', b'j', b'b'][(id % 3) as usize],
             // Fixed width, so records 1..=9999 all take the same bytes.
             data: format!("data of {id:04}\r\n\0").into_bytes(),
         }
@@ -900,12 +912,14 @@ mod tests {
             unix_ms: 9,
             topic: "ab",
             event: "e",
+            kind: b'b',
             data: b"\xFFz",
         };
         let mut out = vec![0xEE; 3];
         encode_record(&record, &mut out).unwrap();
-        let body: &[u8] = b"\x08\x07\x06\x05\x04\x03\x02\x01\x09\0\0\0\0\0\0\0\x02\0\x01\0abe\xFFz";
-        assert_eq!(&out[..4], &25u32.to_le_bytes(), "len counts the body");
+        let body: &[u8] =
+            b"\x08\x07\x06\x05\x04\x03\x02\x01\x09\0\0\0\0\0\0\0\x02\0\x01\0babe\xFFz";
+        assert_eq!(&out[..4], &26u32.to_le_bytes(), "len counts the body");
         let crc = Crc32::new().update(&out[..4]).update(body).finish();
         assert_eq!(&out[4..8], &crc.to_le_bytes(), "crc covers len and body");
         assert_eq!(&out[8..], body);
@@ -925,6 +939,7 @@ mod tests {
             unix_ms: 6,
             topic: "héllo wörld".to_owned(),
             event: String::new(),
+            kind: 0,
             data: Vec::new(),
         };
         log.append(&odd.as_record(), Instant::now()).unwrap();
@@ -1200,6 +1215,7 @@ mod tests {
                 unix_ms: 0,
                 topic: "t",
                 event: "e",
+                kind: b't',
                 data,
             }
         }
@@ -1539,6 +1555,7 @@ mod tests {
                         unix_ms: unix_ms(SystemTime::now()),
                         topic: "news",
                         event: "message",
+                        kind: b't',
                         data: &data,
                     };
                     let now = Instant::now();

@@ -17,6 +17,8 @@ modes:
 
 options (default):
   --addr HOST:PORT     server; must be 127.0.0.1
+  --publish-addr HOST:PORT  fanout: POST /publish here instead (a second node on the same
+                       Redis, say); subscribers stay on --addr
   --pid PID            server process, for CPU (/proc/PID/stat) and RSS (/proc/PID/status)
   --conns N            connections / subscribers (echo 64, hold/opens 1000, fanout 100)
   --depth D            echo: messages in flight per connection (16)
@@ -46,6 +48,7 @@ options (default):
 pub struct Args {
     pub mode: String,
     pub addr: SocketAddr,
+    pub publish_addr: Option<SocketAddr>,
     pub pid: Option<String>,
     pub conns: Option<usize>,
     pub depth: usize,
@@ -74,6 +77,7 @@ impl Args {
         let mut a = Args {
             mode,
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6788),
+            publish_addr: None,
             pid: None,
             conns: None,
             depth: 16,
@@ -106,6 +110,9 @@ impl Args {
             let float = || val.parse::<f64>().map_err(|_| format!("{key}: not a number: {val}"));
             match key.as_str() {
                 "--addr" => a.addr = val.parse().map_err(|_| format!("--addr: not HOST:PORT: {val}"))?,
+                "--publish-addr" => {
+                    a.publish_addr = Some(val.parse().map_err(|_| format!("--publish-addr: not HOST:PORT: {val}"))?)
+                }
                 "--pid" => a.pid = Some(val.clone()),
                 "--conns" => a.conns = Some(num()? as usize),
                 "--depth" => a.depth = num()?.max(1) as usize,

@@ -82,6 +82,8 @@ struct Net {
     slots: Vec<Slot>,
     scratch: Vec<u8>,
     addr: std::net::SocketAddr,
+    /// `--publish-addr`: where `Kind::Publish` connections go (else `addr`).
+    publish_addr: std::net::SocketAddr,
     /// `--tls-ca`: every connection speaks TLS first.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
@@ -108,6 +110,7 @@ impl Net {
             slots: (0..slots).map(|_| Slot::default()).collect(),
             scratch: vec![0; SCRATCH_BYTES],
             addr: args.addr,
+            publish_addr: args.publish_addr.unwrap_or(args.addr),
             tls: match &args.tls_ca {
                 Some(ca) => Some(tls::client_config(ca)?),
                 None => None,
@@ -125,7 +128,8 @@ impl Net {
         let s = &mut self.slots[slot];
         s.generation = s.generation.wrapping_add(1);
         let token = Token(slot | (s.generation as usize) << 32);
-        let mut c = Conn::connect(self.addr, self.poll.registry(), token, kind, request, key, self.tls.as_ref())
+        let addr = if kind == Kind::Publish { self.publish_addr } else { self.addr };
+        let mut c = Conn::connect(addr, self.poll.registry(), token, kind, request, key, self.tls.as_ref())
             .map_err(|_| "connect failed")?;
         c.try_request()?;
         s.conn = Some(c);
@@ -437,6 +441,8 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
 /// answered one (`--window` publishes in flight), so the run measures how
 /// fast the server can fan out, not the publisher's pace. With an interval,
 /// one event is sent every interval on a fresh connection each (a steady pace).
+/// With `--publish-addr`, the events are published on another node than the
+/// one the subscribers follow (the Redis backend's two-node path).
 fn fanout(args: &Args) -> Result<Json, String> {
     let n = args.conns.unwrap_or(100);
     let e = args.events;

@@ -17,8 +17,11 @@
 //! ```
 //!
 //! A pushloop event is an entry with the fields of [`EVENT_FIELDS`]: `id`
-//! (the event id, decimal: the same on every node, whatever stream id Redis
-//! gives the entry), `topic`, `event` and `data` (binary-safe).
+//! (the event id, decimal), `topic`, `event`, `kind` and `data`
+//! (binary-safe), under the stream id `<id>-0`. [`PUBLISH_SCRIPT`] gives
+//! the ids, in Redis, atomically: microseconds of Redis's clock, always
+//! increasing, below 2^53 — so the same event has the same id on every node,
+//! and a stream id and an event id are one number.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -179,96 +182,159 @@ pub fn read_entries(reply: Reply) -> Result<Vec<StreamEntries>, RespError> {
         .collect()
 }
 
-/// The id Redis gave an entry, from an `XADD` reply.
-pub fn added_id(reply: Reply) -> Result<StreamId, RespError> {
-    match reply {
-        Reply::Bulk(id) => StreamId::parse(&id).ok_or(RespError::UnexpectedReply),
-        _ => Err(RespError::UnexpectedReply),
-    }
-}
+/// The largest pushloop id: 2^53 − 1, the largest integer a JavaScript
+/// number (an IEEE double) holds exactly, so a browser reads every id right.
+/// Ids are microseconds since the Unix epoch, so this is the year 2255.
+pub const MAX_ID: u64 = (1 << 53) - 1;
 
 /// The field names of a pushloop event in a stream, in the order written.
-pub const EVENT_FIELDS: [&str; 4] = ["id", "topic", "event", "data"];
+pub const EVENT_FIELDS: [&str; 5] = ["id", "topic", "event", "kind", "data"];
 
-/// A pushloop event, as written to a stream.
+/// The Lua script that publishes one event (run with `EVALSHA` after
+/// [`encode_script_load`]; Redis runs a script atomically, so no other
+/// node's publish comes between its reading the clock and its `XADD`).
+///
+/// `KEYS[1]` is the stream; `ARGV` are `MAXLEN ~`'s count, the *floor* (the
+/// newest id the publishing node has seen), then the topic, the event name,
+/// the kind and the data. The event's id is Redis's clock in microseconds
+/// (`TIME`), or one past the floor if that is later; the entry's stream id
+/// is `<id>-0`. When Redis refuses that id — the stream already holds it or
+/// a later one (another node's publish in the same microsecond, a clock
+/// behind) — the script reads the stream's last id and goes one past it.
+/// So ids increase in the stream, and are the same number on every node
+/// that reads it. Past [`MAX_ID`] the script refuses. It answers the id, in
+/// decimal (`%.0f`: Lua's numbers are doubles, exact below 2^53, and its
+/// default formatting would print `1.7e+15`).
+pub const PUBLISH_SCRIPT: &str = "\
+local now = redis.call('TIME')
+local id = math.max(tonumber(now[1]) * 1000000 + tonumber(now[2]), tonumber(ARGV[2]) + 1)
+local function add(n)
+  if n > 9007199254740991 then
+    return nil, redis.error_reply('ERR pushloop ids would pass 2^53 - 1')
+  end
+  local text = string.format('%.0f', n)
+  return text, redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], text .. '-0',
+    'id', text, 'topic', ARGV[3], 'event', ARGV[4], 'kind', ARGV[5], 'data', ARGV[6])
+end
+local text, added = add(id)
+if type(added) == 'table' and added.err then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      id = math.max(id, tonumber(string.match(info[i + 1], '^%d+')) + 1)
+    end
+  end
+  text, added = add(id)
+  if type(added) == 'table' and added.err then
+    return added
+  end
+end
+return text
+";
+
+/// Appends `SCRIPT LOAD` of [`PUBLISH_SCRIPT`]; Redis answers its SHA-1 (40
+/// hex digits), the name [`encode_publish`] runs it by.
+pub fn encode_script_load(out: &mut Vec<u8>) {
+    encode_command(&[b"SCRIPT", b"LOAD", PUBLISH_SCRIPT.as_bytes()], out);
+}
+
+/// A pushloop event to publish: its id is Redis's to give.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event<'a> {
-    /// The event id: one id space across every topic and every node.
-    pub id: u64,
-    /// The topic it was published to.
+    /// The topic it is published to.
     pub topic: &'a str,
     /// The event name (SSE `event:`).
     pub event: &'a str,
+    /// What `data` is, as the server stores it (one byte: text, JSON, bytes).
+    pub kind: u8,
     /// The payload, binary-safe.
     pub data: &'a [u8],
 }
 
-/// Appends the `XADD` that stores `event` in the stream `key`, trimmed to
-/// about `max_len` entries (`MAXLEN ~`: Redis trims whole macro nodes, so a
-/// few more may stay, and trimming costs little). Redis picks the entry id
-/// (`*`); the event's own id travels as the `id` field.
+/// Appends the `EVALSHA` that publishes `event` to the stream `key`, trimmed
+/// to about `max_len` entries (`MAXLEN ~`: Redis trims whole macro nodes, so
+/// a few more may stay, and trimming costs little), with an id above
+/// `floor` (see [`PUBLISH_SCRIPT`]). `sha` is what `SCRIPT LOAD` answered.
 ///
 /// ```
-/// use pushloop_proto::resp::stream::{encode_xadd, Event};
+/// use pushloop_proto::resp::stream::{encode_publish, Event};
 /// let mut out = Vec::new();
-/// let event = Event { id: 7, topic: "news", event: "message", data: b"hi" };
-/// encode_xadd(b"pushloop", 1000, &event, &mut out);
-/// assert!(out.starts_with(b"*14\r\n$4\r\nXADD\r\n$8\r\npushloop\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n"));
+/// let event = Event { topic: "news", event: "message", kind: b't', data: b"hi" };
+/// encode_publish(b"0123456789abcdef0123456789abcdef01234567", b"pushloop", 1000, 7, &event, &mut out);
+/// assert!(out.starts_with(b"*10\r\n$7\r\nEVALSHA\r\n$40\r\n0123456789abcdef"));
 /// ```
-pub fn encode_xadd(key: &[u8], max_len: u64, event: &Event<'_>, out: &mut Vec<u8>) {
+pub fn encode_publish(
+    sha: &[u8],
+    key: &[u8],
+    max_len: u64,
+    floor: u64,
+    event: &Event<'_>,
+    out: &mut Vec<u8>,
+) {
     let mut max_len_text = Vec::new();
     push_decimal(max_len, &mut max_len_text);
-    let mut id_text = Vec::new();
-    push_decimal(event.id, &mut id_text);
-    let [id, topic, name, data] = EVENT_FIELDS.map(str::as_bytes);
+    let mut floor_text = Vec::new();
+    push_decimal(floor, &mut floor_text);
     encode_command(
         &[
-            b"XADD",
+            b"EVALSHA",
+            sha,
+            b"1",
             key,
-            b"MAXLEN",
-            b"~",
             &max_len_text,
-            b"*",
-            id,
-            &id_text,
-            topic,
+            &floor_text,
             event.topic.as_bytes(),
-            name,
             event.event.as_bytes(),
-            data,
+            &[event.kind],
             event.data,
         ],
         out,
     );
 }
 
+/// The id [`PUBLISH_SCRIPT`] answered: decimal, at most [`MAX_ID`].
+pub fn published_id(reply: Reply) -> Result<u64, RespError> {
+    match reply {
+        Reply::Bulk(text) => parse_u64(&text)
+            .filter(|id| *id <= MAX_ID)
+            .ok_or(RespError::UnexpectedReply),
+        _ => Err(RespError::UnexpectedReply),
+    }
+}
+
 /// A pushloop event read back from a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEvent {
-    /// The id Redis gave the entry: where the next `XREAD` resumes.
-    pub stream_id: StreamId,
-    /// The event id.
+    /// The event id, which is also the entry's stream id (`<id>-0`).
     pub id: u64,
     /// The topic.
     pub topic: String,
     /// The event name.
     pub event: String,
+    /// What `data` is, as the server stored it.
+    pub kind: u8,
     /// The payload.
     pub data: Vec<u8>,
 }
 
 impl StoredEvent {
-    /// Reads an entry written by [`encode_xadd`]; [`RespError::NotAnEvent`]
-    /// when a field is missing, the id is not decimal, or the topic or event
-    /// name is not UTF-8. Extra fields are ignored.
+    /// Reads an entry written by [`PUBLISH_SCRIPT`]. [`RespError::NotAnEvent`]
+    /// when a field of [`EVENT_FIELDS`] is missing, the topic or event name
+    /// is not UTF-8, the kind is not one byte, or the stream id is not
+    /// `<id>-0` with the `id` field's value and at most [`MAX_ID`]: an entry
+    /// another program added (with `XADD … *`, say) is not taken for an
+    /// event, since its id could not be the same on every node. Extra fields
+    /// are ignored.
     pub fn from_entry(entry: StreamEntry) -> Result<StoredEvent, RespError> {
-        let [mut id, mut topic, mut event, mut data] = [None, None, None, None];
-        let [id_name, topic_name, event_name, data_name] = EVENT_FIELDS.map(str::as_bytes);
+        let [mut id, mut topic, mut event, mut kind, mut data] = [None, None, None, None, None];
+        let [id_name, topic_name, event_name, kind_name, data_name] =
+            EVENT_FIELDS.map(str::as_bytes);
         for (field, value) in entry.fields {
             let slot = match field.as_slice() {
                 name if name == id_name => &mut id,
                 name if name == topic_name => &mut topic,
                 name if name == event_name => &mut event,
+                name if name == kind_name => &mut kind,
                 name if name == data_name => &mut data,
                 _ => continue,
             };
@@ -279,14 +345,20 @@ impl StoredEvent {
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .ok_or(RespError::NotAnEvent)
         };
+        let id = id
+            .as_deref()
+            .and_then(parse_u64)
+            .filter(|id| *id == entry.id.ms && entry.id.seq == 0 && *id <= MAX_ID)
+            .ok_or(RespError::NotAnEvent)?;
+        let kind = match kind.as_deref() {
+            Some(&[kind]) => kind,
+            _ => return Err(RespError::NotAnEvent),
+        };
         Ok(StoredEvent {
-            stream_id: entry.id,
-            id: id
-                .as_deref()
-                .and_then(parse_u64)
-                .ok_or(RespError::NotAnEvent)?,
+            id,
             topic: text(topic)?,
             event: text(event)?,
+            kind,
             data: data.ok_or(RespError::NotAnEvent)?,
         })
     }
@@ -447,26 +519,47 @@ mod tests {
         let mut out = Vec::new();
         id(1526984818136, 12).write(&mut out);
         assert_eq!(out, b"1526984818136-12");
-        assert_eq!(
-            added_id(reply(b"$15\r\n1526984818136-0\r\n")),
-            Ok(id(1526984818136, 0))
-        );
-        assert_eq!(added_id(reply(b"$-1\r\n")), Err(RespError::UnexpectedReply));
     }
 
     #[test]
-    fn an_event_round_trips_through_xadd_and_xrange() {
+    fn a_published_id_is_decimal_and_below_2_to_the_53() {
+        assert_eq!(
+            published_id(reply(b"$16\r\n1700000000000123\r\n")),
+            Ok(1_700_000_000_000_123)
+        );
+        assert_eq!(
+            published_id(reply(b"$16\r\n9007199254740991\r\n")),
+            Ok(MAX_ID)
+        );
+        for wrong in [
+            &b"$16\r\n9007199254740992\r\n"[..],
+            b"$3\r\n1-0\r\n",
+            b"$-1\r\n",
+            b":12\r\n",
+            b"-NOSCRIPT No matching script\r\n",
+        ] {
+            assert_eq!(
+                published_id(reply(wrong)),
+                Err(RespError::UnexpectedReply),
+                "{wrong:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_round_trips_through_the_script_and_xrange() {
         let data = b"line\r\nbreak \0 and \xFF";
         let event = Event {
-            id: 42,
             topic: "news",
             event: "update",
+            kind: b'b',
             data,
         };
+        let sha = b"e0e1f9fabfc9d4800c877a703b823ac0578ff831";
         let mut command = Vec::new();
-        encode_xadd(b"pushloop:events", 10_000, &event, &mut command);
+        encode_publish(sha, b"pushloop:events", 10_000, 41, &event, &mut command);
         let Reply::Array(args) = reply(&command) else {
-            panic!("XADD is not an array");
+            panic!("EVALSHA is not an array");
         };
         let args: Vec<Vec<u8>> = args
             .into_iter()
@@ -475,39 +568,54 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        let expected: [&[u8]; 14] = [
-            b"XADD",
+        let expected: [&[u8]; 10] = [
+            b"EVALSHA",
+            sha,
+            b"1",
             b"pushloop:events",
-            b"MAXLEN",
-            b"~",
             b"10000",
-            b"*",
-            b"id",
-            b"42",
-            b"topic",
+            b"41",
             b"news",
-            b"event",
             b"update",
-            b"data",
+            b"b",
             data,
         ];
         assert_eq!(args, expected);
 
-        // What Redis would answer XRANGE with: the same fields under an id.
-        let mut wire = b"*1\r\n*2\r\n$15\r\n1700000000000-5\r\n".to_vec();
-        encode_command(&expected[6..], &mut wire);
+        // What Redis answers XRANGE with once the script added it as 42.
+        let mut wire = b"*1\r\n*2\r\n$4\r\n42-0\r\n".to_vec();
+        encode_command(
+            &[
+                b"id", b"42", b"topic", b"news", b"event", b"update", b"kind", b"b", b"data", data,
+            ],
+            &mut wire,
+        );
         let entries = range_entries(reply(&wire)).unwrap();
         let stored = StoredEvent::from_entry(entries[0].clone()).unwrap();
         assert_eq!(
             stored,
             StoredEvent {
-                stream_id: id(1700000000000, 5),
                 id: 42,
                 topic: "news".to_owned(),
                 event: "update".to_owned(),
+                kind: b'b',
                 data: data.to_vec(),
             }
         );
+    }
+
+    #[test]
+    fn the_script_loads_by_name_and_fields_match_what_it_writes() {
+        let mut out = Vec::new();
+        encode_script_load(&mut out);
+        assert!(out.starts_with(b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n"));
+        for field in EVENT_FIELDS {
+            assert!(
+                PUBLISH_SCRIPT.contains(&format!("'{field}', ")),
+                "{field} is written by the script"
+            );
+        }
+        assert!(PUBLISH_SCRIPT.contains(&format!("n > {MAX_ID}")));
     }
 
     #[test]
@@ -519,20 +627,40 @@ mod tests {
                 .map(|(f, v)| (f.as_bytes().to_vec(), v.to_vec()))
                 .collect(),
         };
-        let good: [(&str, &[u8]); 5] = [
+        let good: [(&str, &[u8]); 6] = [
             ("id", b"1"),
             ("topic", b"t"),
             ("event", b"e"),
+            ("kind", b"t"),
             ("data", b""),
             ("extra", b"ignored"),
         ];
         assert!(StoredEvent::from_entry(entry(&good)).is_ok());
+        let foreign = StreamEntry {
+            id: id(1, 1),
+            ..entry(&good)
+        };
+        let beyond = StreamEntry {
+            id: id(MAX_ID + 1, 0),
+            ..entry(&[
+                ("id", b"9007199254740992"),
+                good[1],
+                good[2],
+                good[3],
+                good[4],
+            ])
+        };
         for broken in [
             entry(&good[1..]),
-            entry(&[("id", b"x1"), good[1], good[2], good[3]]),
-            entry(&[good[0], ("topic", b"\xFF"), good[2], good[3]]),
-            entry(&[good[0], good[1], ("event", b"\xC0"), good[3]]),
-            entry(&good[..3]),
+            entry(&[("id", b"x1"), good[1], good[2], good[3], good[4]]),
+            entry(&[("id", b"2"), good[1], good[2], good[3], good[4]]),
+            entry(&[good[0], ("topic", b"\xFF"), good[2], good[3], good[4]]),
+            entry(&[good[0], good[1], ("event", b"\xC0"), good[3], good[4]]),
+            entry(&[good[0], good[1], good[2], ("kind", b"tt"), good[4]]),
+            entry(&[good[0], good[1], good[2], good[4]]),
+            entry(&good[..4]),
+            foreign,
+            beyond,
         ] {
             assert_eq!(StoredEvent::from_entry(broken), Err(RespError::NotAnEvent));
         }

@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
-//!                        [--threads N] [--no-lab]
+//!                        [--threads N] [--no-lab] [--log-dir DIR] [--fsync always|never|<N>ms]
+//!                        [--log-max-bytes N] [--log-max-age S] [--redis URL]
 //!                        [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]]
 //! ```
 //!
@@ -36,6 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pushloop::prelude::*;
 use pushloop::server::{LabConfig, TraceOutput};
+use pushloop::storage::file_log::{FileLogConfig, FsyncPolicy};
+use pushloop::storage::{FileStorage, Storage};
 
 const PAGE: &str = include_str!("page.html");
 /// The room of the old URLs, and of the ticks.
@@ -90,6 +93,33 @@ const FLAGS: &[(&str, &str, &str)] = &[
         "lab on",
         "no /lab/events: the page shows no wire view, charts of bytes or table",
     ),
+    (
+        "--log-dir DIR",
+        "memory only",
+        "keep topic history in an append-only file log in DIR; it survives restarts",
+    ),
+    (
+        "--fsync POLICY",
+        "1000ms",
+        "file log fsync: always (lose nothing acknowledged on a power cut), \
+         <N>ms (lose up to N ms), never (lose what the kernel had not written, ~30 s)",
+    ),
+    (
+        "--log-max-bytes N",
+        "67108864",
+        "file log retention: bytes of all segments (whole old segments go first)",
+    ),
+    (
+        "--log-max-age S",
+        "86400",
+        "file log retention: seconds a segment is kept after its newest event (0: no limit)",
+    ),
+    (
+        "--redis URL",
+        "off",
+        "keep topic history in Redis Streams, shared with every node on the same Redis: \
+         redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (cargo feature redis)",
+    ),
     ("--quiet", "off", "no operational log lines on stderr"),
     (
         "--tls-cert FILE",
@@ -126,6 +156,7 @@ struct Options {
     quiet: bool,
     threads: usize,
     lab: bool,
+    storage: Storage,
 }
 
 /// `--tls-addr`, `--tls-cert`, `--tls-key`.
@@ -137,7 +168,7 @@ struct TlsOptions {
 
 /// What the command line asks for.
 enum Command {
-    Run(Options),
+    Run(Box<Options>),
     Help,
 }
 
@@ -170,7 +201,10 @@ fn parse_options() -> Result<Command, String> {
         quiet: false,
         threads: 1,
         lab: true,
+        storage: Storage::Memory,
     };
+    let mut log = FileLogConfig::default();
+    let mut log_dir = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -211,9 +245,33 @@ fn parse_options() -> Result<Command, String> {
                     .parse()
                     .map_err(|_| "--max-message-bytes takes a number")?;
             }
+            "--log-dir" => log_dir = Some(value("--log-dir")?),
+            "--redis" => options.storage = redis_storage(&value("--redis")?)?,
+            "--fsync" => log.fsync = fsync_policy(&value("--fsync")?)?,
+            "--log-max-bytes" => {
+                log.max_total_bytes = value("--log-max-bytes")?
+                    .parse()
+                    .map_err(|_| "--log-max-bytes takes a number of bytes")?;
+            }
+            "--log-max-age" => {
+                let seconds: u64 = value("--log-max-age")?
+                    .parse()
+                    .map_err(|_| "--log-max-age takes seconds (0: no limit)")?;
+                log.max_age = (seconds > 0).then(|| Duration::from_secs(seconds));
+            }
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
+    }
+    match (log_dir, &options.storage) {
+        (Some(dir), Storage::Memory) => {
+            options.storage = Storage::File(FileStorage {
+                log,
+                ..FileStorage::new(dir)
+            });
+        }
+        (Some(_), _) => return Err("--log-dir and --redis: choose one store".into()),
+        (None, _) => {}
     }
     options.tls = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => {
@@ -235,7 +293,37 @@ fn parse_options() -> Result<Command, String> {
         (None, None) => Some(DEFAULT_ADDR.into()),
         (None, Some(_)) => None,
     };
-    Ok(Command::Run(options))
+    Ok(Command::Run(Box::new(options)))
+}
+
+/// `--redis URL`: the Redis backend, when the binary has it.
+fn redis_storage(url: &str) -> Result<Storage, String> {
+    #[cfg(feature = "redis")]
+    {
+        use pushloop::storage::redis::{RedisConfig, RedisUrl};
+        let url = RedisUrl::parse(url).map_err(|error| format!("--redis: {error}"))?;
+        Ok(Storage::Redis(RedisConfig::new(url)))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        Err(format!(
+            "--redis {url}: this build has no Redis backend (build with --features redis)"
+        ))
+    }
+}
+
+/// `--fsync always|never|<N>ms` (see `pushloop::storage::file_log` for the
+/// loss window of each).
+fn fsync_policy(text: &str) -> Result<FsyncPolicy, String> {
+    match text {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        _ => text
+            .strip_suffix("ms")
+            .and_then(|ms| ms.parse().ok())
+            .map(FsyncPolicy::EveryMillis)
+            .ok_or_else(|| format!("--fsync takes always, never or <N>ms, not {text}")),
+    }
 }
 
 /// The demo application.
@@ -289,7 +377,7 @@ impl Demo {
     /// `POST /publish?topic=a&event=NAME`: the body as text, JSON (`&json=1`
     /// or `Content-Type: application/json`) or bytes
     /// (`Content-Type: application/octet-stream`).
-    fn publish(&mut self, ctx: &mut Context, req: &Request, body: &[u8]) -> Reply {
+    fn publish(&mut self, ctx: &mut Context, id: ConnId, req: &Request, body: &[u8]) -> Reply {
         let name = req.query_param("topic");
         let topic = match ctx.topic(name.as_deref().unwrap_or(DEFAULT_ROOM)) {
             Ok(topic) => topic,
@@ -310,10 +398,8 @@ impl Demo {
             }
         };
         let event = req.query_param("event");
-        match ctx.publish_payload(topic, event.as_deref(), payload, None) {
-            Ok(id) => Reply::Response(Response::json(200, format!("{{\"id\":{id}}}"))),
-            Err(error) => Reply::Response(Response::text(error.status(), &error.to_string())),
-        }
+        // `{"id":N}` once the store has it (later with Redis), or why not.
+        ctx.publish_for(id, topic, event.as_deref(), payload)
     }
 
     /// Every loop's counters added up, and how the connections are split
@@ -357,7 +443,7 @@ impl App for Demo {
         }
     }
 
-    fn request(&mut self, ctx: &mut Context, _: ConnId, req: &Request, body: &[u8]) -> Reply {
+    fn request(&mut self, ctx: &mut Context, id: ConnId, req: &Request, body: &[u8]) -> Reply {
         let after = match cursor(req) {
             Ok(after) => after,
             Err(reply) => return reply,
@@ -393,7 +479,7 @@ impl App for Demo {
                 },
                 Err(reason) => bad_request(&reason),
             },
-            ("POST", ["publish"]) => self.publish(ctx, req, body),
+            ("POST", ["publish"]) => self.publish(ctx, id, req, body),
             ("GET", ["topics"]) => self.topics(ctx),
             ("DELETE", ["topics", name]) => match ctx.find_topic(name) {
                 Some(topic) if topic != self.feed => {
@@ -476,7 +562,7 @@ impl App for Demo {
         };
         let published = match ctx.find_topic(&room) {
             Some(topic) => ctx
-                .publish_payload(topic, Some("chat"), payload, None)
+                .publish_later(topic, Some("chat"), payload, None)
                 .map_err(|error| error.to_string()),
             None => Err(format!("no room {room}")),
         };
@@ -492,7 +578,7 @@ impl App for Demo {
     fn timer(&mut self, ctx: &mut Context, _: TimerId) {
         self.ticks += 1;
         let data = format!("{{\"tick\":{},\"time\":{}}}", self.ticks, unix_ms());
-        let _ = ctx.publish(self.feed, Some("tick"), &data);
+        let _ = ctx.publish_later(self.feed, Some("tick"), Payload::Text(&data), None);
     }
 }
 
@@ -596,6 +682,7 @@ fn main() -> ExitCode {
         config.limits.shutdown_timeout = shutdown;
     }
     config.log = !options.quiet;
+    config.storage = options.storage.clone();
     if options.lab {
         // The page's wire view: its own connections' trace lines (see
         // `pushloop::engine::lab`).
