@@ -306,9 +306,10 @@ impl Context<'_> {
         self.core.std_instant(self.core.now)
     }
 
-    /// Per-transport counters.
-    pub fn stats(&self) -> &Stats {
-        &self.core.stats
+    /// Per-transport counters (and, with the `deflate` feature, what
+    /// compression did), as of now.
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
     }
 
     /// A handle for other threads.

@@ -49,6 +49,8 @@ use crate::http::HttpConfig;
 use crate::ids::TimerId;
 use crate::time::Instant;
 use crate::ws::close::CloseCode;
+#[cfg(feature = "deflate")]
+use crate::ws::deflate::Shared;
 use crate::ws::session::{SessionConfig, Timeout};
 
 /// Everything a loop owns except the `App`, the poll and the read buffer.
@@ -89,6 +91,10 @@ pub struct Core {
     pub(crate) shutdown_deadline: Option<Instant>,
     /// The protocol trace, when asked for.
     pub(crate) tracer: Option<Tracer>,
+    /// permessage-deflate: the compressors and inflater every WebSocket of
+    /// the loop shares (made on first use), lent to each session call.
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Shared,
 }
 
 impl Core {
@@ -100,6 +106,8 @@ impl Core {
         origin: std::time::Instant,
     ) -> Core {
         let tracer = config.trace.take().map(Tracer::new);
+        #[cfg(feature = "deflate")]
+        let deflate = Shared::new(config.deflate.map_or(0, |deflate| deflate.threshold));
         Core {
             http: config.limits.http(),
             websocket: config.limits.websocket(),
@@ -121,7 +129,20 @@ impl Core {
             handle,
             shutdown_deadline: None,
             tracer,
+            #[cfg(feature = "deflate")]
+            deflate,
         }
+    }
+
+    /// The loop's counters, as of now.
+    pub fn stats(&self) -> Stats {
+        #[cfg(feature = "deflate")]
+        return Stats {
+            deflate: self.deflate.counters,
+            ..self.stats.clone()
+        };
+        #[cfg(not(feature = "deflate"))]
+        self.stats.clone()
     }
 
     /// Reads the clock for this turn.

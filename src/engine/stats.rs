@@ -1,5 +1,8 @@
 //! Counters of a loop, by transport (see `GET /stats` in the demo).
 
+#[cfg(feature = "deflate")]
+pub use crate::ws::deflate::Counters as DeflateCounters;
+
 /// The per-transport bucket a connection's counters go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -52,6 +55,10 @@ pub struct Stats {
     /// Times a connection's input was paused because its queue was past
     /// `max_queued_bytes` (it is read again once the queue drains).
     pub paused_reads: u64,
+    /// permessage-deflate: messages and bytes before and after compression,
+    /// each way, and how often the compressor ran.
+    #[cfg(feature = "deflate")]
+    pub deflate: DeflateCounters,
 }
 
 impl Stats {
@@ -97,6 +104,20 @@ impl Stats {
             json.push_str(&format!(
                 "\"{name}\":{{\"connections\":{},\"requests\":{},\"bytes_written\":{},\"events_delivered\":{}}},",
                 t.connections, t.requests, t.bytes_written, t.events_delivered
+            ));
+        }
+        #[cfg(feature = "deflate")]
+        {
+            let d = &self.deflate;
+            json.push_str(&format!(
+                "\"deflate\":{{\"messages_sent\":{},\"sent_bytes_before\":{},\"sent_bytes_after\":{},\"compressions\":{},\"messages_received\":{},\"received_bytes_before\":{},\"received_bytes_after\":{}}},",
+                d.messages_sent,
+                d.sent_bytes_before,
+                d.sent_bytes_after,
+                d.compressions,
+                d.messages_received,
+                d.received_bytes_before,
+                d.received_bytes_after
             ));
         }
         json.push_str(&format!(

@@ -8,6 +8,16 @@
 //!    0.001 #1    → frame   FIN=1 RSV=000 op=0x1 text  MASK=0 len=5 (7-bit) "Hello"  RFC 6455 §5.2
 //! ```
 //!
+//! With permessage-deflate, a compressed frame shows `RSV=100` and its length
+//! on the wire; the message it carries shows the length it inflated to, both
+//! ways (what we send is inflated again for the trace, RFC 7692 §7.2.2):
+//!
+//! ```text
+//!    0.002 #1    ← frame   FIN=1 RSV=100 op=0x1 text  MASK=1 key=… len=312 (16-bit)   RFC 6455 §5.2
+//!    0.002 #1    ← text    2048 bytes, inflated from 312 "{\"id\":1,…"          RFC 7692 §7.2.2
+//!    0.002 #1    → frame   FIN=1 RSV=100 op=0x1 text  MASK=0 len=312 (16-bit) compressed, inflates to 2048 bytes "{\"id\":1,…"  RFC 7692 §6
+//! ```
+//!
 //! Columns: seconds since start, connection, direction (`←` in, `→` out, `·`
 //! a state change), what, the fields, and the section of the spec that governs
 //! it. Off by default; when off, the loop pays one `Option` check per event.
@@ -20,6 +30,8 @@ use mio::Token;
 use crate::engine::slab::display_token;
 use crate::time::Instant;
 use crate::ws::close::parse_close_payload;
+#[cfg(feature = "deflate")]
+use crate::ws::deflate::{Direction, Inflater, MAX_WINDOW_BITS};
 use crate::ws::frame::{decode_header, FrameHeader, OpCode, Role};
 use crate::ws::session::{Event, State};
 
@@ -51,11 +63,22 @@ const CITE_COLUMN: usize = 96;
 /// Writes trace lines; times are the loop's (seconds since it started).
 pub(crate) struct Tracer {
     out: Box<dyn Write + Send>,
+    /// Inflates the compressed frames we send, to show what they carry (a
+    /// message that used a context kept from earlier ones cannot be shown).
+    #[cfg(feature = "deflate")]
+    inflater: Inflater,
 }
 
 impl Tracer {
     pub(crate) fn new(output: TraceOutput) -> Tracer {
-        Tracer { out: output.0 }
+        Tracer {
+            out: output.0,
+            #[cfg(feature = "deflate")]
+            inflater: Inflater::new(Direction {
+                window_bits: MAX_WINDOW_BITS,
+                context_takeover: false,
+            }),
+        }
     }
 
     fn line(
@@ -124,19 +147,38 @@ impl Tracer {
         self.line(now, conn, '←', "frame", &fields, "RFC 6455 §5.2");
     }
 
-    /// A message, control frame or failure received, with a preview.
-    pub(crate) fn event_in(&mut self, now: Instant, conn: Token, event: &Event) {
-        let (what, fields, cite) = match event {
-            Event::Text(text) => (
-                "text",
-                format!("{} bytes {}", text.len(), preview(text.as_bytes())),
-                "RFC 6455 §5.6",
+    /// A message, control frame or failure received, with a preview;
+    /// `inflated`: the message came compressed, (bytes received, inflated).
+    pub(crate) fn event_in(
+        &mut self,
+        now: Instant,
+        conn: Token,
+        event: &Event,
+        inflated: Option<(usize, usize)>,
+    ) {
+        let data = |bytes: &[u8]| match inflated {
+            Some((received, _)) => (
+                format!(
+                    "{} bytes, inflated from {received} {}",
+                    bytes.len(),
+                    preview(bytes)
+                ),
+                "RFC 7692 §7.2.2",
             ),
-            Event::Binary(bytes) => (
-                "binary",
+            None => (
                 format!("{} bytes {}", bytes.len(), preview(bytes)),
                 "RFC 6455 §5.6",
             ),
+        };
+        let (what, fields, cite) = match event {
+            Event::Text(text) => {
+                let (fields, cite) = data(text.as_bytes());
+                ("text", fields, cite)
+            }
+            Event::Binary(bytes) => {
+                let (fields, cite) = data(bytes);
+                ("binary", fields, cite)
+            }
             Event::Ping(p) => ("ping", preview(p), "RFC 6455 §5.5.2"),
             Event::Pong(p) => ("pong", preview(p), "RFC 6455 §5.5.3"),
             Event::Closed { code, reason } => (
@@ -203,24 +245,55 @@ impl Tracer {
 
     fn frames_out(&mut self, now: Instant, conn: Token, mut bytes: &[u8]) {
         while let Ok(Some((header, header_len))) =
-            decode_header(bytes, Role::Client, usize::MAX >> 1)
+            decode_header(bytes, Role::Client, usize::MAX >> 1, true)
         {
             let end = header_len
                 .saturating_add(header.payload_len as usize)
                 .min(bytes.len());
             let payload = &bytes[header_len..end];
             let mut fields = frame_fields(&header, header_len);
+            let mut cite = "RFC 6455 §5.2";
             if header.opcode == OpCode::Close {
                 if let Ok(Some((code, reason))) = parse_close_payload(payload) {
                     let _ = write!(fields, " code={} {} {:?}", code.0, code.name(), reason);
                 }
+            } else if header.rsv1 {
+                cite = "RFC 7692 §6";
+                self.compressed_fields(payload, &mut fields);
             } else {
                 fields.push(' ');
                 fields.push_str(&preview(payload));
             }
-            self.line(now, conn, '→', "frame", &fields, "RFC 6455 §5.2");
+            self.line(now, conn, '→', "frame", &fields, cite);
             bytes = &bytes[end..];
         }
+    }
+
+    /// What a compressed frame we send carries: its inflated length and a
+    /// preview (RFC 7692 §7.2.2).
+    #[cfg(feature = "deflate")]
+    fn compressed_fields(&mut self, payload: &[u8], fields: &mut String) {
+        let mut inflated = Vec::new();
+        match self
+            .inflater
+            .inflate_message(payload, 1 << 30, &mut inflated)
+        {
+            Ok(()) => {
+                let _ = write!(
+                    fields,
+                    " compressed, inflates to {} bytes {}",
+                    inflated.len(),
+                    preview(&inflated)
+                );
+            }
+            Err(_) => fields.push_str(" compressed, with context kept from earlier messages"),
+        }
+    }
+
+    /// Without the `deflate` feature we never send a compressed frame.
+    #[cfg(not(feature = "deflate"))]
+    fn compressed_fields(&mut self, _: &[u8], fields: &mut String) {
+        fields.push_str(" compressed");
     }
 
     fn events_out(&mut self, now: Instant, conn: Token, bytes: &[u8]) {

@@ -483,6 +483,8 @@ impl Feeds {
             sse: Vec::new().into(),
             ws_frame: Vec::new().into(),
             json: b"{}".to_vec().into(),
+            #[cfg(feature = "deflate")]
+            ws_deflated: Default::default(),
         })
     }
 

@@ -31,6 +31,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crate::engine::config::Config;
+#[cfg(feature = "deflate")]
+pub use crate::engine::config::Deflate;
 pub use crate::engine::handle::{Command, Handle, HandleError};
 pub use crate::engine::stats::{Stats, TransportStats};
 pub use crate::engine::trace::TraceOutput;

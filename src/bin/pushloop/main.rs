@@ -3,7 +3,12 @@
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
+//!                        [--no-deflate | --deflate-takeover]
 //! ```
+//!
+//! WebSockets that offer permessage-deflate (browsers do) get it, in the
+//! shared mode; `--no-deflate` turns it off, `--deflate-takeover` keeps a
+//! compression context per socket instead (see `Config::deflate`).
 //!
 //! | route                    | what                                                    |
 //! |--------------------------|---------------------------------------------------------|
@@ -14,7 +19,7 @@
 //! | `POST /publish?event=N`  | body → one event on the feed (1 MiB limit → 413)        |
 //! | `GET /poll?after=ID`     | short poll: events after ID as JSON, at once            |
 //! | `GET /longpoll?after=ID` | long poll: held until an event after ID, or 25 s        |
-//! | `GET /stats`             | per-transport counters as JSON                          |
+//! | `GET /stats`             | counters per transport, and compression's, as JSON      |
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -28,6 +33,10 @@ use pushloop::ws::close::CloseCode;
 use pushloop::ws::handshake::Upgrade;
 
 const PAGE: &str = include_str!("page.html");
+#[cfg(feature = "deflate")]
+const USAGE: &str = "usage: pushloop [--addr HOST:PORT] [--no-tick] [--tick-ms MS] \
+[--max-connections N] [--max-message-bytes N] [--trace] [--no-deflate | --deflate-takeover]";
+#[cfg(not(feature = "deflate"))]
 const USAGE: &str = "usage: pushloop [--addr HOST:PORT] [--no-tick] [--tick-ms MS] \
 [--max-connections N] [--max-message-bytes N] [--trace]";
 
@@ -38,6 +47,9 @@ struct Options {
     max_connections: Option<usize>,
     max_message_bytes: usize,
     trace: bool,
+    /// permessage-deflate: off, or the mode.
+    #[cfg(feature = "deflate")]
+    deflate: Option<pushloop::ws::deflate::ServerMode>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -48,6 +60,8 @@ fn parse_options() -> Result<Options, String> {
         // Autobahn's largest cases send 16 MiB messages to /echo.
         max_message_bytes: 16 << 20,
         trace: false,
+        #[cfg(feature = "deflate")]
+        deflate: Some(pushloop::ws::deflate::ServerMode::Shared),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -56,6 +70,12 @@ fn parse_options() -> Result<Options, String> {
             "--addr" => options.addr = value("--addr")?,
             "--no-tick" => options.tick = None,
             "--trace" => options.trace = true,
+            #[cfg(feature = "deflate")]
+            "--no-deflate" => options.deflate = None,
+            #[cfg(feature = "deflate")]
+            "--deflate-takeover" => {
+                options.deflate = Some(pushloop::ws::deflate::ServerMode::ContextTakeover)
+            }
             "--tick-ms" => {
                 let ms = value("--tick-ms")?
                     .parse()
@@ -222,6 +242,13 @@ fn main() -> ExitCode {
     }
     if options.trace {
         config.trace = Some(TraceOutput(Box::new(std::io::stdout())));
+    }
+    #[cfg(feature = "deflate")]
+    {
+        config.deflate = options.deflate.map(|mode| pushloop::server::Deflate {
+            mode,
+            ..Default::default()
+        });
     }
     let mut server = match Server::bind(options.addr.as_str(), config) {
         Ok(server) => server,

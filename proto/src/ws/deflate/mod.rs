@@ -17,14 +17,20 @@
 //!
 //! # How a session uses it
 //!
-//! After the handshake, each side makes a [`Deflater`] for
-//! `agreed.sending(role)` and an [`Inflater`] for `agreed.receiving(role)`.
-//! To send, compress the whole message into the frame payload buffer, then
-//! frame it with RSV1 set on the first frame (§6.1). To receive, gather the
-//! payloads of a message whose first frame had RSV1 set (bounded by the
-//! session's message limit, which then counts compressed bytes), and inflate
-//! them at once with the limit for inflated bytes; an [`InflateError`] gives
-//! the close code. Control frames are never compressed (§6.1).
+//! [`crate::ws::session::Session::with_deflate`] takes what was agreed. Each
+//! direction then compresses with a [`Deflater`] for `agreed.sending(role)`
+//! and inflates with an [`Inflater`] for `agreed.receiving(role)`: the
+//! caller's [`Shared`] ones where the direction keeps no context, the
+//! session's own otherwise ([`state`] says where each lives and what it
+//! costs). To send, [`Session::send`](crate::ws::session::Session::send)
+//! compresses a message of at least [`Shared::threshold`] bytes whole and
+//! frames it with RSV1 set (§6.1). To receive,
+//! [`MessageDecoder`](crate::ws::frame::MessageDecoder) gathers the payloads of
+//! a message whose first frame had RSV1 set, within a bound a little above the
+//! message limit ([`compressed_limit`](crate::ws::frame::compressed_limit)),
+//! and inflates them at once, stopping as soon as the inflated message passes
+//! the limit; an [`InflateError`] gives the close code. Control frames are
+//! never compressed (§6).
 //!
 //! Whole messages, not frames, because that is what keeps memory bounded *and*
 //! lets state be shared: an inflater that took frames one by one would hold a
@@ -110,9 +116,11 @@
 
 pub mod codec;
 pub mod negotiate;
+pub mod state;
 
 pub use codec::{Deflater, Direction, InflateError, Inflater, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
 pub use negotiate::{
     accept_offer, accept_response, write_offer, AgreedParams, ClientConfig, NegotiationError,
     ServerConfig, ServerMode,
 };
+pub use state::{Counters, SendMode, Shared, DEFAULT_THRESHOLD};
