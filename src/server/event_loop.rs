@@ -758,8 +758,10 @@ impl EventLoop {
                 break;
             }
         }
-        // Put the decoder back, then owe what is owed: the pong for the
-        // latest ping (RFC 6455 §5.5.3), once per batch.
+        // Put the decoder back (without the message it last handed out: an
+        // idle socket holds no buffer), then owe what is owed: the pong for
+        // the latest ping (RFC 6455 §5.5.3), once per batch.
+        decoder.release();
         if let Some(ws) = self
             .core
             .conns

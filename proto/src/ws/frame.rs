@@ -927,6 +927,18 @@ impl MessageDecoder {
         Ok(Step::Message { message, used })
     }
 
+    /// The message the last step handed out is done with: empty the buffer
+    /// now (freeing it if larger than [`RETAINED_BUFFER_BYTES`]) rather than
+    /// at the next step, so that a connection that goes quiet after a message
+    /// gathered or inflated in the buffer holds none. Call it after a batch of
+    /// input.
+    pub fn release(&mut self) {
+        if self.phase == Phase::Delivered {
+            self.release_buffer();
+            self.phase = Phase::Header;
+        }
+    }
+
     /// The role we play: which masking the peer's frames must have (§5.1).
     pub fn role(&self) -> Role {
         self.role
@@ -2987,6 +2999,35 @@ mod compressed_tests {
             0,
             "freed: past RETAINED_BUFFER_BYTES"
         );
+    }
+
+    #[test]
+    fn release_frees_an_inflated_message_before_the_next_one() {
+        // An idle connection after one compressed message holds no buffer.
+        let mut stream = frame(
+            true,
+            true,
+            OpCode::Text,
+            Some(KEY),
+            &compress(&[b'j'; 1024]),
+        );
+        let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
+        assert!(matches!(
+            decoder.step(&mut stream),
+            Ok(Step::Message { .. })
+        ));
+        assert!(decoder.buffered_bytes() >= 1024);
+        decoder.release();
+        assert_eq!(decoder.buffered_bytes(), 0);
+        decoder.release();
+        let mut next = frame(true, false, OpCode::Text, Some(KEY), b"next");
+        assert!(matches!(
+            decoder.step(&mut next),
+            Ok(Step::Message {
+                message: Message::Text("next"),
+                ..
+            })
+        ));
     }
 
     #[test]
