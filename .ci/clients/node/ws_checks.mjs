@@ -22,8 +22,9 @@ function withTimeout(promise, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
-function open(url) {
-  const ws = new WebSocket(url, { handshakeTimeout: 5000 });
+function open(url, options = {}) {
+  // perMessageDeflate is on by default in a `ws` client: every check offers it.
+  const ws = new WebSocket(url, { handshakeTimeout: 5000, ...options });
   // queue every message so no check races the 'message' event
   ws.inbox = [];
   ws.waiters = [];
@@ -137,6 +138,34 @@ const checks = [
     const closed = await withTimeout(ws.closed, 5000, 'close');
     assert(closed.code === 1007, `server close code ${closed.code} (${closed.reason}), want 1007`);
     return `server close frame: code=${closed.code} reason='${closed.reason}'`;
+  }],
+  ['node-ws /echo permessage-deflate agreed, 256 KiB of JSON both ways', async () => {
+    const ws = await open(ECHO, { perMessageDeflate: true });
+    assert(ws.extensions.includes('permessage-deflate'), `extensions "${ws.extensions}"`);
+    const json = JSON.stringify(Array.from({ length: 6000 }, (_, i) => ({ id: i, topic: 'news', data: 'hello' })));
+    ws.send(json);
+    const got = await next(ws, 10000);
+    assert(!got.isBinary && got.data.toString() === json, `echo differs (${got.data.length} bytes)`);
+    const note = `${ws.extensions}; ${json.length} bytes`;
+    await finish(ws);
+    return note;
+  }],
+  ['node-ws /echo with context takeover offered and compression refused', async () => {
+    // A client that keeps context (server_no_context_takeover not asked) is
+    // answered with no context either way: the server's shared mode.
+    const kept = await open(ECHO, { perMessageDeflate: { serverNoContextTakeover: false, clientNoContextTakeover: false } });
+    const msg = 'x'.repeat(5000) + 'y'.repeat(5000);
+    for (let i = 0; i < 3; i++) {
+      kept.send(msg);
+      const got = await next(kept);
+      assert(got.data.toString() === msg, `round ${i}: echo differs`);
+    }
+    await finish(kept);
+    const plain = await open(ECHO, { perMessageDeflate: false });
+    assert(plain.extensions === '', `extensions "${plain.extensions}" without an offer`);
+    plain.send(msg);
+    assert((await next(plain)).data.toString() === msg, 'uncompressed echo differs');
+    await finish(plain);
   }],
   ['node-ws /chat two clients get the chat event', async () => {
     const marker = `chat-from-node-${process.pid}`;
