@@ -86,6 +86,10 @@ pushloop_flags() {
   if [[ $help == *--max-message-bytes* ]]; then flags+=(--max-message-bytes 16777216); fi
   echo "${flags[*]}"
 }
+# knows_flag BIN FLAG: BIN's --help lists FLAG.
+knows_flag() {
+  [[ $(timeout 5 "$1" --help 2>&1 </dev/null || true) == *"$2"* ]]
+}
 # crates_of DIR [PACKAGE]: distinct crates in the normal-dependency tree, the package
 # itself excluded (for a workspace, its other crates count); "–" if cargo cannot tell.
 crates_of() {
@@ -107,6 +111,13 @@ if PUSHLOOP=$(build_pushloop "$ROOT"); then
 else
   log "pushloop did not build; it is left out"
   PUSHLOOP=""
+fi
+# The same without default features (no permessage-deflate), for the footprint
+# table only; its own target dir, so the binary above stays what it is.
+PUSHLOOP_PLAIN=""
+if [ -n "$PUSHLOOP" ] && (cd "$ROOT" && CARGO_TARGET_DIR="$HERE/target/no-default-features" \
+    cargo build --release --quiet --workspace --bin pushloop --no-default-features) >&2; then
+  PUSHLOOP_PLAIN="$HERE/target/no-default-features/release/pushloop"
 fi
 
 # An earlier pushloop, side by side: REV checked out in a temporary worktree, built with
@@ -201,6 +212,8 @@ fi
 server_cmd() {
   case "$1" in
     pushloop) echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS" ;;
+    "pushloop takeover") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --deflate-takeover" ;;
+    "pushloop no deflate") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --no-deflate" ;;
     "$BASE_LABEL") echo "$BASE_BIN --addr $2 $BASE_FLAGS" ;;
     "$UWS_LABEL") echo "$UWS_BIN --addr $2" ;;
     tokio-tungstenite) echo "$BIN/tungstenite-echo --addr $2" ;;
@@ -212,6 +225,8 @@ server_cmd() {
 available() {
   case "$1" in
     pushloop) [ -n "$PUSHLOOP" ] ;;
+    "pushloop takeover") [ -n "$PUSHLOOP" ] && knows_flag "$PUSHLOOP" --deflate-takeover ;;
+    "pushloop no deflate") [ -n "$PUSHLOOP" ] && knows_flag "$PUSHLOOP" --no-deflate ;;
     "$BASE_LABEL") [ -n "$BASE_BIN" ] ;;
     "$UWS_LABEL") [ -n "$UWS_BIN" ] ;;
     node*) [ "$NODE_OK" = 1 ] ;;
@@ -228,6 +243,13 @@ SSE_PEERS=("${PUSHLOOPS[@]}" "$UWS_LABEL" axum "node http")
 # pipelining, HttpContext.h), and peer-uws answers a publish after its fan-out, from a loop
 # post-handler. That is the peer's design, not a fault in the load.
 SSE_PIPELINED_PEERS=("${PUSHLOOPS[@]}" axum "node http")
+# permessage-deflate (RFC 7692): the load offers it as browsers do. pushloop in its
+# shared mode (the default), with a context per socket, and declining it (the same
+# load, uncompressed: the reference); Node ws with perMessageDeflate (its defaults:
+# context takeover, threshold 1 KiB).
+DEFLATE_ECHO_PEERS=("${PUSHLOOPS[@]}" "pushloop takeover" "pushloop no deflate" "node ws")
+DEFLATE_FANOUT_PEERS=("${PUSHLOOPS[@]}" "pushloop no deflate" "node ws")
+DEFLATE_HOLD_PEERS=("${PUSHLOOPS[@]}" "pushloop takeover" "pushloop no deflate")
 if [ "$QUICK" = 1 ]; then
   ECHO_T=(--secs 1 --warmup 0.3)
   HOLD=(--conns 1000 --settle-ms 300)
@@ -248,6 +270,9 @@ SCENARIOS=(
   "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, back to back|fanout --timeout 120 --window 1 ${FANOUT[*]}|sse"
   "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, 16 pipelined|fanout --timeout 120 --window 16 ${FANOUT[*]}|sse-pipelined"
   "churn: open, echo 1, close; 16 slots|churn --max-msgs 10000000 --timeout 60 ${CHURN[*]}|ws"
+  "deflate: echo 1 KiB JSON compressed, 64 conns x 16 in flight|echo --deflate --conns 64 --depth 16 --size 1024 --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|deflate-echo"
+  "deflate: WebSocket fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events of 4 KiB, back to back|wsfanout --deflate --timeout 120 --window 1 --size 4096 ${FANOUT[*]}|deflate-fanout"
+  "deflate: hold ${HOLD[1]} idle compressed WebSockets, each after one 1 KiB echo|hold --deflate --warm-msgs 1 --size 1024 --timeout 120 ${HOLD[*]}|deflate-hold"
 )
 
 mkdir -p "$HERE/results"
@@ -297,6 +322,9 @@ for entry in "${SCENARIOS[@]}"; do
   case "$kind" in
     sse) servers=("${SSE_PEERS[@]}") ;;
     sse-pipelined) servers=("${SSE_PIPELINED_PEERS[@]}") ;;
+    deflate-echo) servers=("${DEFLATE_ECHO_PEERS[@]}") ;;
+    deflate-fanout) servers=("${DEFLATE_FANOUT_PEERS[@]}") ;;
+    deflate-hold) servers=("${DEFLATE_HOLD_PEERS[@]}") ;;
     *) servers=("${WS_PEERS[@]}") ;;
   esac
   for round in $(seq "$ROUNDS"); do
@@ -357,6 +385,11 @@ echo "| server | stripped release binary | runtime crates (cargo tree -e normal)
 echo "|---|---:|---:|---:|"
 if [ -n "$PUSHLOOP" ]; then
   echo "| pushloop | $(size_of "$PUSHLOOP") KiB | $PUSHLOOP_CRATES | $(idle_of pushloop) |"
+fi
+if [ -n "$PUSHLOOP_PLAIN" ]; then
+  plain_crates=$(cd "$ROOT" && cargo tree -e normal --prefix none -p pushloop --no-default-features 2>/dev/null |
+    sed 's/ (\*)$//; s/ (proc-macro)$//' | sort -u | awk 'NF' | wc -l | awk '{print $1 - 1}')
+  echo "| pushloop \`--no-default-features\` (no permessage-deflate) | $(size_of "$PUSHLOOP_PLAIN") KiB | $plain_crates | – |"
 fi
 if [ -n "$BASE_BIN" ]; then
   echo "| $BASE_LABEL | $(size_of "$BASE_BIN") KiB | $BASE_CRATES | $(idle_of "$BASE_LABEL") |"
