@@ -86,20 +86,30 @@ pushloop_flags() {
   if [[ $help == *--max-message-bytes* ]]; then flags+=(--max-message-bytes 16777216); fi
   echo "${flags[*]}"
 }
-# knows_flag BIN FLAG: BIN's --help lists FLAG.
-knows_flag() {
-  [[ $(timeout 5 "$1" --help 2>&1 </dev/null || true) == *"$2"* ]]
-}
-# crates_of DIR [PACKAGE]: distinct crates in the normal-dependency tree, the package
-# itself excluded (for a workspace, its other crates count); "–" if cargo cannot tell.
+# crates_of DIR [PACKAGE [FEATURES]]: distinct crates in the normal-dependency tree, the
+# package itself excluded (for a workspace, its other crates count); "–" if cargo cannot tell.
 crates_of() {
   local tree
-  if ! tree=$(cd "$1" && cargo tree -e normal --prefix none ${2:+-p "$2"} 2>/dev/null); then
+  if ! tree=$(cd "$1" && cargo tree -e normal --prefix none ${2:+-p "$2"} ${3:+--features "$3"} 2>/dev/null); then
     echo "–"
     return
   fi
   echo "$tree" | sed 's/ (\*)$//; s/ (proc-macro)$//' | sort -u | awk 'NF' | wc -l | awk '{print $1 - 1}'
 }
+
+# pushloop with TLS (--features tls), for the wss:// scenarios, copied out to
+# bench/target/pushloop-tls before the default build relinks the same path.
+log "building pushloop --features tls (repo root, release)"
+PUSHLOOP_TLS=""
+PUSHLOOP_TLS_CRATES="–"
+if (cd "$ROOT" && cargo build --release --quiet --workspace --bin pushloop --features pushloop/tls) >&2; then
+  mkdir -p "$HERE/target"
+  cp "$(target_dir "$ROOT")/release/pushloop" "$HERE/target/pushloop-tls"
+  PUSHLOOP_TLS="$HERE/target/pushloop-tls"
+  PUSHLOOP_TLS_CRATES=$(crates_of "$ROOT" pushloop tls)
+else
+  log "pushloop --features tls did not build; the wss:// scenarios leave it out"
+fi
 
 log "building pushloop (repo root, release)"
 PUSHLOOP=""
@@ -190,6 +200,22 @@ else
   log "node/npm not found; the Node peers are left out"
 fi
 
+# A throwaway certificate for the wss:// scenarios (self-signed, localhost and
+# 127.0.0.1, ECDSA P-256 as browsers and Let's Encrypt default to), made now: no key
+# is kept in the repository. Without openssl the wss:// scenarios are skipped.
+TLS_DIR="$HERE/target/tls"
+TLS_CERT=""
+TLS_KEY=""
+if command -v openssl >/dev/null && mkdir -p "$TLS_DIR" &&
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" 2>/dev/null; then
+  TLS_CERT="$TLS_DIR/cert.pem"
+  TLS_KEY="$TLS_DIR/key.pem"
+else
+  log "no openssl: the wss:// scenarios are skipped"
+fi
+
 # ---- 2. Limits and pinning -------------------------------------------------------------
 HOLD_CONNS=10000
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -208,12 +234,21 @@ else
 fi
 
 # ---- 3. Servers and scenarios -------------------------------------------------------
-# server_cmd LABEL ADDR: the command line that starts LABEL on ADDR.
+# server_cmd LABEL ADDR [KIND]: the command line that starts LABEL on ADDR; KIND wss
+# starts its TLS build (pushloop --features tls, tungstenite-tls-echo) with TLS_CERT.
 server_cmd() {
+  if [ "${3:-}" = wss ]; then
+    case "$1" in
+      pushloop) echo "$PUSHLOOP_TLS --tls-addr $2 --tls-cert $TLS_CERT --tls-key $TLS_KEY $PUSHLOOP_FLAGS" ;;
+      tokio-tungstenite) echo "$BIN/tungstenite-tls-echo --addr $2 --cert $TLS_CERT --key $TLS_KEY" ;;
+    esac
+    return
+  fi
   case "$1" in
     pushloop) echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS" ;;
     "pushloop takeover") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --deflate-takeover" ;;
     "pushloop no deflate") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --no-deflate" ;;
+    "$THREADS_LABEL") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --threads 2" ;;
     "$BASE_LABEL") echo "$BASE_BIN --addr $2 $BASE_FLAGS" ;;
     "$UWS_LABEL") echo "$UWS_BIN --addr $2" ;;
     tokio-tungstenite) echo "$BIN/tungstenite-echo --addr $2" ;;
@@ -223,10 +258,19 @@ server_cmd() {
   esac
 }
 available() {
+  if [ "${2:-}" = wss ]; then
+    [ -n "$TLS_CERT" ] || return 1
+    case "$1" in
+      pushloop) [ -n "$PUSHLOOP_TLS" ] ;;
+      *) true ;;
+    esac
+    return
+  fi
   case "$1" in
     pushloop) [ -n "$PUSHLOOP" ] ;;
-    "pushloop takeover") [ -n "$PUSHLOOP" ] && knows_flag "$PUSHLOOP" --deflate-takeover ;;
-    "pushloop no deflate") [ -n "$PUSHLOOP" ] && knows_flag "$PUSHLOOP" --no-deflate ;;
+    "pushloop takeover") [ -n "$PUSHLOOP" ] && [[ $PUSHLOOP_HELP == *--deflate-takeover* ]] ;;
+    "pushloop no deflate") [ -n "$PUSHLOOP" ] && [[ $PUSHLOOP_HELP == *--no-deflate* ]] ;;
+    "$THREADS_LABEL") [ -n "$PUSHLOOP" ] && [[ $PUSHLOOP_HELP == *--threads* ]] ;;
     "$BASE_LABEL") [ -n "$BASE_BIN" ] ;;
     "$UWS_LABEL") [ -n "$UWS_BIN" ] ;;
     node*) [ "$NODE_OK" = 1 ] ;;
@@ -234,7 +278,12 @@ available() {
   esac
 }
 
-PUSHLOOPS=(pushloop)
+# pushloop with two loops (--threads 2), pinned like every server to core 0: both loops
+# share that core, so its CPU per message against `pushloop` is the cost of crossing
+# loops (the shared topics' lock, the inboxes, the wake-ups), not a speed-up.
+THREADS_LABEL="pushloop×2"
+PUSHLOOP_HELP=$([ -n "$PUSHLOOP" ] && timeout 5 "$PUSHLOOP" --help 2>&1 </dev/null || true)
+PUSHLOOPS=(pushloop "$THREADS_LABEL")
 if [ -n "$BASE_LABEL" ]; then PUSHLOOPS+=("$BASE_LABEL"); fi
 WS_PEERS=("${PUSHLOOPS[@]}" "$UWS_LABEL" tokio-tungstenite fastwebsockets "node ws")
 SSE_PEERS=("${PUSHLOOPS[@]}" "$UWS_LABEL" axum "node http")
@@ -250,6 +299,9 @@ SSE_PIPELINED_PEERS=("${PUSHLOOPS[@]}" axum "node http")
 DEFLATE_ECHO_PEERS=("${PUSHLOOPS[@]}" "pushloop takeover" "pushloop no deflate" "node ws")
 DEFLATE_FANOUT_PEERS=("${PUSHLOOPS[@]}" "pushloop no deflate" "node ws")
 DEFLATE_HOLD_PEERS=("${PUSHLOOPS[@]}" "pushloop takeover" "pushloop no deflate")
+# Over TLS: pushloop --features tls and tokio-tungstenite behind tokio-rustls, both on
+# rustls 0.23 with ring (TLS 1.3, ALPN http/1.1), so the comparison is of the servers.
+WSS_PEERS=(pushloop tokio-tungstenite)
 if [ "$QUICK" = 1 ]; then
   ECHO_T=(--secs 1 --warmup 0.3)
   HOLD=(--conns 1000 --settle-ms 300)
@@ -269,10 +321,14 @@ SCENARIOS=(
   "opens: ${HOLD[1]} WebSocket opens, 256 at a time|opens --timeout 120 --conns ${HOLD[1]}|ws"
   "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, back to back|fanout --timeout 120 --window 1 ${FANOUT[*]}|sse"
   "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, 16 pipelined|fanout --timeout 120 --window 16 ${FANOUT[*]}|sse-pipelined"
+  "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, one every 10 ms|fanout --timeout 120 --interval-us 10000 ${FANOUT[*]}|sse"
   "churn: open, echo 1, close; 16 slots|churn --max-msgs 10000000 --timeout 60 ${CHURN[*]}|ws"
   "deflate: echo 1 KiB JSON compressed, 64 conns x 16 in flight|echo --deflate --conns 64 --depth 16 --size 1024 --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|deflate-echo"
   "deflate: WebSocket fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events of 4 KiB, back to back|wsfanout --deflate --timeout 120 --window 1 --size 4096 ${FANOUT[*]}|deflate-fanout"
   "deflate: hold ${HOLD[1]} idle compressed WebSockets, each after one 1 KiB echo|hold --deflate --warm-msgs 1 --size 1024 --timeout 120 ${HOLD[*]}|deflate-hold"
+  "wss: echo 20 B text, 64 conns x 16 in flight|echo --tls-ca $TLS_CERT --conns 64 --depth 16 --size 20 --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|wss"
+  "wss: hold ${HOLD[1]} idle WebSockets over TLS|hold --tls-ca $TLS_CERT --timeout 120 ${HOLD[*]}|wss"
+  "wss: opens: ${HOLD[1]} TLS handshakes (full, TLS 1.3) + WebSocket opens, 256 at a time|opens --tls-ca $TLS_CERT --timeout 120 --conns ${HOLD[1]}|wss"
 )
 
 mkdir -p "$HERE/results"
@@ -282,12 +338,12 @@ IDLE="$RESULTS.idle"
 : >"$IDLE"
 PORT=$((17000 + RANDOM % 2000))
 
-# start_server LABEL: start a fresh LABEL pinned to core 0; sets SPID and ADDR.
+# start_server LABEL [KIND]: start a fresh LABEL pinned to core 0; sets SPID and ADDR.
 start_server() {
   PORT=$((PORT + 1))
   ADDR="127.0.0.1:$PORT"
   # shellcheck disable=SC2046
-  "${PIN_SERVER[@]}" $(server_cmd "$1" "$ADDR") >/dev/null 2>&1 &
+  "${PIN_SERVER[@]}" $(server_cmd "$1" "$ADDR" "${2:-}") >/dev/null 2>&1 &
   SPID=$!
   for _ in $(seq 100); do
     if ! kill -0 "$SPID" 2>/dev/null; then return 1; fi
@@ -325,13 +381,14 @@ for entry in "${SCENARIOS[@]}"; do
     deflate-echo) servers=("${DEFLATE_ECHO_PEERS[@]}") ;;
     deflate-fanout) servers=("${DEFLATE_FANOUT_PEERS[@]}") ;;
     deflate-hold) servers=("${DEFLATE_HOLD_PEERS[@]}") ;;
+    wss) servers=("${WSS_PEERS[@]}") ;;
     *) servers=("${WS_PEERS[@]}") ;;
   esac
   for round in $(seq "$ROUNDS"); do
     for label in "${servers[@]}"; do
-      available "$label" || continue
+      available "$label" "$kind" || continue
       log "[$name] round $round/$ROUNDS: $label"
-      if ! start_server "$label"; then
+      if ! start_server "$label" "$kind"; then
         log "  $label did not start listening; skipped"
         stop_server
         continue
@@ -365,6 +422,11 @@ if [ -s "$RESULTS" ]; then
     echo "an earlier response is pending (synchronous pipelining only), and peer-uws answers a publish after its fan-out."
   fi
   [ -n "$PUSHLOOP" ] && grep -q '"label":"pushloop"' "$RESULTS" || echo "pushloop was not measured (not built, or no /echo yet): ratios are '–'."
+  if grep -q '"loop_split"' "$RESULTS"; then
+    echo
+    echo "$THREADS_LABEL: connections per loop (from its /stats, all open; the probe's own connection counted):"
+    grep '"loop_split"' "$RESULTS" | sed 's/.*"scenario":"\([^"]*\)".*"loop_split":"\([^"]*\)".*/- \1: \2/; s/.*"loop_split":"\([^"]*\)".*"scenario":"\([^"]*\)".*/- \2: \1/' | sort | uniq
+  fi
 fi
 
 # ---- 6. Footprint -------------------------------------------------------------------
@@ -391,13 +453,16 @@ if [ -n "$PUSHLOOP_PLAIN" ]; then
     sed 's/ (\*)$//; s/ (proc-macro)$//' | sort -u | awk 'NF' | wc -l | awk '{print $1 - 1}')
   echo "| pushloop \`--no-default-features\` (no permessage-deflate) | $(size_of "$PUSHLOOP_PLAIN") KiB | $plain_crates | – |"
 fi
+if [ -n "$PUSHLOOP_TLS" ]; then
+  echo "| pushloop --features tls (rustls + ring) | $(size_of "$PUSHLOOP_TLS") KiB | $PUSHLOOP_TLS_CRATES | – |"
+fi
 if [ -n "$BASE_BIN" ]; then
   echo "| $BASE_LABEL | $(size_of "$BASE_BIN") KiB | $BASE_CRATES | $(idle_of "$BASE_LABEL") |"
 fi
 if [ -n "$UWS_BIN" ]; then
   echo "| $UWS_LABEL ${UWS_VERSION:-?} (C++, g++ -O3 -flto) | $(size_of "$UWS_BIN") KiB + libstdc++ (shared) | – (uWebSockets headers + uSockets, vendored) | $(idle_of "$UWS_LABEL") |"
 fi
-for p in "tokio-tungstenite tungstenite-echo" "fastwebsockets fastws-echo" "axum axum-sse"; do
+for p in "tokio-tungstenite tungstenite-echo" "tokio-tungstenite+rustls tungstenite-tls-echo" "fastwebsockets fastws-echo" "axum axum-sse"; do
   read -r label bin <<<"$p"
   echo "| $label | $(size_of "$BIN/$bin") KiB | $(crates_of "$HERE" "$bin") | $(idle_of "$label") |"
 done

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use pushloop::app::{App, ConnId, Context, Reply, TopicId};
 use pushloop::http::{Request, Response};
-use pushloop::server::{signal, Config, Handle, HandleError, Server};
+use pushloop::server::{signal, Config, Handle, HandleError, OwnedPayload, Server};
 
 /// The sensor: one reading every 500 ms until the loop is gone.
 fn sensor(handle: Handle, topic: TopicId) {
@@ -38,13 +38,15 @@ fn sensor(handle: Handle, topic: TopicId) {
         thread::sleep(Duration::from_millis(500));
         let celsius = 20.0 + 2.0 * (n as f64 / 10.0).sin(); // a fake thermometer
         let json = format!("{{\"n\":{n},\"celsius\":{celsius:.2}}}");
-        match handle.publish(topic, Some("reading"), json) {
+        // The reading is JSON: published as such, so clients parse it once.
+        match handle.publish_payload(topic, Some("reading"), OwnedPayload::Json(json)) {
             Ok(()) => {}
             Err(HandleError::Full) => {
                 dropped += 1;
                 eprintln!("reading {n} dropped: the loop is behind ({dropped} so far)");
             }
             Err(HandleError::Closed) => return,
+            Err(other) => eprintln!("reading {n} refused: {other}"),
         }
     }
 }
@@ -55,7 +57,7 @@ struct Readings {
 
 impl App for Readings {
     fn request(&mut self, _: &mut Context, _: ConnId, req: &Request, _body: &[u8]) -> Reply {
-        let after = match req.query_param("after").map(str::parse) {
+        let after = match req.query_param("after").map(|after| after.parse()) {
             None => None,
             Some(Ok(after)) => Some(after),
             Some(Err(_)) => return Reply::Response(Response::text(400, "bad after\n")),

@@ -62,7 +62,7 @@ impl App for Feed {
     fn request(&mut self, _: &mut Context, _: ConnId, req: &Request, _body: &[u8]) -> Reply {
         match req.path() {
             "/" => Reply::Response(Response::html(200, PAGE)),
-            "/poll" => match req.query_param("after").unwrap_or("0").parse() {
+            "/poll" => match req.query_param("after").as_deref().unwrap_or("0").parse() {
                 // Answered at once if the feed has anything after `after`,
                 // else held until a publish or the long-poll timeout.
                 Ok(after) => Reply::LongPoll {

@@ -37,9 +37,11 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::any::Any;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::engine::handle::Handle;
+use crate::engine::handle::{Command, Handle, HandleError};
 use crate::engine::stats::Stats;
 use crate::engine::Core;
 use crate::feeds::{Payload, PublishError, TopicError};
@@ -191,40 +193,129 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Sends a message to one open WebSocket.
+    /// Sends a message to one connection: a frame to an open WebSocket, an
+    /// event to an event stream, the answer to a held long-poll. A
+    /// connection of another loop gets it through that loop's command queue
+    /// (`Ok` means queued there; [`SendError::Busy`] if the queue is full).
     pub fn send(&mut self, id: ConnId, message: Message) -> Result<(), SendError> {
-        self.core.send(id.0, message)
+        if let Some(token) = self.core.local(id) {
+            return self.core.send(token, message);
+        }
+        let handle = &self.core.handle;
+        let queued = match message {
+            Message::Text(text) => handle.send_text(id, text),
+            Message::Binary(bytes) => handle.send_binary(id, bytes),
+        };
+        queued.map_err(|error| match error {
+            HandleError::Full => SendError::Busy,
+            _ => SendError::NotOpen,
+        })
     }
 
     /// Sends a message to every open WebSocket; encoded once, shared by all
-    /// queues. Returns how many queued it.
+    /// queues of this loop, and queued for the other loops. Returns how many
+    /// queued it on this loop.
     pub fn broadcast(&mut self, message: Message) -> usize {
-        self.core.broadcast(None, message)
+        self.broadcast_to_all(None, message)
     }
 
     /// Sends a message to every open WebSocket but `except` (socket.io's
     /// `socket.broadcast.emit`).
     pub fn broadcast_except(&mut self, except: ConnId, message: Message) -> usize {
-        self.core.broadcast(Some(except.0), message)
+        self.broadcast_to_all(Some(except), message)
+    }
+
+    fn broadcast_to_all(&mut self, except: Option<ConnId>, message: Message) -> usize {
+        if self.core.loops > 1 {
+            // A loop that cannot take it now misses it, as a full queue
+            // would drop it here; the others still get it.
+            let _ = self.core.handle.broadcast_to_others(|| match message {
+                Message::Text(text) => Command::BroadcastText {
+                    text: text.to_owned(),
+                    except,
+                },
+                Message::Binary(bytes) => Command::BroadcastBinary {
+                    bytes: bytes.to_vec(),
+                    except,
+                },
+            });
+        }
+        let except = except.and_then(|id| self.core.local(id));
+        self.core.broadcast(except, message)
     }
 
     /// Starts the close handshake (RFC 6455 §7.1.2) with `code` and `reason`
     /// (truncated to 123 bytes). Any other kind of connection is closed after
-    /// its queued bytes are written. False when no such connection is open.
+    /// its queued bytes are written. False when no such connection is open;
+    /// for a connection of another loop, true once the request is queued there.
     pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
-        self.core.close(id.0, code, reason)
+        match self.core.local(id) {
+            Some(token) => self.core.close(token, code, reason),
+            None => self.core.handle.close(id, code, reason).is_ok(),
+        }
     }
 
     /// Answers a request the app deferred with [`Reply::Later`]. False if the
-    /// connection is not waiting for one (already answered, timed out, gone).
+    /// connection is not waiting for one (already answered, timed out, gone);
+    /// for a connection of another loop, true once the answer is queued there.
     pub fn respond(&mut self, id: ConnId, response: Response) -> bool {
-        self.core.respond(id.0, &response)
+        match self.core.local(id) {
+            Some(token) => self.core.respond(token, &response),
+            None => self.core.handle.respond(id, response).is_ok(),
+        }
+    }
+
+    /// Keeps a value of the app's own type with a connection until it closes
+    /// (replacing any earlier one; `App::close` can still read it). False if
+    /// there is no such connection on this loop (each loop's app keeps the
+    /// data of its own connections).
+    pub fn set_data<T: Any>(&mut self, id: ConnId, value: T) -> bool {
+        let Some(token) = self.core.local(id) else {
+            return false;
+        };
+        if self.core.conns.get(token).is_none() {
+            return false;
+        }
+        self.core.data.insert(token, Box::new(value));
+        true
+    }
+
+    /// The value kept with a connection, if it is a `T`.
+    pub fn data<T: Any>(&self, id: ConnId) -> Option<&T> {
+        self.core.data.get(&self.core.local(id)?)?.downcast_ref()
+    }
+
+    /// The value kept with a connection, if it is a `T`, to change.
+    pub fn data_mut<T: Any>(&mut self, id: ConnId) -> Option<&mut T> {
+        let token = self.core.local(id)?;
+        self.core.data.get_mut(&token)?.downcast_mut()
+    }
+
+    /// Takes the value kept with a connection away, if it is a `T`.
+    pub fn take_data<T: Any>(&mut self, id: ConnId) -> Option<T> {
+        let token = self.core.local(id)?;
+        let value = self.core.data.remove(&token)?;
+        match value.downcast::<T>() {
+            Ok(value) => Some(*value),
+            Err(other) => {
+                self.core.data.insert(token, other);
+                None
+            }
+        }
+    }
+
+    /// The address of the connection's peer (asked of the socket: nothing is
+    /// kept per connection for it); `None` for one of another loop.
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        let token = self.core.local(id)?;
+        self.core.conns.get(token)?.stream.peer_addr().ok()
     }
 
     /// Bytes queued for a connection and not yet taken by its socket (the
-    /// browser's `bufferedAmount`); `None` for an unknown id.
+    /// browser's `bufferedAmount`); `None` for an unknown id or one of
+    /// another loop.
     pub fn buffered_amount(&self, id: ConnId) -> Option<usize> {
-        self.core.buffered_amount(id.0)
+        self.core.buffered_amount(self.core.local(id)?)
     }
 
     /// The topic of that name, created on first use.
@@ -232,9 +323,21 @@ impl Context<'_> {
         self.core.feeds.topic(name)
     }
 
+    /// The names of every topic, sorted.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.core.feeds.names()
+    }
+
     /// The topic of that name, if it exists.
     pub fn find_topic(&self, name: &str) -> Option<TopicId> {
         self.core.feeds.find(name)
+    }
+
+    /// The topics of a comma-separated list (`?topics=a,b`): each must exist
+    /// ([`TopicError::Unknown`]) unless `create`; a malformed list is
+    /// [`TopicError::BadName`]. Answer an error with a `400` and its text.
+    pub fn topics(&mut self, list: &str, create: bool) -> Result<Vec<TopicId>, TopicError> {
+        self.core.feeds.list(list, create)
     }
 
     /// Removes a topic: its followers get a last `removed` event and follow
@@ -264,24 +367,29 @@ impl Context<'_> {
         payload: Payload,
         except: Option<ConnId>,
     ) -> Result<u64, PublishError> {
-        self.core
-            .publish(topic, event, payload, except.map(|id| id.0))
+        self.core.publish(topic, event, payload, except)
     }
 
-    /// Subscribes an open WebSocket or an event stream to a topic, replaying
-    /// history after `after` first when it is given (see [`Accept::subscribe`]).
+    /// Subscribes an open WebSocket or an event stream of this loop to a
+    /// topic, replaying history after `after` first when it is given (see
+    /// [`Accept::subscribe`]). A connection of another loop:
+    /// [`SendError::OtherLoop`] (subscribe it from its own loop's callbacks).
     pub fn subscribe(
         &mut self,
         id: ConnId,
         topic: TopicId,
         after: Option<u64>,
     ) -> Result<(), SendError> {
-        self.core.subscribe(id.0, topic, after)
+        let token = self.core.local(id).ok_or(SendError::OtherLoop)?;
+        self.core.subscribe(token, topic, after)
     }
 
-    /// A connection stops following a topic. False if it did not.
+    /// A connection of this loop stops following a topic. False if it did
+    /// not (or is on another loop).
     pub fn unsubscribe(&mut self, id: ConnId, topic: TopicId) -> bool {
-        self.core.unsubscribe(id.0, topic)
+        self.core
+            .local(id)
+            .is_some_and(|token| self.core.unsubscribe(token, topic))
     }
 
     /// Calls [`App::timer`] once, after `delay`.
@@ -312,13 +420,32 @@ impl Context<'_> {
         self.core.stats()
     }
 
+    /// The counters of every loop, this one's live and the others' as they
+    /// last published them (at most `engine::STATS_PERIOD` old); one element
+    /// when a single loop runs.
+    pub fn every_loop_stats(&self) -> Vec<Stats> {
+        self.core.handle.every_loop_stats(&self.core.stats())
+    }
+
+    /// The counters of every loop added up (see [`Context::every_loop_stats`]).
+    pub fn total_stats(&self) -> Stats {
+        Stats::sum(&self.every_loop_stats())
+    }
+
+    /// This loop's place among the server's loops (0 when alone).
+    pub fn loop_index(&self) -> usize {
+        usize::from(self.core.loop_index)
+    }
+
     /// A handle for other threads.
     pub fn handle(&self) -> Handle {
         self.core.handle.clone()
     }
 
-    /// Starts a graceful shutdown (see [`crate::server::Server::run`]).
+    /// Starts a graceful shutdown of every loop (see
+    /// [`crate::server::Server::run`]).
     pub fn shutdown(&mut self) {
+        self.core.handle.shutdown();
         self.core.begin_shutdown();
     }
 }

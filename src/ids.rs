@@ -4,14 +4,35 @@
 
 use std::fmt;
 
-/// A connection, as the loop knows it. Ids are not reused while a stale copy
-/// could matter: a slot's generation changes when its connection goes.
+/// A connection: the loop it lives on and its token there. Ids are unique
+/// across the loops of a server and not reused while a stale copy could
+/// matter: a slot's generation changes when its connection goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub(crate) mio::Token);
+pub struct ConnId {
+    pub(crate) loop_index: u16,
+    pub(crate) token: mio::Token,
+}
+
+impl ConnId {
+    pub(crate) fn new(loop_index: u16, token: mio::Token) -> ConnId {
+        ConnId { loop_index, token }
+    }
+
+    /// The loop the connection lives on (0 when there is one).
+    pub fn loop_index(self) -> usize {
+        usize::from(self.loop_index)
+    }
+}
 
 impl fmt::Display for ConnId {
+    /// `#slot` (see [`display_token`]); on any loop but the first, followed
+    /// by `@loop`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&display_token(self.0))
+        f.write_str(&display_token(self.token))?;
+        match self.loop_index {
+            0 => Ok(()),
+            index => write!(f, "@{index}"),
+        }
     }
 }
 

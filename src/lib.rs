@@ -55,7 +55,10 @@
 //! are shared by every follower and by the history. Ids are unique across
 //! every topic of a server, so one cursor resumes a connection that follows
 //! several topics; a cursor that cannot be served exactly gets a `resync`
-//! event, never a silent gap.
+//! event, never a silent gap. The topics ([`feeds::topics`]) and who
+//! follows them ([`feeds::members`]) are apart: with several loops the
+//! topics are shared behind one lock ([`feeds::hub`]) and each loop keeps
+//! its own followers.
 //!
 //! ## 3. [`engine`] — the loop's state, by job
 //!
@@ -66,7 +69,10 @@
 //! ([`engine::streams`]) are what a feed does on a connection: event
 //! streams, polls, long-polls, subscriptions, replay that follows the
 //! queue as it drains. Timers ([`engine::timers`]): one heap for every
-//! deadline. Every limit has a name and a default in [`limits`].
+//! deadline. Every limit has a name and a default in [`limits`]. The
+//! trace ([`engine::trace`]) turns what happens into one record per head,
+//! frame and event, for `--trace` and for the lab ([`engine::lab`]), which
+//! streams a page the records of its own connections.
 //!
 //! ## 4. [`app`] and [`server`] — the API and the loop
 //!
@@ -77,6 +83,16 @@
 //! each socket into one loop-wide buffer (an idle connection owns no
 //! buffer), at most one buffer-full per connection per turn, and stops
 //! reading a connection whose queue is past its bound.
+//! [`server::Server::run_threads`] runs one loop per core on the same port
+//! (`SO_REUSEPORT`, [`server::reuseport`]), with one feed across them.
+//!
+//! **TLS** (feature `tls`, rustls on ring): `tls` is a byte transform
+//! between a socket and its session (RFC 8446). A TLS listener beside the
+//! plain one (`Server::bind_tls`, `Server::add_tls_listener`) gives its
+//! connections a boxed `TlsStream`: ciphertext is read into the same
+//! loop-wide buffer and decrypted in place, the outbox is encrypted on its
+//! way out and only while the socket takes it, a close says `close_notify`,
+//! and a TLS error answers with its alert. The sessions above never know.
 //!
 //! ## One WebSocket message, from the socket to `App::message` and back
 //!
@@ -118,10 +134,11 @@
 //!
 //! Every parser is fuzzed (`fuzz/`, replayed by `cargo test`), every limit
 //! has a test that crosses it, and a panic inside your callback closes only
-//! the connection it concerned. The crate denies `unsafe` code except in two
-//! small, documented places of the server: the signal mask
-//! (`server::signal`) and the last write of a closing socket sent with
-//! `MSG_MORE`, so its bytes and the FIN leave in one packet.
+//! the connection it concerned. The crate denies `unsafe` code except in
+//! three small, documented places of the server: the signal mask
+//! (`server::signal`), the last write of a closing socket sent with
+//! `MSG_MORE`, so its bytes and the FIN leave in one packet, and the
+//! listening sockets several loops share (`server::reuseport`).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -140,6 +157,8 @@ pub mod engine;
 pub mod app;
 
 pub mod server;
+
+pub mod prelude;
 
 #[cfg(feature = "client")]
 pub mod client;

@@ -1,12 +1,49 @@
 //! Every limit pushloop enforces, in one place: its name, its default, why the
 //! default is what it is, and what the peer sees when it is crossed.
 //!
+//! Two more live beside what they bound: the lab's, which is off unless asked
+//! for ([`crate::engine::lab::LabConfig`]: sessions, lines per second), and
+//! the length of a trace line's fields ([`crate::engine::trace::MAX_FIELD_CHARS`]).
+//!
 //! The protocol layers below the event loop take the numbers they need as plain
 //! arguments (they never see this struct); the server hands them out from here.
 //! Each limit has a test that crosses it (see the module that enforces it).
+//!
+//! # The memory bound
+//!
+//! Together these limits bound what a server holds, whatever its peers do:
+//!
+//! ```text
+//! memory ≤ max_connections × per_connection  +  topics × history.max_bytes  +  loop
+//!
+//! per_connection = ~0.5 KiB                       the connection's state
+//!   + read_buffer_bytes                           input read but not handled yet
+//!   + max(max_head_bytes + max_body_bytes,        a request being read,
+//!         max_message_bytes)                      or a WebSocket message
+//!   + max(max_queued_answer_bytes + one answer,   HTTP: input pauses past the first
+//!         max_queued_bytes + one message)         WebSocket, SSE: the slow-reader policy
+//!
+//! loop = read_buffer_bytes + 16 × 128 KiB of spare buffers + 8 poll answers
+//! ```
+//!
+//! *One answer* is a poll's (at most the polled topics' history) or the
+//! app's own response, as large as the app makes it. *One message* is a feed
+//! event (at most [`crate::feeds::HistoryLimits::max_event_bytes`]) or a
+//! message the app sends (an echo: `max_message_bytes`). Bytes shared by
+//! many queues — an event, a broadcast, a poll answer several polls asked
+//! for — count once per queue here and are held once, so the bound is loose
+//! where sharing is the rule. `topics` is at most [`Limits::max_topics`].
+//!
+//! With every default, a connection may hold about 6 MiB in the worst case
+//! (a 1 MiB body being read while a 4 MiB event waits behind a full 1 MiB
+//! queue); size `max_connections`, `max_body_bytes` and `max_event_bytes`
+//! for the machine. A client that only pipelines requests without reading
+//! the answers holds far less: `read_buffer_bytes + max_queued_answer_bytes
+//! + one answer`, about 192 KiB for 64 KiB answers.
 
 use std::time::Duration;
 
+use crate::feeds::InboxLimits;
 use crate::http::HttpConfig;
 use crate::ws::frame::MessageLimits;
 use crate::ws::session::SessionConfig;
@@ -51,20 +88,41 @@ pub struct Limits {
     /// than this when a new message is queued is a slow reader and gets the
     /// [`crate::limits::Limits::slow_reader`] policy. A single message larger
     /// than the limit is still accepted into an empty queue. Past the limit
-    /// the server also stops *reading* the connection until its queue drains
-    /// below half of it, so a peer that floods requests or pings without
+    /// the server also stops *reading* a WebSocket until its queue drains
+    /// below half of it, so a peer that floods pings or messages without
     /// reading the answers is paced by its own TCP window (see
-    /// [`crate::engine::outbox`] and the README's memory bound). Default 1 MiB.
+    /// [`crate::engine::outbox`] and the memory bound in this module's doc).
+    /// An HTTP connection's input pauses at
+    /// [`Limits::max_queued_answer_bytes`] instead. With TLS, the records
+    /// waiting for the socket count too, and at most 64 KiB of the queue is
+    /// encrypted ahead of it. Default 1 MiB.
     pub max_queued_bytes: usize,
+    /// Bytes of HTTP answers queued for one connection past which the server
+    /// stops reading its further (pipelined) requests, until the queue drains
+    /// below half of it; the answer that crosses it is queued whole. It is
+    /// apart from [`Limits::max_queued_bytes`], which a server with large
+    /// WebSocket messages raises (the demo: 17 MiB) and which would then let
+    /// every HTTP connection that pipelines without reading hold that much.
+    /// Default 64 KiB: whenever anything is queued here the kernel's send
+    /// buffer is full already (Linux grows it up to `tcp_wmem`'s 4 MiB), so
+    /// reading again at 32 KiB never lets a reading client's pipe run dry;
+    /// and it is the term [`Limits::max_connections`] multiplies in the
+    /// memory bound (10 000 × 64 KiB = 625 MiB, against 9.8 GiB at 1 MiB).
+    /// Past it: nothing the client sees; its requests wait in the kernel, and
+    /// its TCP window paces it.
+    pub max_queued_answer_bytes: usize,
     /// What happens to a slow reader (see [`SlowReader`]). Default: close it.
     pub slow_reader: SlowReader,
     /// Open connections (all transports). Default 10 000; past it new sockets
-    /// are accepted and closed at once, so the backlog cannot pile up.
+    /// are accepted and closed at once, so the backlog cannot pile up. With
+    /// several loops, each takes an equal share (rounded up).
     pub max_connections: usize,
     /// Time from accept to a complete request head (for later requests on a
     /// kept connection: from the head's first byte). Default 10 s: bounds
     /// slowloris-style trickling. Past it the socket is closed (a `408` is
-    /// written first when part of a head has arrived).
+    /// written first when part of a head has arrived). On a TLS listener the
+    /// TLS handshake runs inside it too, so a silent or trickling TLS client
+    /// is closed by the same deadline (counted as `tls.handshake_timeouts`).
     pub handshake_timeout: Duration,
     /// Time from a complete head to its complete body. Default 60 s
     /// (nginx's `client_body_timeout` is 60 s between two reads; here it is
@@ -76,6 +134,19 @@ pub struct Limits {
     /// `ping_interval + pong_timeout`, so a live WebSocket never hits it; an
     /// idle keep-alive HTTP connection does). Past it: the connection is closed
     /// (WebSocket: close `1001`).
+    ///
+    /// An HTTP connection whose answer is still being written is not idle
+    /// while its reader takes the bytes: each write that makes progress
+    /// gives it `idle_timeout` more, on a kept connection as before a close
+    /// ([`crate::engine::connection::Connection::on_write_progress`]). A
+    /// reader that takes nothing for `idle_timeout` is gone, and what is
+    /// still queued for it is dropped. The loop sees progress when the kernel
+    /// reports the socket writable again, after about a third of its send
+    /// buffer has drained (Linux grows it up to `tcp_wmem`'s 4 MiB), so a
+    /// reader slower than that third per `idle_timeout` (with a 4 MiB buffer
+    /// and the default, about 11 KB/s) is taken for a stalled one. Asking the kernel for its unsent
+    /// bytes (`SIOCOUTQ`) at the deadline would see slower progress too; it
+    /// is not done (it needs `unsafe`, and such a reader is rare).
     pub idle_timeout: Duration,
     /// How often the server pings an open WebSocket. Default 25 s, socket.io's
     /// `pingInterval`; browsers answer protocol pings on their own.
@@ -99,12 +170,29 @@ pub struct Limits {
     pub later_timeout: Duration,
     /// How long a graceful shutdown waits for queued bytes to drain. Default 5 s.
     pub shutdown_timeout: Duration,
+    /// At shutdown, event streams and held long-polls are told when to come
+    /// back (`retry:`, `Retry-After`): at a random point in this window, so a
+    /// restart does not bring every client back in the same second. Default
+    /// 10 s: a thousand clients then arrive at about a hundred a second.
+    pub reconnect_spread: Duration,
     /// Topics (rooms) that may exist at once. Default 10 000: a topic with an
     /// empty history costs a few hundred bytes, so the bound is about memory
     /// a client could make the server spend through an app that creates
     /// topics from requests. Past it, creating one fails
     /// ([`crate::feeds::TopicError::TooMany`]).
     pub max_topics: usize,
+    /// Events queued for a loop by the others (several loops, see
+    /// [`crate::feeds::hub`]). Default 4096: at 100 000 events a second a
+    /// loop may fall 40 ms behind, far more than one turn takes. Past it the
+    /// loop's followers catch up from history (counted in
+    /// `Stats::inbox_overflows`).
+    pub max_inbox_events: usize,
+    /// Bytes of the events queued for a loop by the others, every encoding
+    /// counted (they are shared with history, so this bounds what the inbox
+    /// alone keeps alive). Default 4 MiB, four topics' default history. One
+    /// event is always queued into an empty inbox, however big. Past it:
+    /// as `max_inbox_events`.
+    pub max_inbox_bytes: usize,
 }
 
 /// The policy for a connection whose write queue is past
@@ -130,6 +218,7 @@ impl Default for Limits {
             max_message_bytes: 1 << 20,
             max_fragments: 1 << 17,
             max_queued_bytes: 1 << 20,
+            max_queued_answer_bytes: 64 * 1024,
             slow_reader: SlowReader::Close,
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
@@ -140,9 +229,12 @@ impl Default for Limits {
             sse_keepalive: Duration::from_secs(15),
             long_poll_timeout: Duration::from_secs(25),
             shutdown_timeout: Duration::from_secs(5),
+            reconnect_spread: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             later_timeout: Duration::from_secs(30),
             max_topics: 10_000,
+            max_inbox_events: 4096,
+            max_inbox_bytes: 4 << 20,
         }
     }
 }
@@ -157,6 +249,14 @@ impl Limits {
             head_timeout: self.handshake_timeout,
             body_timeout: self.body_timeout,
             idle_timeout: self.idle_timeout,
+        }
+    }
+
+    /// How far a loop may fall behind the others.
+    pub fn inbox(&self) -> InboxLimits {
+        InboxLimits {
+            max_events: self.max_inbox_events,
+            max_bytes: self.max_inbox_bytes,
         }
     }
 

@@ -277,6 +277,26 @@ pub enum Fault {
     Internal,
 }
 
+impl Fault {
+    /// The section of the spec the fault breaks, for a protocol trace
+    /// (empty for our own faults and the socket's).
+    pub fn section(self) -> &'static str {
+        match self {
+            Fault::PlainHttp | Fault::NotTls | Fault::RecordOverflow | Fault::HandshakeTooLarge => {
+                "RFC 8446 §5.1"
+            }
+            Fault::UnsupportedVersion => "RFC 8446 §4.2.1",
+            Fault::NoCommonParameters => "RFC 8446 §4.1.1",
+            Fault::NoCommonAlpn => "RFC 7301 §3.2",
+            Fault::Malformed | Fault::UnexpectedMessage | Fault::Misbehaved => "RFC 8446 §6.2",
+            Fault::PeerAlert(_) => "RFC 8446 §6.2",
+            Fault::BadRecordMac => "RFC 8446 §5.2",
+            Fault::Truncated => "RFC 8446 §6.1",
+            Fault::Io(_) | Fault::ReadBufferTooSmall | Fault::KeysExhausted | Fault::Internal => "",
+        }
+    }
+}
+
 /// What the peer was told when its connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {

@@ -210,3 +210,29 @@ fn from_thread_publishes_readings_and_shuts_down_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn rooms_carries_a_room_to_its_other_followers_on_every_transport() {
+    let example = start("rooms");
+    let mut speaker = WsClient::connect(example.addr, "/talk?rooms=lobby,dev");
+    let mut listener = WsClient::connect(example.addr, "/talk?rooms=dev");
+    let mut poll = connect(example.addr);
+    poll.write_all(b"GET /poll?rooms=dev&after=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    speaker.send_text("@dev hello dev");
+    match listener.recv_data() {
+        Received::Text(text) => assert!(
+            text.contains(r#""topic":"dev","event":"chat","data":"hello dev""#),
+            "{text}"
+        ),
+        other => panic!("expected the chat event, got {other:?}"),
+    }
+    let answer = read_response(&mut poll, &mut Vec::new());
+    assert!(answer.text().contains("hello dev"), "{}", answer.text());
+    assert_eq!(
+        get(example.addr, "/events?rooms=a,,b").status,
+        400,
+        "a malformed list is refused"
+    );
+}

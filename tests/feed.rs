@@ -13,7 +13,6 @@ use common::*;
 use pushloop::app::{Accept, App, ConnId, Context, Message, Reply, TopicId, Upgrading};
 use pushloop::http::{Request, Response};
 use pushloop::server::Config;
-use pushloop::sse::{ParsedEvent, StreamParser};
 use pushloop::ws::handshake::Upgrade;
 
 /// The demo's routes, over one topic.
@@ -42,7 +41,7 @@ impl App for Feed {
             },
             "/publish" => {
                 let data = String::from_utf8_lossy(body);
-                match ctx.publish(self.topic, req.query_param("event"), &data) {
+                match ctx.publish(self.topic, req.query_param("event").as_deref(), &data) {
                     Ok(id) => Reply::Response(Response::json(200, format!("{{\"id\":{id}}}"))),
                     Err(_) => Reply::Response(Response::text(400, "bad event name")),
                 }
@@ -81,98 +80,6 @@ fn publish(addr: SocketAddr, event: Option<&str>, data: &str) -> u64 {
         .trim_end_matches('}')
         .parse()
         .expect("id")
-}
-
-/// A counter from `/stats`, e.g. `stat(addr, "sse", "connections")`.
-fn stat(addr: SocketAddr, transport: &str, field: &str) -> u64 {
-    let json = get(addr, "/stats").text();
-    let section = &json[json
-        .find(&format!("\"{transport}\":{{"))
-        .expect("transport")..];
-    let value =
-        &section[section.find(&format!("\"{field}\":")).expect("field") + field.len() + 3..];
-    value[..value.find([',', '}']).expect("end")]
-        .parse()
-        .expect("number")
-}
-
-/// An event-stream reader: a socket plus the browser's parser.
-struct EventStream {
-    stream: TcpStream,
-    parser: StreamParser,
-    head: HttpResponse,
-    raw: Vec<u8>,
-    /// Events dispatched by bytes that came with the head.
-    early: Vec<ParsedEvent>,
-}
-
-impl EventStream {
-    fn open(addr: SocketAddr, path: &str, last_event_id: Option<u64>) -> EventStream {
-        let mut stream = connect(addr);
-        let header = last_event_id
-            .map(|id| format!("Last-Event-ID: {id}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{header}\r\n"
-        )
-        .unwrap();
-        let mut buffered = Vec::new();
-        let mut buf = [0; 4096];
-        let head_end = loop {
-            let n = stream.read(&mut buf).expect("head");
-            assert!(n > 0, "closed before the head");
-            buffered.extend_from_slice(&buf[..n]);
-            if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-        };
-        let mut headers = [pushloop::http::httparse::EMPTY_HEADER; 32];
-        let mut response = pushloop::http::httparse::Response::new(&mut headers);
-        response.parse(&buffered).expect("head parses");
-        let head = HttpResponse {
-            status: response.code.unwrap_or(0),
-            headers: response
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
-            body: Vec::new(),
-        };
-        let mut reader = EventStream {
-            stream,
-            parser: StreamParser::new(1 << 20),
-            head,
-            raw: Vec::new(),
-            early: Vec::new(),
-        };
-        let rest = buffered.split_off(head_end);
-        reader.raw.extend_from_slice(&rest);
-        reader.early = reader.pending(&rest);
-        reader
-    }
-
-    fn pending(&mut self, bytes: &[u8]) -> Vec<ParsedEvent> {
-        self.parser.feed(bytes).expect("valid event stream")
-    }
-
-    /// Reads until `count` events were dispatched (or panics after the timeout).
-    fn events(&mut self, count: usize) -> Vec<ParsedEvent> {
-        let mut events = std::mem::take(&mut self.early);
-        let mut buf = [0; 65536];
-        while events.len() < count {
-            let n = self.stream.read(&mut buf).expect("stream read");
-            assert!(n > 0, "stream ended after {} events", events.len());
-            self.raw.extend_from_slice(&buf[..n]);
-            events.extend(self.pending(&buf[..n]));
-        }
-        events
-    }
 }
 
 // ---- SSE (WHATWG HTML §9.2) ---------------------------------------------------
@@ -222,8 +129,8 @@ fn an_event_name_with_a_line_break_is_refused() {
     let server = start(quick_config());
     assert_eq!(
         post(server.addr, "/publish?event=a%0Ab", "x").status,
-        200,
-        "percent-encoding is not decoded"
+        400,
+        "the query is percent-decoded (RFC 3986 §2.1) before the name is checked"
     );
     let mut stream = connect(server.addr);
     let response = {
@@ -433,6 +340,25 @@ fn poll_answers_at_once_with_the_events_after_the_cursor() {
     let all = get(server.addr, "/poll?after=0");
     assert_eq!(all.header("content-type"), Some("application/json"));
     assert!(all.text().contains("\"event\":\"note\""));
+}
+
+#[test]
+fn the_same_poll_is_answered_alike_until_a_publish_changes_the_answer() {
+    let server = start(quick_config());
+    let first = publish(server.addr, None, "a");
+    let second = publish(server.addr, None, "b");
+    let poll = format!("/poll?after={first}");
+    // Asked twice, answered from one shared encoding: the same bytes.
+    let once = get(server.addr, &poll).text();
+    assert_eq!(get(server.addr, &poll).text(), once);
+    assert!(once.contains(&format!("\"id\":{second}")), "{once}");
+    // A publish changes what the same question gets.
+    let third = publish(server.addr, None, "c");
+    let after = get(server.addr, &poll).text();
+    assert!(
+        after.contains(&format!("\"id\":{second}")) && after.contains(&format!("\"id\":{third}")),
+        "{after}"
+    );
 }
 
 #[test]

@@ -96,20 +96,15 @@ fn start() -> Started {
 }
 
 #[test]
-fn an_interval_ticks_without_drift_until_cleared() {
+fn an_interval_ticks_until_cleared() {
     let started = start();
     let ticks: Vec<Instant> = (0..5)
         .map(|_| started.ticks.recv_timeout(READ_TIMEOUT).unwrap())
         .collect();
-    for pair in ticks.windows(2) {
-        // Each deadline is the previous one plus the period, so ticks are
-        // spaced by at least the period (never bunched by late callbacks).
-        assert!(
-            pair[1] - pair[0] >= Duration::from_millis(19),
-            "{:?}",
-            pair[1] - pair[0]
-        );
-    }
+    // That each tick is scheduled from the previous deadline (no drift) is
+    // the timers' unit test (`a_periodic_timer_rearms_from_its_own_deadline`):
+    // here, on a shared machine, only the order is certain.
+    assert!(ticks.windows(2).all(|pair| pair[0] <= pair[1]));
     assert_eq!(get(started.server.addr, "/stop-ticking").status, 200);
     while started
         .ticks

@@ -3,6 +3,8 @@
 # playwright-core. Usage: .ci/browser/run.sh [path/to/pushloop]  (default
 # target/release/pushloop, relative to the repo root). Builds nothing; installs
 # chromium (apt) and node_modules (npm ci) if missing. Exits non-zero on any failure.
+# With PUSHLOOP_TLS_CERT and PUSHLOOP_TLS_KEY (PEM files; a binary built with --features
+# tls) the same test runs over https:// and wss:// (see test.mjs).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -38,7 +40,15 @@ pidfile=$(mktemp)
 # A free port: bind port 0, read it back, close (the server binds it right after).
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 
-"$bin" --addr "127.0.0.1:$port" --tick-ms 500 >>"$log" 2>&1 &
+listen=(--addr "127.0.0.1:$port")
+if [ -n "${PUSHLOOP_TLS_CERT:-}" ]; then
+  # TLS: see test.mjs. Node's fetch (publishing from the test) trusts the certificate.
+  listen=(--tls-addr "127.0.0.1:$port" --tls-cert "$PUSHLOOP_TLS_CERT" --tls-key "$PUSHLOOP_TLS_KEY")
+  export NODE_EXTRA_CA_CERTS=$PUSHLOOP_TLS_CERT
+  log=$artifacts/browser-tls-server.log
+  : >"$log"
+fi
+"$bin" "${listen[@]}" --tick-ms 500 >>"$log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true

@@ -1,6 +1,8 @@
 // Drives the pushloop demo page in headless Chromium and checks that one feed reaches
-// all four transports, that chat works, and that every column recovers after a dropped
-// connection and after a server restart, losing nothing. Started by run.sh, which
+// all four transports, that chat works, that the lab shows the page's own wire (frames
+// with their header bytes, charts for every transport, the comparison table filled in),
+// and that every column recovers after a dropped connection and after a server restart,
+// losing nothing. Started by run.sh, which
 // starts the server and passes it in the environment:
 //   PUSHLOOP_BIN, PUSHLOOP_PORT, PUSHLOOP_PID (the server to kill), PUSHLOOP_LOG
 //   (server output, appended to by the restarted server), PUSHLOOP_PIDFILE (this script
@@ -17,7 +19,14 @@ const FIRST_PID = Number(process.env.PUSHLOOP_PID);
 const LOG = process.env.PUSHLOOP_LOG;
 const PIDFILE = process.env.PUSHLOOP_PIDFILE;
 const ARTIFACTS = process.env.PUSHLOOP_ARTIFACTS ?? 'ci-artifacts';
-const BASE = `http://127.0.0.1:${PORT}`;
+// TLS (PUSHLOOP_TLS_CERT and PUSHLOOP_TLS_KEY set, a binary built with --features tls):
+// the server listens for TLS only, the page loads over https:// and its columns use
+// https:// and wss://; Chromium is told to accept the throwaway certificate, Node's fetch
+// trusts it through NODE_EXTRA_CA_CERTS (run.sh sets it).
+const TLS = process.env.PUSHLOOP_TLS_CERT
+  ? ['--tls-addr', `127.0.0.1:${PORT}`, '--tls-cert', process.env.PUSHLOOP_TLS_CERT, '--tls-key', process.env.PUSHLOOP_TLS_KEY]
+  : null;
+const BASE = `${TLS ? 'https' : 'http'}://127.0.0.1:${PORT}`;
 const COLS = ['short', 'long', 'sse', 'ws'];
 const NAMES = { short: 'short poll', long: 'long poll', sse: 'SSE', ws: 'WebSocket' };
 const t0 = Date.now();
@@ -39,8 +48,11 @@ const deadline = setTimeout(() => {
 let restarted = null;   // the server this script started
 let browser = null;
 
-async function publish(text, event) {
-  const url = `${BASE}/publish` + (event ? `?event=${encodeURIComponent(event)}` : '');
+async function publish(text, event, topic) {
+  const params = [];
+  if (event) params.push(`event=${encodeURIComponent(event)}`);
+  if (topic) params.push(`topic=${encodeURIComponent(topic)}`);
+  const url = `${BASE}/publish` + (params.length ? '?' + params.join('&') : '');
   const res = await fetch(url, { method: 'POST', body: text });
   if (!res.ok) throw new Error(`POST ${url} → ${res.status} ${await res.text()}`);
   return (await res.json()).id;
@@ -117,7 +129,8 @@ async function noDuplicates(page, label) {
 function startServer() {
   return new Promise((resolve, reject) => {
     const out = LOG ? openSync(LOG, 'a') : 'ignore';
-    const child = spawn(BIN, ['--addr', `127.0.0.1:${PORT}`, '--tick-ms', '500'], { stdio: ['ignore', 'pipe', out] });
+    const listen = TLS ?? ['--addr', `127.0.0.1:${PORT}`];
+    const child = spawn(BIN, [...listen, '--tick-ms', '500'], { stdio: ['ignore', 'pipe', out] });
     if (PIDFILE) writeFileSync(PIDFILE, String(child.pid));
     let text = '';
     const timer = setTimeout(() => reject(new Error('no "serving" line within 5 s')), 5000);
@@ -129,22 +142,104 @@ function startServer() {
   });
 }
 
+// The wire panel, the explanations, the charts and the table (see 2b).
+async function checkLab(page, publishedId, chat) {
+  const live = await page.waitForSelector('#lab-status[data-state=ok]', { timeout: 5000 }).then(() => true, () => false);
+  if (live) pass('lab: /lab/events is live for the page\'s session');
+  else fail('lab', 'status: ' + await page.textContent('#lab-status'));
+
+  // The published event went out to the WebSocket as a text frame (server frames are
+  // not masked: 0x81, then the length); the chat message came in masked, with its key.
+  const frames = await until('lab frames', 8000, async () => {
+    const found = await page.evaluate(({ id, chat }) => {
+      const rows = [...document.querySelectorAll('#wire li[data-cls=ws]')];
+      const out = rows.find((li) => li.dataset.what === 'frame' && li.dataset.dir === '→' &&
+        li.textContent.includes('\\"id\\":' + id));
+      const inIdx = rows.findIndex((li, i) => li.dataset.what === 'frame' && li.dataset.dir === '←' &&
+        rows[i + 1] && rows[i + 1].textContent.includes(chat));
+      const text = (li, sel) => (li && li.querySelector(sel) ? li.querySelector(sel).textContent : null);
+      return { outHex: text(out, '.hex'), outText: out && out.textContent,
+               inHex: text(rows[inIdx], '.hex'), inText: rows[inIdx] && rows[inIdx].textContent };
+    }, { id: publishedId, chat });
+    return { ok: found.outHex && found.inHex, found };
+  }, 250);
+  const f = frames.found || {};
+  if (f.outHex && /^81 [0-9a-f]{2}/.test(f.outHex) && /op=0x1 text\s+MASK=0 len=\d+ \((7|16)-bit\)/.test(f.outText)) {
+    pass(`lab: the published event's frame on the wire: ${f.outHex} · ${f.outText.match(/FIN=.*?\)/)[0]}`);
+  } else fail('lab: published frame', JSON.stringify(f));
+  if (f.inHex && /^81 [89a-f][0-9a-f]( [0-9a-f]{2}){4}$/.test(f.inHex) && /MASK=1 key=[0-9a-f]{8} len=\d+ \(7-bit\)/.test(f.inText)) {
+    pass(`lab: the chat frame from the browser, masked: ${f.inHex}`);
+  } else fail('lab: chat frame', JSON.stringify(f));
+
+  // Clicking the line explains it: the header bytes decoded, each field with its section.
+  await page.evaluate(() => document.getElementById('lab').scrollIntoView());
+  await page.click('#wire-bar button[data-filter=ws]');
+  const chatFrame = await page.evaluateHandle((chat) => {
+    const rows = [...document.querySelectorAll('#wire li[data-cls=ws]')];
+    return rows.find((li, i) => li.dataset.what === 'frame' && li.dataset.dir === '←' &&
+      rows[i + 1] && rows[i + 1].textContent.includes(chat));
+  }, chat);
+  const chatRow = chatFrame.asElement();
+  if (chatRow) {
+    await chatRow.evaluate((li) => li.scrollIntoView({ block: 'center' }));
+    await (await chatRow.$('.fld[data-field=key]')).click();
+    const explained = await page.evaluate(() => ({
+      hit: document.querySelector('#explain dt.hit')?.textContent,
+      key: [...document.querySelectorAll('#explain td')].some((td) => td.textContent === 'masking key'),
+      link: !!document.querySelector('#explain a[href="https://www.rfc-editor.org/rfc/rfc6455#section-5.3"]'),
+    }));
+    if (explained.hit === 'masking key' && explained.key && explained.link) {
+      pass('lab: clicking key= explains the masking key, with the header decoded and a link to RFC 6455 §5.3');
+    } else fail('lab: explanation', JSON.stringify(explained));
+  } else fail('lab: explanation', 'no chat frame line to click');
+
+  // Charts: points of latency and of bytes for every transport. Table: numbers.
+  const charts = await until('charts', 15000, async () => {
+    const pts = await page.evaluate(() => Object.fromEntries(['short', 'long', 'sse', 'ws'].map((k) => {
+      const svg = document.querySelector(`#chart-${k} svg`);
+      return [k, [Number(svg.dataset.latencyPoints), Number(svg.dataset.bytesPoints)]];
+    })));
+    return { ok: COLS.every((c) => pts[c][0] > 0 && pts[c][1] > 0), pts };
+  }, 500);
+  if (charts.ok) pass('lab charts: ' + COLS.map((c) => `${NAMES[c]} ${charts.pts[c][0]} latency / ${charts.pts[c][1]} bytes points`).join(', '));
+  else fail('lab charts', JSON.stringify(charts.pts));
+  const table = await until('table', 10000, async () => {
+    const rows = await page.evaluate(() => Object.fromEntries(['short', 'long', 'sse', 'ws'].map((k) => [k,
+      [...document.querySelectorAll(`#compare-${k} td.num`)].map((td) => td.textContent)])));
+    const numeric = (r) => /^\d+\.\d\d$/.test(r[0]) && /^[\d.]+ (B|KiB)$/.test(r[1]) &&
+      /^[\d.]+ m?s$/.test(r[2]) && /^\d+\.\d\d$/.test(r[3]);
+    return { ok: COLS.every((c) => numeric(rows[c])), rows };
+  }, 500);
+  if (table.ok) pass('lab table (requests/event, bytes/event, median latency, held): ' +
+    COLS.map((c) => `${NAMES[c]} ${table.rows[c].join(' · ')}`).join('; '));
+  else fail('lab table', JSON.stringify(table.rows));
+
+  // The screenshot: the lab at 1280×900, the WebSocket's lines, the chat frame explained.
+  if (chatRow) await (await chatRow.$('.what')).click();
+  await page.evaluate(() => window.scrollTo(0, document.getElementById('lab').offsetTop - 8));
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const shot = path.resolve(ARTIFACTS, TLS ? 'lab-tls.png' : 'lab.png');
+  await page.screenshot({ path: shot });
+  console.log(`     screenshot: ${shot}`);
+  await page.click('#wire-bar button[data-filter=all]');
+}
+
 async function finish() {
   try {
     if (browser) await browser.close();
   } catch (_) { /* already gone */ }
   if (restarted && restarted.exitCode === null) restarted.kill('SIGTERM');
   clearTimeout(deadline);
-  console.log(`browser: ${passed} passed, ${failed} failed (${secs(Date.now() - t0)})`);
+  console.log(`browser${TLS ? ' (https)' : ''}: ${passed} passed, ${failed} failed (${secs(Date.now() - t0)})`);
 }
 
 try {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    args: [...(TLS ? ['--ignore-certificate-errors'] : []), '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: Boolean(TLS) });
   const page = await context.newPage();
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -207,6 +302,11 @@ try {
   if (chatIds.size === 1) pass('chat: the same id in every column');
   else fail('chat', `different ids per column: ${[...chatIds].join(', ')}`);
 
+  // 2b. The lab: the wire panel shows this page's frames with their header bytes, a
+  // click explains them, the charts have points for all four transports and the
+  // comparison table has numbers. A screenshot of it for people.
+  await checkLab(page, id1, chat);
+
   // 3a. Drop the page's WebSocket and EventSource (as if they died), publish while they
   // are down, and check they come back with what they missed.
   await page.evaluate(() => { window.pushloop.dropWebSocket(); window.pushloop.dropEventSource(); });
@@ -256,12 +356,25 @@ try {
     .map((c) => `${NAMES[c]} lacks ${complete.missing[c].join(', ')}`).join('; '));
   await noDuplicates(page, 'after restart');
 
+  // 4. Rooms: follow two rooms; an event published to the second reaches every column,
+  //    and the JSON transports show its room.
+  const followed = await page.evaluate(() => window.pushloop.follow('feed,news'));
+  if (followed) pass('rooms: the page follows feed and news');
+  else fail('rooms', 'follow("feed,news") was refused');
+  await allConnected(page, 'rooms', 8000);
+  const newsId = await publish('breaking: rooms work', 'news', 'news');
+  await waitInColumns(page, 'rooms: news event', 8000, { id: newsId });
+  const rooms = await page.evaluate((id) => [...document.querySelectorAll(`ol.events li[data-id="${id}"] .room`)]
+    .map((r) => r.textContent), newsId);
+  if (rooms.filter((r) => r === '#news').length >= 3) pass('rooms: polls and WebSocket rows say #news');
+  else fail('rooms: room labels', JSON.stringify(rooms));
+
   if (pageErrors.length) fail('page errors', pageErrors.join(' | '));
   else pass('no uncaught errors in the page');
 
-  // 4. A screenshot for people.
+  // 5. A screenshot for people.
   mkdirSync(ARTIFACTS, { recursive: true });
-  const shot = path.resolve(ARTIFACTS, 'browser.png');
+  const shot = path.resolve(ARTIFACTS, TLS ? 'browser-tls.png' : 'browser.png');
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: shot });
   console.log(`     screenshot: ${shot}`);

@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # curl checks against a running pushloop server: /events, /poll, /longpoll, 400s and 413.
 # Usage: curl_checks.sh HOST:PORT PYTHON
+# With PUSHLOOP_TLS_CA=FILE (a PEM to trust) every check runs over https://, plus the
+# TLS ones: ALPN http/1.1, plain HTTP on the TLS port answered 400, /stats' TLS counters.
 # Prints one `PASS name` / `FAIL name: why` line per check. Every curl has --max-time.
 set -u
 ADDR=$1
 PY=${2:-python3}
 BASE="http://$ADDR"
+PREFIX=""
+if [ -n "${PUSHLOOP_TLS_CA:-}" ]; then
+  BASE="https://$ADDR"
+  PREFIX="https: "
+  # Every curl below trusts the test certificate.
+  curl() { command curl --cacert "$PUSHLOOP_TLS_CA" "$@"; }
+fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-pass() { echo "PASS $1${2:+ ($2)}"; }
-fail() { echo "FAIL $1: $2"; }
+pass() { echo "PASS $PREFIX$1${2:+ ($2)}"; }
+fail() { echo "FAIL $PREFIX$1: $2"; }
 echo "# $(curl --version | head -1)"
 
 # publish BODY_FILE [EVENT] → prints the id
@@ -62,7 +71,7 @@ eid = int(sys.argv[3])
 events = json.loads(raw)                # strict: control chars must be escaped
 assert isinstance(events, list), f"not an array: {type(events).__name__}"
 for e in events:
-    assert set(e) == {"id", "event", "data"}, f"keys {sorted(e)}"
+    assert set(e) == {"id", "topic", "event", "data"}, f"keys {sorted(e)}"
 ids = [e["id"] for e in events]
 assert ids == sorted(ids) and len(set(ids)) == len(ids), "ids not strictly increasing"
 match = [e for e in events if e["id"] == eid]
@@ -125,4 +134,31 @@ if [ "$code" = 413 ]; then
   pass "$name"
 else
   fail "$name" "HTTP $code $(head -c 200 "$TMP/big_err")"
+fi
+
+# ---- 6. TLS only: ALPN, plain HTTP on the TLS port, the counters
+if [ -n "${PUSHLOOP_TLS_CA:-}" ]; then
+  name="curl over TLS negotiates HTTP/1.1 (ALPN http/1.1, RFC 7301)"
+  got=$(curl -sS --max-time 5 -o /dev/null -w '%{http_version} %{ssl_verify_result}' "$BASE/poll?after=0")
+  if [ "$got" = "1.1 0" ]; then pass "$name"; else fail "$name" "http_version, verify result: $got"; fi
+
+  name="plain http:// on the TLS port -> 400 in plain text"
+  body=$(command curl -sS --max-time 5 -w ' %{http_code}' "http://$ADDR/" 2>&1)
+  case $body in
+    *"use https://"*" 400") pass "$name" ;;
+    *) fail "$name" "$body" ;;
+  esac
+
+  name="/stats counts handshakes and the plain-HTTP fault"
+  if out=$(curl -sS --max-time 5 "$BASE/stats" | "$PY" -c '
+import json, sys
+tls = json.load(sys.stdin)["transports"]["tls"]
+assert tls["handshakes"] > 0, tls
+assert tls["faults"]["plain_http"] >= 1, tls
+print("%d handshakes, %d close_notify sent" % (tls["handshakes"], tls["close_notify_sent"]))
+' 2>&1); then
+    pass "$name" "$out"
+  else
+    fail "$name" "$out"
+  fi
 fi

@@ -1,6 +1,7 @@
 """Python `websockets` client checks against a running pushloop server.
 
 Usage: py_checks.py HOST:PORT
+With PUSHLOOP_TLS_CA=FILE (a PEM to trust) every check runs over wss://.
 Prints one `PASS name` / `FAIL name: why` line per check; exits 0 (the caller counts).
 Every check is bounded by CHECK_TIMEOUT seconds.
 """
@@ -8,6 +9,7 @@ Every check is bounded by CHECK_TIMEOUT seconds.
 import asyncio
 import json
 import os
+import ssl
 import sys
 import traceback
 
@@ -17,15 +19,21 @@ from websockets.exceptions import ConnectionClosed
 
 CHECK_TIMEOUT = 15
 ADDR = sys.argv[1]
-ECHO = f"ws://{ADDR}/echo"
-CHAT = f"ws://{ADDR}/chat"
+CA = os.environ.get("PUSHLOOP_TLS_CA")
+SSL = ssl.create_default_context(cafile=CA) if CA else None
+SCHEME = "wss" if CA else "ws"
+HTTP = "https" if CA else "http"
+PREFIX = "wss: " if CA else ""
+ECHO = f"{SCHEME}://{ADDR}/echo"
+CHAT = f"{SCHEME}://{ADDR}/chat"
 
 
 def ws_connect(url, **options):
     # proxy=None: never route loopback traffic through an environment proxy.
     # max_size: room for the 1 MiB echo plus slack.
     # compression: websockets offers permessage-deflate by default.
-    return connect(url, proxy=None, max_size=4 * 1024 * 1024, open_timeout=5, close_timeout=5, **options)
+    tls = {"ssl": SSL} if SSL else {}
+    return connect(url, proxy=None, max_size=4 * 1024 * 1024, open_timeout=5, close_timeout=5, **tls, **options)
 
 
 async def recv(ws, timeout=5):
@@ -173,6 +181,51 @@ async def check_no_compression():
         assert await recv(ws) == msg, "uncompressed echo differs"
 
 
+async def check_two_rooms():
+    async with ws_connect(f"{CHAT}?topics=feed,news") as a, ws_connect(f"{CHAT}?topics=news") as b:
+        await asyncio.sleep(0.2)  # both subscribed before the publishes
+        marker = f"py-{os.getpid()}"
+        await a.send(f"@news {marker} to news")  # "@room text" publishes to that room
+        await a.send(f"{marker} to feed")  # else the first room followed
+
+        async def collect(ws, want):
+            got = []
+            while len(got) < want:
+                ev = json.loads(await ws.recv())
+                if ev.get("event") == "chat" and str(ev.get("data", "")).startswith(marker):
+                    got.append(ev)
+            return got
+
+        got_a, got_b = await asyncio.wait_for(asyncio.gather(collect(a, 2), collect(b, 1)), 5)
+        rooms_a = [ev["topic"] for ev in got_a]
+        assert rooms_a == ["news", "feed"], f"sender got {rooms_a}"
+        assert [ev["topic"] for ev in got_b] == ["news"], f"news-only got {got_b}"
+        assert got_a[0]["id"] < got_a[1]["id"], "one id space, increasing"
+
+
+async def check_metrics():
+    """GET /metrics parses with the Prometheus client's own text parser."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def fetch():
+        with urlopen(f"{HTTP}://{ADDR}/metrics", timeout=5, context=SSL) as res:
+            assert res.status == 200, f"HTTP {res.status}"
+            assert res.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            return res.read().decode()
+
+    text = await asyncio.get_running_loop().run_in_executor(None, fetch)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("pushloop_connections", "pushloop_requests", "pushloop_closes", "pushloop_events_published"):
+        assert name in families, f"{name} missing from {sorted(families)}"
+    transports = {s.labels.get("transport") for s in families["pushloop_connections"].samples}
+    assert transports == {"http", "poll", "longpoll", "sse", "websocket"}, transports
+    closes = families["pushloop_closes"].samples
+    assert any(s.labels["transport"] == "websocket" for s in closes), "no WebSocket ending counted yet"
+    return f"{len(families)} families, {sum(len(f.samples) for f in families.values())} samples"
+
+
 CHECKS = [
     ("py-websockets /echo permessage-deflate agreed, 200 KiB JSON echoed", check_deflate),
     ("py-websockets /echo compression=None: no extension, plain echo", check_no_compression),
@@ -186,6 +239,8 @@ CHECKS = [
     ("py-websockets /echo close 4001 'custom' echoed", check_close_4001),
     ("py-websockets /echo invalid UTF-8 text -> close 1007", check_invalid_utf8),
     ("py-websockets /chat two clients get the chat event", check_chat),
+    ("py-websockets /chat?topics=feed,news follows two rooms", check_two_rooms),
+    ("prometheus_client parses GET /metrics", check_metrics),
 ]
 
 
@@ -194,11 +249,11 @@ async def main():
     for name, fn in CHECKS:
         try:
             note = await asyncio.wait_for(fn(), CHECK_TIMEOUT)
-            print(f"PASS {name}" + (f" ({note})" if note else ""), flush=True)
+            print(f"PASS {PREFIX}{name}" + (f" ({note})" if note else ""), flush=True)
         except asyncio.TimeoutError:
-            print(f"FAIL {name}: timed out after {CHECK_TIMEOUT}s", flush=True)
+            print(f"FAIL {PREFIX}{name}: timed out after {CHECK_TIMEOUT}s", flush=True)
         except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
-            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+            print(f"FAIL {PREFIX}{name}: {type(e).__name__}: {e}", flush=True)
             traceback.print_exc(file=sys.stderr)
 
 

@@ -8,6 +8,11 @@
 # with `npm ci` (node/package-lock.json). Starts the server on a free port with --no-tick,
 # runs every check, stops the server, prints one PASS/FAIL line per check and a last line
 # `clients: N passed, M failed`; exits non-zero on any failure. Everything is time-bounded.
+#
+# TLS: with PUSHLOOP_TLS_CERT=FILE and PUSHLOOP_TLS_KEY=FILE (a binary built with
+# --features tls, a certificate for 127.0.0.1), the server listens for TLS only and the
+# curl, Python websockets and Node ws checks run over https:// and wss://, trusting that
+# certificate. (The Node eventsource checks restart plain servers, so they sit out.)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -56,11 +61,11 @@ if [ ${#need[@]} -gt 0 ]; then
     say "apt-get install ${need[*]} failed"
 fi
 
-# ---- Python websockets in a venv (pinned in requirements.txt)
+# ---- Python websockets and prometheus-client in a venv (pinned in requirements.txt)
 VENV=$HERE/.venv
 PY=$VENV/bin/python
 want_ws=$(sed -n 's/^websockets==//p' "$HERE/requirements.txt")
-if ! "$PY" -c "import websockets,sys; sys.exit(websockets.__version__ != '$want_ws')" 2>/dev/null; then
+if ! "$PY" -c "import websockets, prometheus_client, sys; sys.exit(websockets.__version__ != '$want_ws')" 2>/dev/null; then
   rm -rf "$VENV"
   if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
     # Debian splits ensurepip out of python3
@@ -89,7 +94,12 @@ while [ "$RESTART_PORT" = "$PORT" ]; do RESTART_PORT=$(free_port); done
 ADDR=127.0.0.1:$PORT
 
 # ---- start the server and wait (bounded) for its listening line
-"$BIN" --addr "$ADDR" --no-tick >"$LOGDIR/server.out" 2>"$LOGDIR/server.err" &
+LISTEN=(--addr "$ADDR")
+if [ -n "${PUSHLOOP_TLS_CERT:-}" ]; then
+  LISTEN=(--tls-addr "$ADDR" --tls-cert "$PUSHLOOP_TLS_CERT" --tls-key "$PUSHLOOP_TLS_KEY")
+  export PUSHLOOP_TLS_CA=$PUSHLOOP_TLS_CERT
+fi
+"$BIN" "${LISTEN[@]}" --no-tick >"$LOGDIR/server.out" 2>"$LOGDIR/server.err" &
 SERVER_PID=$!
 for _ in $(seq 100); do
   grep -q 'serving' "$LOGDIR/server.out" 2>/dev/null && break
@@ -118,7 +128,9 @@ run_group() {
 
 run_group py-websockets 60 "$PY" "$HERE/py_checks.py" "$ADDR"
 run_group node-ws 60 node "$HERE/node/ws_checks.mjs" "$ADDR"
-run_group node-eventsource 45 node "$HERE/node/sse_checks.mjs" "$ADDR" "$BIN" "$RESTART_PORT"
+if [ -z "${PUSHLOOP_TLS_CERT:-}" ]; then
+  run_group node-eventsource 45 node "$HERE/node/sse_checks.mjs" "$ADDR" "$BIN" "$RESTART_PORT"
+fi
 run_group curl 40 bash "$HERE/curl_checks.sh" "$ADDR" "$PY"
 
 # ---- the server survived all of that, and shuts down gracefully on SIGTERM

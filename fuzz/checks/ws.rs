@@ -16,7 +16,7 @@
 
 use pushloop::ws::close::{encode_close_payload, CloseCode};
 use pushloop::ws::frame::{encode_frame, OpCode, Role, MAX_HEADER_LEN};
-use pushloop::ws::frame::{Message, MessageDecoder, MessageError, MessageLimits, Step};
+use pushloop::ws::frame::{Decoded, MessageDecoder, MessageError, MessageLimits, Step};
 use pushloop::ws::utf8::Utf8Validator;
 
 /// Limits like a small server's.
@@ -91,13 +91,13 @@ enum Owned {
 }
 
 impl Owned {
-    fn from(message: &Message<'_>) -> Self {
+    fn from(message: &Decoded<'_>) -> Self {
         match message {
-            Message::Text(text) => Self::Text(text.to_string()),
-            Message::Binary(bytes) => Self::Binary(bytes.to_vec()),
-            Message::Ping(bytes) => Self::Ping(bytes.to_vec()),
-            Message::Pong(bytes) => Self::Pong(bytes.to_vec()),
-            Message::Close(close) => Self::Close(close.map(|(c, r)| (c, r.to_string()))),
+            Decoded::Text(text) => Self::Text(text.to_string()),
+            Decoded::Binary(bytes) => Self::Binary(bytes.to_vec()),
+            Decoded::Ping(bytes) => Self::Ping(bytes.to_vec()),
+            Decoded::Pong(bytes) => Self::Pong(bytes.to_vec()),
+            Decoded::Close(close) => Self::Close(close.map(|(c, r)| (c, r.to_string()))),
         }
     }
 
@@ -165,7 +165,7 @@ fn decode(reads: &[&[u8]], role: Role, limits: MessageLimits) -> Outcome {
         loop {
             let used = match decoder.step(&mut pending) {
                 Ok(Step::Message { message, used }) => {
-                    if let Message::Text(text) = message {
+                    if let Decoded::Text(text) = message {
                         assert!(std::str::from_utf8(text.as_bytes()).is_ok());
                     }
                     messages.push(Owned::from(&message));

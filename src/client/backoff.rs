@@ -12,7 +12,9 @@
 //!
 //! [`Backoff`] is sans-IO like the protocol layers: time comes in as `now`,
 //! randomness from a [`Random`] the caller passes, and it answers with a
-//! delay. It never sleeps, so its tests assert exact delays.
+//! delay. It never sleeps, so its tests assert exact delays. A blocking
+//! client waits those delays on a [`Clock`]: the [`SystemClock`], or in a
+//! test one that records each wait and returns at once.
 
 use std::time::{Duration, Instant};
 
@@ -151,6 +153,28 @@ impl<R: Random> Backoff<R> {
             .initial_delay
             .saturating_mul(factor)
             .min(self.policy.max_delay)
+    }
+}
+
+/// Where a reconnecting client reads the time and waits out its delays.
+pub trait Clock {
+    /// Now.
+    fn now(&self) -> Instant;
+    /// Waits `duration` (or, for a test clock, moves its time on by it).
+    fn sleep(&mut self, duration: Duration);
+}
+
+/// The real clock: [`Instant::now`] and [`std::thread::sleep`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
     }
 }
 

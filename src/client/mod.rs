@@ -13,9 +13,14 @@
 //!   with full jitter, give-up rules, a reset after a stable connection;
 //! - [`random`] — the randomness it and the WebSocket client need, injected;
 //! - [`transport`] — blocking byte streams behind a [`transport::Connect`],
-//!   plain TCP with timeouts, TLS pluggable;
+//!   plain TCP with timeouts; `tls` (feature `tls`) is rustls' client side
+//!   behind the same trait, for `wss://` and `https://`;
 //! - [`sse`] — a blocking SSE client: `for item in client.events() { … }`,
-//!   reconnecting with `Last-Event-ID` the way a browser's `EventSource` does.
+//!   reconnecting with `Last-Event-ID` the way a browser's `EventSource` does;
+//! - [`ws`] — a blocking WebSocket client on the same session as the server
+//!   ([`crate::ws::session`]): one connection ([`ws::WebSocket`]), or one that
+//!   reconnects and resumes a pushloop feed with `?after=ID`
+//!   ([`ws::WsClient`]).
 
 pub mod url;
 
@@ -25,4 +30,9 @@ pub mod backoff;
 
 pub mod transport;
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 pub mod sse;
+
+pub mod ws;

@@ -286,7 +286,7 @@ impl SseClient {
         if url.scheme().is_tls() {
             return Err(SetupError::NeedsTls);
         }
-        SseClient::with_parts(url, config, TcpConnector::default(), OsRandom)
+        SseClient::with_parts(url, config, TcpConnector::default(), OsRandom::new())
     }
 }
 

@@ -1,7 +1,11 @@
 //! What a client reads and writes: any blocking `Read + Write` stream, opened
 //! by a [`Connect`]. [`TcpConnector`] opens plain TCP; a TLS connector (for
-//! `https://` and `wss://`) plugs in the same way, wrapping the socket in a
-//! TLS stream before handing it back.
+//! `https://` and `wss://`, `client::tls` with the `tls` feature) plugs in
+//! the same way, wrapping the socket in a TLS stream before handing it back.
+//!
+//! The WebSocket client keeps deadlines of its own (a heartbeat ping falls
+//! due, a close handshake runs out of time) and so sets the read timeout
+//! before each read: its streams are also [`ReadTimeout`].
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -23,6 +27,21 @@ pub trait Connect {
     /// Connects to `url.host()` and `url.port()` (and, for a TLS connector,
     /// runs the TLS handshake for `url.host()`).
     fn connect(&mut self, url: &Url) -> io::Result<Self::Stream>;
+}
+
+/// A stream whose reads can be bounded in time.
+pub trait ReadTimeout {
+    /// From now on, a read that waits longer than `timeout` fails with
+    /// [`io::ErrorKind::WouldBlock`] or [`io::ErrorKind::TimedOut`]; `None`
+    /// waits for ever. A zero `timeout` is not allowed (as for
+    /// [`TcpStream::set_read_timeout`]).
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl ReadTimeout for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
 }
 
 /// Plain TCP, with the three timeouts every blocking socket needs. No TLS:

@@ -140,6 +140,50 @@ impl Url {
         &self.target
     }
 
+    /// This URL with the query parameter `name` set to `value`: every
+    /// `name=…` pair of the query is removed and `name=value` is appended
+    /// (RFC 3986 §3.4; pairs joined by `&`, the form-urlencoded convention
+    /// of the WHATWG URL Standard §5). Both are percent-encoded but for
+    /// unreserved characters (RFC 3986 §2.3). A reconnecting client moves its
+    /// cursor this way:
+    ///
+    /// ```
+    /// use pushloop::client::url::Url;
+    /// let url = Url::parse("ws://h/chat?after=1&topics=a,b")?;
+    /// assert_eq!(url.with_query_param("after", "42").target(), "/chat?topics=a,b&after=42");
+    /// assert_eq!(Url::parse("ws://h")?.with_query_param("after", "7").target(), "/?after=7");
+    /// # Ok::<(), pushloop::client::url::UrlError>(())
+    /// ```
+    pub fn with_query_param(&self, name: &str, value: &str) -> Url {
+        let name = percent_encode_unreserved(name);
+        let (path, query) = self
+            .target
+            .split_once('?')
+            .unwrap_or((self.target.as_str(), ""));
+        let mut target = String::with_capacity(self.target.len() + name.len() + value.len() + 2);
+        target.push_str(path);
+        let mut separator = '?';
+        let kept = query.split('&').filter(|pair| {
+            let pair_name = pair
+                .split_once('=')
+                .map_or(*pair, |(pair_name, _)| pair_name);
+            !pair.is_empty() && pair_name != name
+        });
+        for pair in kept {
+            target.push(separator);
+            target.push_str(pair);
+            separator = '&';
+        }
+        target.push(separator);
+        target.push_str(&name);
+        target.push('=');
+        target.push_str(&percent_encode_unreserved(value));
+        Url {
+            target,
+            ..self.clone()
+        }
+    }
+
     /// The `Host` field value: the host (IPv6 in brackets) and the port unless
     /// it is the scheme's default (RFC 9110 §7.2, RFC 6455 §4.1 item 4).
     pub fn authority(&self) -> String {
@@ -240,6 +284,20 @@ fn origin_form(path_and_query: &str) -> String {
         }
     }
     target
+}
+
+/// `text` with every byte but the unreserved ones (RFC 3986 §2.3: `ALPHA /
+/// DIGIT / "-" / "." / "_" / "~"`) percent-encoded (§2.1).
+fn percent_encode_unreserved(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for &byte in text.as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// Why a string is not a URL these clients can use. Each variant names the
@@ -420,5 +478,35 @@ mod tests {
         assert!(Url::parse("https://a").unwrap().scheme().is_tls());
         assert!(!Url::parse("ws://a").unwrap().scheme().is_tls());
         assert!(!Url::parse("http://a").unwrap().scheme().is_tls());
+    }
+
+    #[test]
+    fn a_query_param_is_replaced_and_the_other_pairs_kept_in_order() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let cases = [
+            ("ws://h/chat", "/chat?after=9"),
+            ("ws://h/chat?", "/chat?after=9"),
+            ("ws://h/chat?topics=a", "/chat?topics=a&after=9"),
+            ("ws://h/chat?after=1", "/chat?after=9"),
+            ("ws://h/chat?after", "/chat?after=9"),
+            (
+                "ws://h/chat?after=1&topics=a&after=2",
+                "/chat?topics=a&after=9",
+            ),
+            (
+                "ws://h/chat?afterwards=1&&x=",
+                "/chat?afterwards=1&x=&after=9",
+            ),
+        ];
+        for (input, target) in cases {
+            let moved = url(input).with_query_param("after", "9");
+            assert_eq!(moved.target(), target, "{input}");
+            assert_eq!(moved.authority(), url(input).authority());
+        }
+        // Reserved and non-ASCII bytes are escaped, so a value cannot add a pair.
+        assert_eq!(
+            url("ws://h/").with_query_param("a b", "1&c=2 é").target(),
+            "/?a%20b=1%26c%3D2%20%C3%A9"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Everything a server can be configured with.
 
+use crate::engine::lab::LabConfig;
 use crate::engine::trace::TraceOutput;
 use crate::feeds::HistoryLimits;
 use crate::limits::Limits;
@@ -31,11 +32,44 @@ pub struct Config {
     /// Where to write the protocol trace (see [`crate::engine::trace`]), if
     /// anywhere. Default: nowhere.
     pub trace: Option<TraceOutput>,
+    /// Write a line on stderr for each notable event: out of descriptors,
+    /// listener errors, the phases of a shutdown. Default off (a library
+    /// does not print unasked); the demo binary turns it on (`--quiet` off).
+    pub log: bool,
+    /// How several loops share the listening port (see
+    /// [`crate::server::reuseport`]). Default: `SO_REUSEPORT` where the
+    /// kernel balances with it, else one acceptor.
+    pub share_port: SharePort,
+    /// The lab: `GET /lab/events?session=S` streams the trace lines of the
+    /// connections whose requests carried `?session=S` (see
+    /// [`crate::engine::lab`]), within these limits. Default: off (the
+    /// route is then the app's, like any other). For learning: the lines
+    /// show request heads, cookies included, to whoever has the token.
+    /// With several loops, each loop's lab shows its own connections.
+    pub lab: Option<LabConfig>,
+    /// The certificate and key that TLS listeners serve (feature `tls`; see
+    /// [`crate::server::Server::bind_tls`]). Default: none, so no TLS
+    /// listener can be bound. Replace it while serving with
+    /// [`crate::server::Handle::reload_tls`].
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsConfig>,
     /// permessage-deflate (RFC 7692, feature `deflate`): accepted when a
     /// client offers it, with these settings. `None`: never (the 101 names no
     /// extension). Default: [`Deflate::default`], the shared mode.
     #[cfg(feature = "deflate")]
     pub deflate: Option<Deflate>,
+}
+
+/// How several loops share one listening port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SharePort {
+    /// A listener per loop in one `SO_REUSEPORT` group: the kernel spreads
+    /// connections (Linux). Falls back to `OneAcceptor` where it cannot.
+    #[default]
+    ReusePort,
+    /// The first loop accepts every connection and hands each to the next
+    /// loop in turn (any system).
+    OneAcceptor,
 }
 
 /// How a server compresses WebSocket messages (RFC 7692). See
@@ -94,8 +128,39 @@ impl Default for Config {
             handle_capacity: 4096,
             read_buffer_bytes: 64 * 1024,
             trace: None,
+            log: false,
+            share_port: SharePort::default(),
+            lab: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             #[cfg(feature = "deflate")]
             deflate: Some(Deflate::default()),
+        }
+    }
+}
+
+impl Config {
+    /// The configuration of another loop of the same server: the same in
+    /// every way but the trace, which only the first loop writes (one
+    /// writer, and its lines stay in order).
+    pub(crate) fn for_another_loop(&self) -> Config {
+        Config {
+            limits: self.limits,
+            origin_policy: self.origin_policy.clone(),
+            history: self.history,
+            allow_origin: self.allow_origin.clone(),
+            sse_retry_ms: self.sse_retry_ms,
+            handle_capacity: self.handle_capacity,
+            read_buffer_bytes: self.read_buffer_bytes,
+            trace: None,
+            log: self.log,
+            share_port: self.share_port,
+            lab: self.lab,
+            // Set by the loop that splits: the certificate it serves now.
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "deflate")]
+            deflate: self.deflate,
         }
     }
 }

@@ -13,14 +13,22 @@
 //! The protocol rules of each state live in the sans-IO sessions
 //! ([`crate::http::HttpSession`], [`crate::ws::session::Session`]); this
 //! struct only holds them next to the socket and the outbox.
+//!
+//! A connection accepted on a TLS listener (feature `tls`) also holds its
+//! `crate::tls::TlsStream`, boxed, between the socket and the sessions:
+//! a plain connection pays one null pointer for it, and only when the
+//! feature is on.
+
+use std::time::Duration;
 
 use mio::net::TcpStream;
 
-use crate::engine::outbox::Outbox;
-pub use crate::engine::stats::Transport;
+use crate::engine::outbox::{self, Outbox};
+pub use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
 use crate::http::HttpSession;
 use crate::ids::TopicId;
+use crate::limits::Limits;
 use crate::time::Instant;
 use crate::ws::frame::MessageDecoder;
 use crate::ws::session::Session;
@@ -89,8 +97,10 @@ pub enum Closing {
         linger: bool,
         /// The peer is owed these bytes (an answer): every write that makes
         /// progress extends the deadline by `idle_timeout`, so a slow reader
-        /// gets all of it. Otherwise (a failed or finished WebSocket, a slow
-        /// reader being let go) the deadline is `close_timeout`, fixed.
+        /// gets all of it — the rule of an answer on a kept connection too
+        /// ([`Connection::on_write_progress`]). Otherwise (a failed or
+        /// finished WebSocket, a slow reader being let go) the deadline is
+        /// `close_timeout`, fixed.
         patient: bool,
     },
     /// Our side is shut (FIN sent); reading and discarding until the peer's
@@ -108,8 +118,10 @@ pub struct Connection {
     /// Outgoing bytes the socket has not taken.
     pub outbox: Outbox,
     /// Input not consumed yet: part of a head or a frame header, or input
-    /// left when processing paused. Empty = no allocation.
-    pub leftover: Vec<u8>,
+    /// left when processing paused. Empty = no allocation. A boxed slice,
+    /// not a `Vec`: it is never grown, and the 8 bytes of capacity it saves
+    /// pay for the TLS pointer below.
+    pub leftover: Box<[u8]>,
     /// The connection's own deadline, beside its session's: the event
     /// stream's keep-alive, a held answer's time limit, or closing.
     pub deadline: Option<Instant>,
@@ -130,6 +142,14 @@ pub struct Connection {
     pub paused: bool,
     /// The peer has sent its FIN (it may still read).
     pub peer_fin: bool,
+    /// Why the connection is ending, once known (the first reason wins).
+    pub ending: Option<Ending>,
+    /// TLS between the socket and the sessions, on a TLS listener's
+    /// connections (feature `tls`). Boxed: `None` costs a plain connection
+    /// one pointer (`size_of::<Connection>()` is 152 bytes on x86-64 with the feature,
+    /// as it was without TLS; 144 without the feature).
+    #[cfg(feature = "tls")]
+    pub tls: Option<Box<crate::tls::TlsStream>>,
 }
 
 impl Connection {
@@ -142,7 +162,7 @@ impl Connection {
                 waiting: Waiting::Nothing,
             })),
             outbox: Outbox::default(),
-            leftover: Vec::new(),
+            leftover: Box::default(),
             deadline: None,
             armed: None,
             transport: Transport::Http,
@@ -152,13 +172,42 @@ impl Connection {
             in_ready: false,
             paused: false,
             peer_fin: false,
+            ending: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Bytes owed to the peer and not yet taken by the socket: the outbox,
+    /// plus the TLS records waiting for the socket (feature `tls`). This is
+    /// what `max_queued_bytes` bounds.
+    pub fn queued_bytes(&self) -> usize {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return self.outbox.len() + tls.queued_bytes();
+        }
+        self.outbox.len()
+    }
+
+    /// Whether `len` more bytes of data may be queued (the slow-reader rule,
+    /// [`Outbox::admits`], counting what TLS holds too).
+    pub fn admits(&self, len: usize, max_queued: usize) -> bool {
+        outbox::admits(self.queued_bytes(), len, max_queued)
     }
 
     /// The WebSocket, if this is one.
     pub fn websocket(&mut self) -> Option<&mut WsConn> {
         match &mut self.kind {
             Kind::WebSocket(ws) => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// The WebSocket, if this is one that may still send data (RFC 6455
+    /// §5.5.1: no data frames after our Close frame).
+    pub fn open_websocket(&self) -> Option<&WsConn> {
+        match &self.kind {
+            Kind::WebSocket(ws) if ws.session.can_send() => Some(ws),
             _ => None,
         }
     }
@@ -186,9 +235,46 @@ impl Connection {
         matches!(&self.kind, Kind::WebSocket(ws) if ws.session.can_send())
     }
 
+    /// True for an event stream.
+    pub fn is_event_stream(&self) -> bool {
+        matches!(self.kind, Kind::EventStream)
+    }
+
+    /// True for a long-poll being held.
+    pub fn is_held_long_poll(&self) -> bool {
+        matches!(&self.kind, Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }))
+    }
+
     /// True once the connection is only writing its last bytes.
     pub fn is_closing(&self) -> bool {
         matches!(self.kind, Kind::Closing(_))
+    }
+
+    /// Queued bytes past which this connection's input is not read (until
+    /// the queue drains below half of it): HTTP answers have their own,
+    /// small bound ([`Limits::max_queued_answer_bytes`]); a WebSocket's
+    /// pongs and echoes the queue's ([`Limits::max_queued_bytes`]).
+    pub fn input_pause_bytes(&self, limits: &Limits) -> usize {
+        match self.kind {
+            Kind::Http(_) => limits.max_queued_answer_bytes,
+            Kind::WebSocket(_) | Kind::EventStream | Kind::Closing(_) => limits.max_queued_bytes,
+        }
+    }
+
+    /// A write made progress at `now`. A reader that takes the bytes it is
+    /// owed is not idle, whether the answer goes out on a kept connection or
+    /// before a close: the kept HTTP connection's idle deadline
+    /// ([`HttpSession::on_write_progress`]) and a patient close's deadline
+    /// ([`Closing::Flushing`]) both run `idle_timeout` from the last write
+    /// that made progress. One that takes nothing for that long is gone.
+    pub fn on_write_progress(&mut self, now: Instant, idle_timeout: Duration) {
+        match &mut self.kind {
+            Kind::Http(http) => http.session.on_write_progress(now),
+            Kind::Closing(Closing::Flushing { patient: true, .. }) => {
+                self.deadline = Some(now + idle_timeout);
+            }
+            Kind::WebSocket(_) | Kind::EventStream | Kind::Closing(_) => {}
+        }
     }
 
     /// The socket closes as soon as its queue is written (no lingering), so
@@ -206,6 +292,25 @@ impl Connection {
             Kind::WebSocket(_) => Outgoing::Frames,
             Kind::EventStream => Outgoing::Events,
             Kind::Http(_) | Kind::Closing(_) => Outgoing::Http,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection's inline size (its only memory at rest, with the
+    /// slot around it): the TLS pointer is paid for by the leftover's
+    /// missing capacity, so a plain connection costs what it did before TLS.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_plain_connection_pays_nothing_for_tls() {
+        let size = std::mem::size_of::<Connection>();
+        if cfg!(feature = "tls") {
+            assert_eq!(size, 152);
+        } else {
+            assert_eq!(size, 144);
         }
     }
 }

@@ -13,23 +13,32 @@
 //!   line, writes (unit-tested against a fake writer);
 //! - [`streams`]: what a feed does on a connection — event streams, polls,
 //!   long-polls, subscriptions, publishing, replay and catch-up;
+//! - `poll_answers`: poll answers shared by every poll that asks the same
+//!   thing, until the next publish;
 //! - [`timers`]: the deadline heap and user timers;
 //! - [`connection`]: one connection's state; [`slab`]: their tokens;
-//! - [`handle`]: commands from other threads; [`trace`]: `--trace`;
+//! - [`handle`]: commands from other threads; [`trace`]: `--trace` and
+//!   the lines the [`lab`] streams to a page (`/lab/events`);
 //!   [`stats`]: counters; [`config`]: configuration;
+//! - `tls` (feature `tls`): writing through TLS, `close_notify`, TLS faults;
 //! - this file: the `Core` itself, deadlines, closing and shutdown.
 
 pub mod config;
 pub mod connection;
 pub mod handle;
+pub mod lab;
 pub(crate) mod last_write;
 pub mod outbox;
+pub(crate) mod poll_answers;
 pub mod slab;
 pub mod stats;
 pub mod streams;
 pub mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod trace;
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::net::Shutdown;
 use std::time::Duration;
@@ -40,18 +49,26 @@ use crate::engine::config::Config;
 use crate::engine::connection::{Closing, Connection, Kind, Waiting};
 use crate::engine::handle::Handle;
 use crate::engine::outbox::{FanoutLine, Flushed, Kind as Chunk, Spare};
+use crate::engine::poll_answers::PollAnswers;
 use crate::engine::slab::Slab;
 use crate::engine::stats::Stats;
+use crate::engine::stats::{Ending, TimeoutKind};
 use crate::engine::timers::{Timers, Wake};
 use crate::engine::trace::Tracer;
 use crate::feeds::Feeds;
-use crate::http::HttpConfig;
-use crate::ids::TimerId;
+use crate::http::session::HttpTimeout;
+use crate::http::{HttpConfig, Response};
+use crate::ids::{ConnId, TimerId};
+use crate::sse;
 use crate::time::Instant;
 use crate::ws::close::CloseCode;
 #[cfg(feature = "deflate")]
 use crate::ws::deflate::Shared;
 use crate::ws::session::{SessionConfig, Timeout};
+
+/// How often a loop publishes its counters for the others to add up (with
+/// several loops): totals are at most this old.
+pub const STATS_PERIOD: Duration = Duration::from_millis(50);
 
 /// Everything a loop owns except the `App`, the poll and the read buffer.
 pub struct Core {
@@ -80,17 +97,43 @@ pub struct Core {
     pub(crate) spare: Spare,
     /// Reused by `publish` and `broadcast` for the recipients of one message.
     pub(crate) recipients: Vec<Token>,
+    /// Poll answers of the current history, shared by the polls that ask
+    /// the same (forgotten at each publish).
+    pub(crate) poll_answers: PollAnswers,
     /// Followers catching up on history: the id after which their replay
     /// goes on once their queue drains (see [`streams`]).
     pub(crate) catching_up: HashMap<Token, u64>,
     /// Connections to remove (the loop tells the `App` about WebSockets).
     pub(crate) dead: Vec<Token>,
+    /// The app's own data per connection ([`crate::app::Context::set_data`]):
+    /// a side table, so connections without any cost nothing.
+    pub(crate) data: HashMap<Token, Box<dyn Any>>,
     pub(crate) handle: Handle,
+    /// This loop's place among the loops of the server (0 when alone).
+    pub(crate) loop_index: u16,
+    /// How many loops the server runs (kept here so that one loop never
+    /// asks the shared handle: no atomic on its hot path).
+    pub(crate) loops: usize,
+    /// When this loop next publishes its counters for the others (several
+    /// loops only; see [`Core::share_stats`]).
+    pub(crate) stats_due: Option<Instant>,
+    /// Set while arrivals are being fanned out (see [`Core::deliver_arrivals`]).
+    delivering: bool,
     /// Set when a graceful shutdown began; the loop ends when every
     /// connection is gone or this deadline passes.
     pub(crate) shutdown_deadline: Option<Instant>,
-    /// The protocol trace, when asked for.
+    /// The protocol trace and the lab, when either is asked for.
     pub(crate) tracer: Option<Tracer>,
+    /// The state of the jitter generator (see [`Core::jitter`]).
+    rng: u64,
+    /// The certificate new TLS connections get (feature `tls`); replaced by
+    /// a reload, while open connections keep their own.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
+    /// Plaintext of small chunks gathered into one TLS record (feature
+    /// `tls`): loop-wide, empty until a TLS connection writes.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_gather: Vec<u8>,
     /// permessage-deflate: the compressors and inflater every WebSocket of
     /// the loop shares (made on first use), lent to each session call.
     #[cfg(feature = "deflate")]
@@ -102,16 +145,19 @@ impl Core {
         mut config: Config,
         registry: Registry,
         handle: Handle,
-        id_seed: u64,
+        feeds: Feeds,
+        seed: u64,
         origin: std::time::Instant,
     ) -> Core {
-        let tracer = config.trace.take().map(Tracer::new);
+        let tracer = Tracer::new(config.trace.take(), config.lab);
+        #[cfg(feature = "tls")]
+        let tls = config.tls.take();
         #[cfg(feature = "deflate")]
         let deflate = Shared::new(config.deflate.map_or(0, |deflate| deflate.threshold));
         Core {
             http: config.limits.http(),
             websocket: config.limits.websocket(),
-            feeds: Feeds::new(config.history, config.limits.max_topics, id_seed),
+            feeds,
             config,
             registry,
             conns: Slab::new(),
@@ -124,13 +170,57 @@ impl Core {
             ready: VecDeque::new(),
             spare: Spare::default(),
             recipients: Vec::new(),
+            poll_answers: PollAnswers::default(),
             catching_up: HashMap::new(),
             dead: Vec::new(),
+            data: HashMap::new(),
             handle,
+            loop_index: 0,
+            loops: 1,
+            stats_due: None,
+            delivering: false,
             shutdown_deadline: None,
             tracer,
+            // Any non-zero seed; the ids' seed differs per run, so does this.
+            rng: seed | 1,
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "tls")]
+            tls_gather: Vec::new(),
             #[cfg(feature = "deflate")]
             deflate,
+        }
+    }
+
+    /// The id the app knows a connection of this loop by.
+    pub(crate) fn conn_id(&self, token: Token) -> ConnId {
+        ConnId::new(self.loop_index, token)
+    }
+
+    /// The token of a connection of this loop; `None` for one of another loop.
+    pub(crate) fn local(&self, id: ConnId) -> Option<Token> {
+        (id.loop_index == self.loop_index).then_some(id.token)
+    }
+
+    /// With several loops, at the end of a turn: publishes this loop's
+    /// counters for the others if they changed, at most every
+    /// [`STATS_PERIOD`] (a compare and a copy of a few hundred bytes under a
+    /// lock). Publishing arms a timer for the end of the period, so the last
+    /// change of a burst is published too; a loop whose counters stay put
+    /// arms nothing and sleeps.
+    pub(crate) fn share_stats(&mut self) {
+        if self.loops < 2 || self.stats_due.is_some_and(|due| self.now < due) {
+            return;
+        }
+        self.stats_due = None;
+        #[cfg(feature = "deflate")]
+        {
+            self.stats.deflate = self.deflate.counters;
+        }
+        if self.handle.publish_stats(&self.stats) {
+            let due = self.now + STATS_PERIOD;
+            self.stats_due = Some(due);
+            self.timers.arm(due, Wake::ShareStats);
         }
     }
 
@@ -155,11 +245,21 @@ impl Core {
         self.origin + Duration::from_micros(at.as_micros())
     }
 
-    /// Runs `write` on the tracer, if tracing.
+    /// Runs `write` on the tracer, if there is one (the tracer's calls ask
+    /// their sinks whether they want the connection before formatting).
     pub(crate) fn trace(&mut self, write: impl FnOnce(&mut Tracer, Instant)) {
         if let Some(tracer) = self.tracer.as_mut() {
             write(tracer, self.now);
         }
+    }
+
+    /// Whether a line about this connection would go anywhere: with the
+    /// trace and the lab both off, one `Option` check. Callers ask before
+    /// they copy or format anything for the tracer.
+    pub(crate) fn tracing(&self, token: Token) -> bool {
+        self.tracer
+            .as_ref()
+            .is_some_and(|tracer| tracer.wants(token))
     }
 
     // ---- Deadlines ---------------------------------------------------------------
@@ -221,7 +321,10 @@ impl Core {
                 conn.deadline = Some(now + self.config.limits.sse_keepalive);
                 self.push_protocol(token, &|out| crate::sse::encode_comment("", out));
             }
-            Kind::Closing(_) if own_due => self.dead.push(token),
+            Kind::Closing(_) if own_due => {
+                self.end(token, Ending::Timeout(TimeoutKind::Close));
+                self.dead.push(token);
+            }
             Kind::EventStream | Kind::Closing(_) => {}
         }
         self.rearm(token);
@@ -240,6 +343,16 @@ impl Core {
         };
         let what = format!("{} timeout", timeout.name());
         self.trace(|tracer, now| tracer.note(now, token, "timeout", &what, "RFC 9112 §9.5"));
+        // The head's deadline runs from accept, so it bounds a TLS handshake
+        // too: a silent or trickling TLS client is closed by it.
+        #[cfg(feature = "tls")]
+        self.tls_handshake_timeout(token);
+        let kind = match timeout {
+            HttpTimeout::Idle => TimeoutKind::Idle,
+            HttpTimeout::Head => TimeoutKind::Handshake,
+            HttpTimeout::Body => TimeoutKind::Body,
+        };
+        self.end(token, Ending::Timeout(kind));
         if out.is_empty() {
             self.dead.push(token);
         } else {
@@ -255,6 +368,12 @@ impl Core {
             session.handle_timeout(env)
         });
         if let Some(Some(timeout)) = timeout {
+            let kind = match timeout {
+                Timeout::Idle => TimeoutKind::Idle,
+                Timeout::Pong => TimeoutKind::Pong,
+                Timeout::Close => TimeoutKind::Close,
+            };
+            self.end(token, Ending::Timeout(kind));
             let what = format!("{} timeout", timeout.name());
             self.trace(|tracer, now| tracer.note(now, token, "timeout", &what, "RFC 6455 §7.1"));
             if matches!(timeout, Timeout::Pong | Timeout::Close) {
@@ -284,27 +403,40 @@ impl Core {
 
     // ---- Closing -------------------------------------------------------------------
 
-    /// After a write: moves a closing connection along (half-close and
-    /// linger, or close), or lets a paused connection read again once its
-    /// queue has drained below half its bound.
+    /// Records why a connection is ending, unless a reason is known already
+    /// (the first one is the cause; what follows is its consequence).
+    pub(crate) fn end(&mut self, token: Token, ending: Ending) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.ending.get_or_insert(ending);
+        }
+    }
+
+    /// After a write: a write that made progress gives a reader that takes
+    /// what it is owed `idle_timeout` more; then a closing connection moves
+    /// along (half-close and linger, or close), or a paused connection reads
+    /// again once its queue has drained below half its bound.
     pub(crate) fn after_write(&mut self, token: Token, flushed: Flushed) {
         let now = self.now;
         let limits = self.config.limits;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        if flushed.written > 0 {
+            // A reader that still takes the bytes it is owed keeps its
+            // connection, kept-alive or closing; one that takes nothing for
+            // `idle_timeout` is gone.
+            conn.on_write_progress(now, limits.idle_timeout);
+            self.rearm(token);
+        }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
         match conn.kind {
-            Kind::Closing(Closing::Flushing { linger, patient }) => {
-                if !flushed.drained {
-                    // A reader that still takes the bytes it is owed keeps its
-                    // connection; one that takes nothing for `idle_timeout` is
-                    // gone. The close deadline proper starts once everything
-                    // is handed over.
-                    if patient && flushed.written > 0 {
-                        conn.deadline = Some(now + limits.idle_timeout);
-                        self.rearm(token);
-                    }
-                } else if linger && !conn.peer_fin {
+            // Still writing: the close deadline proper starts once everything
+            // is handed over.
+            Kind::Closing(Closing::Flushing { .. }) if !flushed.drained => {}
+            Kind::Closing(Closing::Flushing { linger, .. }) => {
+                if linger && !conn.peer_fin {
                     // Half-close, then read until the peer's FIN (see Closing).
                     match conn.stream.shutdown(Shutdown::Write) {
                         Ok(()) => {
@@ -321,7 +453,7 @@ impl Core {
                 }
             }
             _ if conn.paused
-                && conn.outbox.len() <= limits.max_queued_bytes / 2
+                && conn.queued_bytes() <= conn.input_pause_bytes(&limits) / 2
                 && !matches!(&conn.kind, Kind::Http(http) if http.session.is_responding()) =>
             {
                 // Drained enough: read (and process what was left) again.
@@ -341,6 +473,7 @@ impl Core {
         };
         match &conn.kind {
             Kind::WebSocket(_) => {
+                self.end(token, Ending::CloseSent(code.0));
                 let sent = self.ws_do(token, Chunk::Protocol, |session, env| {
                     session.close(code, reason, env)
                 });
@@ -379,7 +512,7 @@ impl Core {
             return;
         }
         conn.kind = Kind::Closing(Closing::Flushing { linger, patient });
-        conn.leftover = Vec::new();
+        conn.leftover = Box::default();
         conn.paused = false;
         conn.deadline = Some(
             now + if patient {
@@ -398,36 +531,97 @@ impl Core {
 
     /// Closes every connection (WebSockets with `1001 Going Away`) and sets
     /// the deadline by which the loop ends.
+    ///
+    /// The drain, for each kind of connection:
+    /// - between requests (or never used): closed at once, nothing is owed;
+    /// - a request being read or answered: it finishes, answered with
+    ///   `Connection: close` (keep-alive is off from now on);
+    /// - a held long-poll: `503` with a `Retry-After` spread over
+    ///   `reconnect_spread` (RFC 9110 §10.2.3), so clients do not all come back in
+    ///   the same second;
+    /// - a request answered later (`Reply::Later`): it has until three
+    ///   quarters of `shutdown_timeout`, then `504`;
+    /// - an event stream: a last `retry:` spread the same way (WHATWG HTML
+    ///   §9.2.6: the browser waits that long before reconnecting), then its end;
+    /// - a WebSocket: close `1001 Going Away` (RFC 6455 §7.4.1) and its handshake.
     pub fn begin_shutdown(&mut self) {
         if self.shutdown_deadline.is_some() {
             return;
         }
-        self.shutdown_deadline = Some(self.now + self.config.limits.shutdown_timeout);
+        let limits = self.config.limits;
+        self.shutdown_deadline = Some(self.now + limits.shutdown_timeout);
+        let later_by = self.now + limits.shutdown_timeout * 3 / 4;
+        self.log(&format!(
+            "shutdown: stopped accepting; draining {} connections (deadline {} ms)",
+            self.conns.len(),
+            limits.shutdown_timeout.as_millis()
+        ));
         for token in self.conns.tokens() {
+            self.end(token, Ending::Shutdown);
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
-            let idle_http = match &conn.kind {
+            match &conn.kind {
+                Kind::Http(http) if http.waiting == Waiting::Later => {
+                    conn.deadline = Some(conn.deadline.map_or(later_by, |d| d.min(later_by)));
+                    self.rearm(token);
+                }
+                Kind::Http(http) if matches!(http.waiting, Waiting::LongPoll { .. }) => {
+                    let seconds = 1 + self.jitter(limits.reconnect_spread).as_secs();
+                    let busy = Response::text(503, "the server is restarting")
+                        .header("Retry-After", &seconds.to_string());
+                    self.answer_with(token, &busy);
+                }
                 Kind::Http(http) => {
-                    http.session.is_idle() && conn.leftover.is_empty() && conn.outbox.is_empty()
+                    if http.session.is_idle()
+                        && conn.leftover.is_empty()
+                        && conn.queued_bytes() == 0
+                    {
+                        // Between requests (or never used, like a browser's
+                        // preconnected socket): nothing is owed, no lingering close.
+                        self.dead.push(token);
+                    }
+                    // Otherwise the request under way finishes, answered with
+                    // `Connection: close`.
                 }
-                _ => false,
-            };
-            let held = matches!(&conn.kind, Kind::Http(http) if http.waiting != Waiting::Nothing);
-            if idle_http {
-                // Between requests (or never used, like a browser's
-                // preconnected socket): nothing is owed, so no lingering close.
-                self.dead.push(token);
-            } else if held {
-                // A held answer is given now (what there is), then the
-                // connection closes.
-                match conn.http().map(|http| &http.waiting) {
-                    Some(Waiting::LongPoll { .. }) => self.answer_long_poll(token),
-                    _ => self.respond_late(token),
+                Kind::EventStream => {
+                    let retry = self.config.sse_retry_ms.saturating_add(
+                        u32::try_from(self.jitter(limits.reconnect_spread).as_millis())
+                            .unwrap_or(u32::MAX),
+                    );
+                    self.push_protocol(token, &|out| sse::encode_retry(retry, out));
+                    self.close_after_answer(token, true);
                 }
-            } else {
-                self.close(token, CloseCode::GOING_AWAY, "server shutting down");
+                Kind::WebSocket(_) => {
+                    self.close(token, CloseCode::GOING_AWAY, "server shutting down");
+                }
+                Kind::Closing(_) => {}
             }
+        }
+    }
+
+    /// A random duration in `[0, window)`, for spreading reconnections.
+    /// xorshift64*: not cryptographic, and it need not be — it only keeps
+    /// clients from coming back in lock step.
+    pub(crate) fn jitter(&mut self, window: Duration) -> Duration {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let random = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1);
+        Duration::from_micros(random % micros)
+    }
+
+    /// One line on stderr for an operator (when `Config::log` is on).
+    pub(crate) fn log(&self, line: &str) {
+        if !self.config.log {
+            return;
+        }
+        match self.loops {
+            1 => eprintln!("pushloop: {line}"),
+            _ => eprintln!("pushloop[{}]: {line}", self.loop_index),
         }
     }
 

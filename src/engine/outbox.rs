@@ -21,8 +21,11 @@
 //! input — and instead, once a queue is past its bound, the loop stops
 //! *reading* that connection until it drains below half the bound. A peer
 //! that floods requests or pings without reading the answers is paced by its
-//! own TCP window, and its queue stays under `max_queued_bytes` plus what one
-//! read of input can produce.
+//! own TCP window, and its queue stays under the bound plus one answer. The
+//! bound is `max_queued_answer_bytes` for an HTTP connection (small: it is
+//! only how far a pipelining client may run ahead of its reading) and
+//! `max_queued_bytes` for a WebSocket
+//! ([`input_pause_bytes`](crate::engine::connection::Connection::input_pause_bytes)).
 //!
 //! **The fan-out line.** Bytes for one connection (an answer, an echo, a
 //! pong) are written at the end of the turn ([`Core::flush_dirty`]). Shared
@@ -51,9 +54,10 @@ use std::sync::Arc;
 use mio::{Interest, Token};
 
 use crate::engine::last_write::LastWrite;
-use crate::engine::stats::Transport;
+use crate::engine::stats::{Ending, Transport};
 use crate::engine::trace::Outgoing;
 use crate::engine::Core;
+use crate::feeds::{Direct, Payload};
 use crate::limits::SlowReader;
 use crate::ws::close::CloseCode;
 #[cfg(feature = "deflate")]
@@ -164,7 +168,7 @@ impl Outbox {
     /// an empty queue takes any one message; otherwise the total must stay
     /// within `max_queued`.
     pub fn admits(&self, len: usize, max_queued: usize) -> bool {
-        self.queued == 0 || self.queued.saturating_add(len) <= max_queued
+        admits(self.queued, len, max_queued)
     }
 
     /// Appends through `encode`, which writes into the owned tail buffer (a
@@ -325,6 +329,13 @@ impl Outbox {
     }
 }
 
+/// The slow-reader rule: with `queued` bytes waiting, may `len` more be
+/// queued? An empty queue takes any one message; otherwise the total must
+/// stay within `max_queued`.
+pub(crate) fn admits(queued: usize, len: usize, max_queued: usize) -> bool {
+    queued == 0 || queued.saturating_add(len) <= max_queued
+}
+
 /// Connections with shared bytes to write, in the order they got them.
 #[derive(Default)]
 pub struct FanoutLine {
@@ -422,6 +433,12 @@ pub enum SendError {
     Dropped,
     /// The queue was full and the connection is being closed (`SlowReader::Close`).
     Closing,
+    /// The connection is on another loop, whose command queue is full
+    /// (`Config::handle_capacity`): nothing was queued; try again later.
+    Busy,
+    /// The call works only for a connection of the calling loop (see
+    /// `Context::subscribe`).
+    OtherLoop,
 }
 
 impl std::fmt::Display for SendError {
@@ -430,6 +447,8 @@ impl std::fmt::Display for SendError {
             SendError::NotOpen => "no open connection with this id can take a message",
             SendError::Dropped => "the connection's write queue is full; message dropped",
             SendError::Closing => "the connection's write queue is full; closing it (1008)",
+            SendError::Busy => "the connection's loop has too many commands waiting",
+            SendError::OtherLoop => "the connection is on another loop",
         })
     }
 }
@@ -453,8 +472,8 @@ impl Core {
         };
         let added = conn.outbox.push_with(kind, &mut self.spare, encode);
         self.stats.of(conn.transport).bytes_written += added as u64;
-        if self.tracer.is_some() && added > 0 {
-            let queued = conn.outbox.len();
+        let queued = conn.outbox.len();
+        if added > 0 && self.tracing(token) {
             let mut bytes = Vec::with_capacity(added);
             encode(&mut bytes);
             self.trace_out(token, &bytes);
@@ -470,7 +489,7 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return Err(SendError::NotOpen);
         };
-        if conn.outbox.admits(len, limits.max_queued_bytes) {
+        if conn.admits(len, limits.max_queued_bytes) {
             return Ok(());
         }
         self.stats.slow_readers += 1;
@@ -483,6 +502,7 @@ impl Core {
                 // Unsent messages and events are dropped so the close is not
                 // stuck behind them; the client resumes from its cursor.
                 conn.outbox.drop_unstarted_data();
+                conn.ending.get_or_insert(Ending::SlowReader);
                 if conn.is_open_websocket() {
                     self.close(token, CloseCode::POLICY_VIOLATION, "slow reader");
                 } else {
@@ -528,7 +548,7 @@ impl Core {
         bytes: &Arc<[u8]>,
         bucket: Transport,
     ) {
-        if self.tracer.is_some() {
+        if self.tracing(token) {
             self.trace_out(token, bytes);
         }
         let Some(conn) = self.conns.get_mut(token) else {
@@ -536,7 +556,7 @@ impl Core {
         };
         conn.outbox.push_shared(kind, Arc::clone(bytes));
         self.stats.of(bucket).bytes_written += bytes.len() as u64;
-        self.fanout.deepest = self.fanout.deepest.max(conn.outbox.len());
+        self.fanout.deepest = self.fanout.deepest.max(conn.queued_bytes());
         if !conn.in_fanout {
             conn.in_fanout = true;
             self.fanout.line.push_back(token);
@@ -605,7 +625,7 @@ impl Core {
 
     /// Traces the last `added` bytes queued for a WebSocket as frames.
     pub(crate) fn trace_frames_out(&mut self, token: Token, added: usize) {
-        if self.tracer.is_none() || added == 0 {
+        if added == 0 || !self.tracing(token) {
             return;
         }
         let Some(conn) = self.conns.get(token) else {
@@ -615,15 +635,45 @@ impl Core {
         self.trace(|tracer, now| tracer.bytes_out(now, token, Outgoing::Frames, &bytes));
     }
 
-    /// Sends a message to one open WebSocket, under the slow-reader policy
-    /// (its session compresses it when permessage-deflate was negotiated).
+    /// Sends a message to one connection alone, under the slow-reader policy:
+    /// a WebSocket gets a frame (its session compresses it when
+    /// permessage-deflate was negotiated); an event stream an SSE event of type
+    /// `message` (bytes in base64); a held long-poll is answered with it now
+    /// (a JSON array of one `{"event":"message","data":…}`). No id, no topic:
+    /// it is not a feed event, and no cursor can bring it back.
     pub fn send(&mut self, token: Token, message: Message) -> Result<(), SendError> {
-        let (opcode, payload) = message.frame();
-        self.send_payload(token, opcode, payload, false)
+        let Some(conn) = self.conns.get(token) else {
+            return Err(SendError::NotOpen);
+        };
+        if conn.is_open_websocket() {
+            let (opcode, payload) = message.frame();
+            return self.send_payload(token, opcode, payload, false);
+        }
+        let streaming = conn.is_event_stream();
+        let polling = conn.is_held_long_poll();
+        if !streaming && !polling {
+            return Err(SendError::NotOpen);
+        }
+        let payload = match message {
+            Message::Text(text) => Payload::Text(text),
+            Message::Binary(bytes) => Payload::Binary(bytes),
+        };
+        let direct = Direct::encode(payload).map_err(|_| SendError::NotOpen)?;
+        if streaming {
+            self.admit(token, direct.sse.len())?;
+            self.push_owned(token, Kind::Data, &|out| out.extend_from_slice(&direct.sse));
+        } else {
+            let mut body = Vec::with_capacity(direct.json.len() + 2);
+            body.push(b'[');
+            body.extend_from_slice(&direct.json);
+            body.push(b']');
+            self.answer_long_poll_with(token, &body);
+        }
+        Ok(())
     }
 
-    /// [`Core::send`] by opcode and payload; `admitted`: the queue was
-    /// checked already.
+    /// [`Core::send`] to an open WebSocket by opcode and payload; `admitted`:
+    /// the queue was checked already.
     fn send_payload(
         &mut self,
         token: Token,
@@ -690,13 +740,9 @@ impl Core {
     /// compressed or not, or compressed by its own session. `None` if it is
     /// not an open WebSocket (RFC 6455 §5.5.1: no data after our Close).
     pub(crate) fn ws_encoding(&mut self, token: Token, message: &Fanout) -> Option<Encoded> {
-        let conn = self.conns.get(token)?;
-        let crate::engine::connection::Kind::WebSocket(ws) = &conn.kind else {
-            return None;
-        };
-        if !ws.session.can_send() {
-            return None;
-        }
+        let ws = self.conns.get(token)?.open_websocket()?;
+        #[cfg(not(feature = "deflate"))]
+        let _ = ws;
         #[cfg(feature = "deflate")]
         {
             // The frame the shared compressor makes suits the sockets whose
@@ -768,16 +814,17 @@ impl Core {
         }
     }
 
-    /// Whether the connection's queue is past its bound: its input must wait.
+    /// Whether the connection's queue is past the bound at which its input
+    /// waits ([`input_pause_bytes`](crate::engine::connection::Connection::input_pause_bytes)).
     pub(crate) fn output_full(&self, token: Token) -> bool {
         self.conns
             .get(token)
-            .is_some_and(|conn| conn.outbox.len() >= self.config.limits.max_queued_bytes)
+            .is_some_and(|conn| conn.queued_bytes() >= conn.input_pause_bytes(&self.config.limits))
     }
 
     /// Bytes queued for a connection.
     pub fn buffered_amount(&self, token: Token) -> Option<usize> {
-        self.conns.get(token).map(|conn| conn.outbox.len())
+        self.conns.get(token).map(|conn| conn.queued_bytes())
     }
 
     /// Traces bytes queued for a connection, by what its state makes them.
@@ -842,6 +889,15 @@ impl Core {
     /// bytes remain, moves a closing connection along, and lets a paused
     /// connection read again once its queue has drained below half its bound.
     pub fn flush(&mut self, token: Token) {
+        // TLS encrypts on the way (see `engine::tls`); the rest is the same.
+        #[cfg(feature = "tls")]
+        if self.conns.get(token).is_some_and(|conn| conn.tls.is_some()) {
+            match self.write_tls(token) {
+                Ok(flushed) => self.settle(token, flushed),
+                Err(error) => self.tls_failed(token, error),
+            }
+            return;
+        }
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -857,9 +913,20 @@ impl Core {
             Err(_) => {
                 // The peer is gone (reset, broken pipe): nothing more can be said.
                 conn.outbox.clear();
+                conn.ending.get_or_insert(Ending::Reset);
                 self.dead.push(token);
                 return;
             }
+        };
+        self.settle(token, flushed);
+    }
+
+    /// After a write: WRITABLE interest only while bytes remain, then the
+    /// connection moves on (see [`Core::after_write`]) and a follower
+    /// catching up on history gets its next part.
+    fn settle(&mut self, token: Token, flushed: Flushed) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
         };
         let want_writable = !flushed.drained;
         if want_writable != conn.wants_writable {

@@ -17,6 +17,9 @@ const GENERATION_MASK: usize = usize::MAX >> INDEX_BITS;
 pub const LISTENER: Token = Token(usize::MAX);
 /// The cross-thread waker's token.
 pub const WAKER: Token = Token(usize::MAX - 1);
+/// The TLS listener's token (feature `tls`).
+#[cfg(feature = "tls")]
+pub const TLS_LISTENER: Token = Token(usize::MAX - 2);
 
 /// Slab of values addressed by generation-tagged tokens.
 pub struct Slab<T> {

@@ -14,16 +14,13 @@ use std::sync::Arc;
 
 use mio::Token;
 
-use crate::engine::connection::{Kind, Transport, Waiting};
+use crate::engine::connection::{Ending, Kind, Transport, Waiting};
 use crate::engine::outbox::{Encoded, Fanout, Kind as Chunk, SendError};
 use crate::engine::Core;
-use crate::feeds::{Entry, Payload, PublishError};
+use crate::feeds::{Arrival, Entry, Payload, PublishError, Replay};
 use crate::http::{write_answer, Framing, Response};
-use crate::ids::TopicId;
+use crate::ids::{ConnId, TopicId};
 use crate::sse;
-
-/// A long-poll answer shared by the waiters that asked the same thing.
-type SharedAnswer = ((Vec<TopicId>, u64, Framing), Arc<[u8]>, u64);
 
 impl Core {
     // ---- Answering HTTP requests -------------------------------------------------
@@ -41,8 +38,10 @@ impl Core {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        // After its FIN a client sends no further request (RFC 9112 §9.6).
-        let closing = closing || conn.peer_fin || self.shutdown_deadline.is_some();
+        // A client's FIN does not close here: the requests it sent before
+        // it are answered too, and the loop closes once its input is
+        // exhausted (`EventLoop::peer_closed`).
+        let closing = closing || self.shutdown_deadline.is_some();
         let Kind::Http(http) = &mut conn.kind else {
             return;
         };
@@ -59,12 +58,22 @@ impl Core {
 
     /// After an answer: the next request (the session reads again), or the end.
     fn after_answer(&mut self, token: Token, framing: Framing) {
+        if !framing.keep_alive {
+            self.end(token, Ending::Answered);
+        }
         if framing.keep_alive {
-            // Requests pipelined behind this one are handled next.
+            // Requests pipelined behind this one are handled next — once the
+            // queue is below its bound, so it never holds more than the bound
+            // and one answer (else `after_write` lets them go on as it drains).
+            let full = self.output_full(token);
             if let Some(conn) = self.conns.get_mut(token) {
-                conn.paused = false;
+                conn.paused = full;
             }
-            self.make_ready(token);
+            if full {
+                self.stats.paused_reads += 1;
+            } else {
+                self.make_ready(token);
+            }
             self.rearm(token);
         } else {
             self.close_after_answer(token, true);
@@ -148,7 +157,7 @@ impl Core {
     /// Answers a short poll at once.
     pub(crate) fn answer_poll(&mut self, token: Token, topics: &[TopicId], after: u64) {
         self.stats.poll.requests += 1;
-        self.answer_poll_now(token, topics, after, &mut Vec::new(), Transport::Poll);
+        self.answer_poll_now(token, topics, after, Transport::Poll);
     }
 
     /// Holds a long-poll until an event newer than `after` on `topics`, or
@@ -156,13 +165,7 @@ impl Core {
     pub(crate) fn start_long_poll(&mut self, token: Token, topics: Vec<TopicId>, after: u64) {
         if self.feeds.has_news(&topics, after) || self.shutdown_deadline.is_some() {
             self.stats.long_poll.requests += 1;
-            return self.answer_poll_now(
-                token,
-                &topics,
-                after,
-                &mut Vec::new(),
-                Transport::LongPoll,
-            );
+            return self.answer_poll_now(token, &topics, after, Transport::LongPoll);
         }
         let hold_until = self.now + self.config.limits.long_poll_timeout;
         let Some(conn) = self.conns.get_mut(token) else {
@@ -173,16 +176,18 @@ impl Core {
         // Pipelined requests wait in the kernel until this one is answered.
         conn.paused = true;
         self.feeds.wait(token, &topics);
-        let held = format!("long-poll held after={after}");
         if let Some(http) = conn.http() {
             http.waiting = Waiting::LongPoll { topics, after };
         }
-        self.trace(|tracer, now| tracer.note(now, token, "hold", &held, "RFC 9112 §9.3"));
+        if self.tracing(token) {
+            let held = format!("long-poll held after={after}");
+            self.trace(|tracer, now| tracer.note(now, token, "hold", &held, "RFC 9112 §9.3"));
+        }
         self.rearm(token);
     }
 
-    /// Answers a held long-poll with what there is now (its time is up, or
-    /// the server shuts down).
+    /// Answers a held long-poll with what there is now (an event came, its
+    /// time is up, or the server shuts down).
     pub(crate) fn answer_long_poll(&mut self, token: Token) {
         let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
             return;
@@ -192,26 +197,41 @@ impl Core {
         else {
             return;
         };
-        self.answer_poll_now(token, &topics, after, &mut Vec::new(), Transport::LongPoll);
+        self.answer_poll_now(token, &topics, after, Transport::LongPoll);
+    }
+
+    /// Answers a held long-poll with `body` (a JSON array) instead of events:
+    /// a message sent to it alone ([`Core::send`]).
+    pub(crate) fn answer_long_poll_with(&mut self, token: Token, body: &[u8]) {
+        let headers: Vec<(String, String)> = self
+            .poll_headers()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        if let Some(conn) = self.conns.get_mut(token) {
+            if conn.transport == Transport::LongPoll {
+                self.stats.move_to(&mut conn.transport, Transport::Http);
+            }
+        }
+        self.answer(token, false, &|framing, out| {
+            let fields: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            write_answer(out, 200, &fields, body, framing)
+        });
     }
 
     /// Answers a poll with the events after `after` on `topics` now, sharing
-    /// the bytes with earlier answers in `answers` that were asked the same
-    /// (most waiters of a long-poll hold the same cursor: the previous newest
-    /// id). Counted under `bucket`.
-    fn answer_poll_now(
-        &mut self,
-        token: Token,
-        topics: &[TopicId],
-        after: u64,
-        answers: &mut Vec<SharedAnswer>,
-        bucket: Transport,
-    ) {
+    /// the bytes with earlier answers to the same question since the last
+    /// publish (most pollers hold the same cursor: the previous newest id;
+    /// see `engine::poll_answers`). Counted under `bucket`.
+    fn answer_poll_now(&mut self, token: Token, topics: &[TopicId], after: u64, bucket: Transport) {
         let now = self.now;
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        let closing = conn.peer_fin || self.shutdown_deadline.is_some();
+        let closing = self.shutdown_deadline.is_some();
         let Kind::Http(http) = &mut conn.kind else {
             return;
         };
@@ -225,17 +245,20 @@ impl Core {
             self.stats.move_to(&mut conn.transport, Transport::Http);
         }
         self.feeds.stop_waiting(token);
-        let key = (topics.to_vec(), after, framing);
-        let (bytes, events) = match answers.iter().find(|(k, _, _)| *k == key) {
-            Some((_, bytes, events)) => (Arc::clone(bytes), *events),
+        // With several loops another loop may have published since this one
+        // last heard: the newest id is part of the question.
+        let latest = self.feeds.latest_id();
+        let (bytes, events) = match self.poll_answers.get(topics, after, framing, latest) {
+            Some(kept) => kept,
             None => {
                 let (bytes, events) = self.poll_answer_bytes(topics, after, framing);
                 let bytes: Arc<[u8]> = bytes.into();
-                answers.push((key, Arc::clone(&bytes), events));
+                self.poll_answers
+                    .keep(topics, after, framing, latest, &bytes, events);
                 (bytes, events)
             }
         };
-        if bucket == Transport::LongPoll && self.tracer.is_some() {
+        if bucket == Transport::LongPoll && self.tracing(token) {
             self.trace(|tracer, now| {
                 tracer.note(now, token, "wake", "long-poll answered", "RFC 9112 §9.3")
             });
@@ -287,12 +310,7 @@ impl Core {
             .switch(&mut conn.transport, Transport::EventStream);
         conn.kind = Kind::EventStream;
         conn.deadline = Some(keepalive);
-        for &topic in topics {
-            self.feeds.follow(token, topic);
-        }
-        if let Some(after) = cursor {
-            self.replay_to(token, topics, after);
-        }
+        self.follow(token, topics, cursor);
         self.rearm(token);
     }
 
@@ -310,14 +328,27 @@ impl Core {
             .conns
             .get(token)
             .is_some_and(|conn| conn.is_open_websocket() || matches!(conn.kind, Kind::EventStream));
-        if !follower || self.feeds.get(topic).is_none() {
+        if !follower || !self.feeds.exists(topic) {
             return Err(SendError::NotOpen);
         }
-        self.feeds.follow(token, topic);
-        if let Some(after) = after {
-            self.replay_to(token, &[topic], after);
-        }
+        self.follow(token, &[topic], after);
         Ok(())
+    }
+
+    /// A connection follows `topics` from now on, after the replay from
+    /// `cursor` if there is one. The replay is read first, together with
+    /// what other loops queued for this one, and those arrivals are fanned
+    /// out before the connection joins: so an event reaches it either in the
+    /// replay or live, never both, never neither.
+    pub(crate) fn follow(&mut self, token: Token, topics: &[TopicId], cursor: Option<u64>) {
+        let replay = cursor.map(|after| self.feeds.replay(topics, after));
+        self.deliver_arrivals();
+        for &topic in topics {
+            self.feeds.follow(token, topic);
+        }
+        if let Some(replay) = replay {
+            self.queue_replay(token, replay);
+        }
     }
 
     /// A connection stops following a topic. False if it did not follow it.
@@ -344,15 +375,13 @@ impl Core {
         }
     }
 
-    /// Queues the replay after `after` on `topics` for a follower: a resync
-    /// notice if needed, then as many events as its queue admits; the rest
-    /// follows as the queue drains ([`Core::catch_up`]).
-    pub(crate) fn replay_to(&mut self, token: Token, topics: &[TopicId], after: u64) {
-        let replay = self.feeds.replay(topics, after);
+    /// Queues a replay for a follower: the resync notice if any, then as
+    /// many events as its queue admits; the rest follows as the queue
+    /// drains ([`Core::catch_up`]).
+    fn queue_replay(&mut self, token: Token, replay: Replay) {
         let max_queued = self.config.limits.max_queued_bytes;
-        if let Some(why) = replay.resync {
-            let notice = self.feeds.resync_entry(why, replay.from);
-            if let Some(encoded) = self.encoding_for(token, &notice) {
+        if let Some(notice) = &replay.notice {
+            if let Some(encoded) = self.encoding_for(token, notice) {
                 let _ = self.push_encoded(token, encoded, true);
             }
         }
@@ -364,7 +393,7 @@ impl Core {
             let admitted = self
                 .conns
                 .get(token)
-                .is_some_and(|conn| conn.outbox.admits(encoded.len(), max_queued));
+                .is_some_and(|conn| conn.admits(encoded.len(), max_queued));
             if !admitted {
                 // The rest waits in history until the queue drains.
                 self.catching_up.insert(token, last);
@@ -379,7 +408,9 @@ impl Core {
     }
 
     /// Goes on with a follower's replay once its queue has drained below
-    /// half its bound (called after each write).
+    /// half its bound (called after each write). It stays among those
+    /// catching up while the arrivals read with the replay are fanned out,
+    /// so it gets those from the replay only.
     pub(crate) fn catch_up(&mut self, token: Token) {
         let Some(&after) = self.catching_up.get(&token) else {
             return;
@@ -388,13 +419,15 @@ impl Core {
         if self
             .conns
             .get(token)
-            .is_none_or(|conn| conn.outbox.len() > half)
+            .is_none_or(|conn| conn.queued_bytes() > half)
         {
             return;
         }
-        self.catching_up.remove(&token);
         let topics = self.feeds.followed(token);
-        self.replay_to(token, &topics, after);
+        let replay = self.feeds.replay(&topics, after);
+        self.deliver_arrivals();
+        self.catching_up.remove(&token);
+        self.queue_replay(token, replay);
     }
 
     fn count_delivery(&mut self, token: Token) {
@@ -406,24 +439,67 @@ impl Core {
 
     // ---- Publishing ----------------------------------------------------------
 
-    /// Publishes an event and fans it out: shared bytes to every follower
-    /// (but `except`, and followers still catching up, who will find it in
-    /// history), answers to every waiting long-poll. Returns its id.
+    /// Publishes an event and fans it out — on this loop now, on the others
+    /// through their inboxes: shared bytes to every follower (but `except`,
+    /// and followers still catching up, who will find it in history),
+    /// answers to every waiting long-poll. Returns its id.
     pub fn publish(
         &mut self,
         topic: TopicId,
         event: Option<&str>,
         payload: Payload,
-        except: Option<Token>,
+        except: Option<ConnId>,
     ) -> Result<u64, PublishError> {
-        let entry = self.feeds.publish(topic, event, payload)?;
+        let id = self.feeds.publish(topic, event, payload, except)?;
+        self.stats.events_published += 1;
+        self.deliver_arrivals();
+        Ok(id)
+    }
+
+    /// Fans out what the feeds have for this loop, in id order: this loop's
+    /// own publishes and removals, and the other loops' from the inbox.
+    /// Then, if the inbox overflowed, every follower catches up from history
+    /// and every long-poll with news is answered (see [`crate::feeds::hub`]).
+    /// Not re-entered: a catch-up that collects more arrivals leaves them to
+    /// the loop already running here.
+    pub(crate) fn deliver_arrivals(&mut self) {
+        if self.delivering {
+            return;
+        }
+        self.delivering = true;
+        loop {
+            while let Some(arrival) = self.feeds.next_arrival() {
+                match arrival {
+                    Arrival::Event { entry, except } => {
+                        let except = except.and_then(|id| self.local(id));
+                        self.fan_out(&entry, except);
+                    }
+                    Arrival::Removed(topic) => {
+                        self.poll_answers.clear();
+                        self.feeds.drop_topic(topic);
+                    }
+                }
+            }
+            let Some(after) = self.feeds.take_missed() else {
+                break;
+            };
+            self.stats.inbox_overflows += 1;
+            self.everyone_catches_up(after);
+        }
+        self.delivering = false;
+    }
+
+    /// One event to this loop's followers and waiters of its topic.
+    fn fan_out(&mut self, entry: &Entry, except: Option<Token>) {
+        // History changed: so did every poll's answer.
+        self.poll_answers.clear();
         let mut recipients = std::mem::take(&mut self.recipients);
-        self.feeds.followers(topic, &mut recipients);
+        self.feeds.followers(entry.topic, &mut recipients);
         for &token in &recipients {
             if Some(token) == except || self.catching_up.contains_key(&token) {
                 continue;
             }
-            let Some(encoded) = self.encoding_for(token, &entry) else {
+            let Some(encoded) = self.encoding_for(token, entry) else {
                 continue;
             };
             if self.push_encoded(token, encoded, false).is_ok() {
@@ -432,30 +508,66 @@ impl Core {
         }
         recipients.clear();
         self.recipients = recipients;
-        let mut answers = Vec::new();
-        for token in self.feeds.take_waiters(topic) {
-            let Some(http) = self.conns.get_mut(token).and_then(|conn| conn.http()) else {
-                continue;
+        for token in self.feeds.take_waiters(entry.topic) {
+            // With several loops an event can come out of the inbox after a
+            // poll that had already seen it was held (its cursor is this
+            // event or later): that poll goes on waiting.
+            let seen_already = match self.held_poll(token) {
+                Some((topics, after)) if after >= entry.id => Some(topics.to_vec()),
+                _ => None,
             };
-            let Waiting::LongPoll { topics, after } =
-                std::mem::replace(&mut http.waiting, Waiting::Nothing)
-            else {
-                continue;
-            };
-            self.answer_poll_now(token, &topics, after, &mut answers, Transport::LongPoll);
+            match seen_already {
+                Some(topics) => self.feeds.wait(token, &topics),
+                None => self.answer_long_poll(token),
+            }
         }
-        Ok(entry.id)
     }
 
-    /// Removes a topic: its followers and waiters get a last event of type
-    /// `removed` (data `{"topic":NAME}`) and no longer follow it. False if
-    /// there is no such topic.
+    /// The topics and cursor of `token`'s held long-poll, if it holds one.
+    fn held_poll(&self, token: Token) -> Option<(&[TopicId], u64)> {
+        match &self.conns.get(token)?.kind {
+            Kind::Http(http) => match &http.waiting {
+                Waiting::LongPoll { topics, after } => Some((topics, *after)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// This loop missed the events after `after` (its inbox was full): every
+    /// follower replays from there as its queue allows, and every long-poll
+    /// with news is answered. All followers are marked first, so an arrival
+    /// collected by one's catch-up reaches the others through theirs.
+    fn everyone_catches_up(&mut self, after: u64) {
+        let followers = self.feeds.all_followers();
+        for &token in &followers {
+            let cursor = self.catching_up.entry(token).or_insert(after);
+            *cursor = (*cursor).min(after);
+        }
+        for token in followers {
+            self.catch_up(token);
+        }
+        for token in self.feeds.all_waiters() {
+            let news = self
+                .held_poll(token)
+                .is_some_and(|(topics, after)| self.feeds.has_news(topics, after));
+            if news {
+                self.answer_long_poll(token);
+            }
+        }
+    }
+
+    /// Removes a topic: its followers and waiters (on every loop) get a last
+    /// event of type `removed` (data `{"topic":NAME}`) and no longer follow
+    /// it. False if there is no such topic.
     pub fn remove_topic(&mut self, topic: TopicId) -> bool {
-        let Some(name) = self.feeds.get(topic).map(|topic| topic.name().to_owned()) else {
+        let Some(name) = self.feeds.name(topic) else {
             return false;
         };
         let data = format!("{{\"topic\":\"{name}\"}}");
         let _ = self.publish(topic, Some("removed"), Payload::Json(&data), None);
-        self.feeds.remove(topic).is_some()
+        let removed = self.feeds.remove(topic);
+        self.deliver_arrivals();
+        removed
     }
 }

@@ -28,6 +28,9 @@ pub enum Wake {
     User(usize, u32),
     /// Accepting was paused (out of file descriptors); try again.
     Accept,
+    /// Time to publish this loop's counters again, if they changed (several
+    /// loops; see `Core::share_stats`).
+    ShareStats,
 }
 
 /// A user timer slot.

@@ -11,8 +11,7 @@
 //!
 //! A connection of any transport *follows* any number of topics (event
 //! streams and WebSockets get each new event) or *waits* on them (a held
-//! long-poll, answered by the next event). Both are kept in subscription
-//! order, so deliveries and traces repeat exactly.
+//! long-poll, answered by the next event): see [`members`].
 //!
 //! # Cursors and `resync`
 //!
@@ -25,16 +24,34 @@
 //! be served (the newest id let go of, or the one before this run's first),
 //! and every kept event after that position follows. Never a silent gap.
 //!
+//! # One loop or several
+//!
+//! [`Feeds`] is one loop's view: the [`topics`] (names, histories, the id
+//! counter) and the loop's own [`members`]. With one loop it owns the topics
+//! outright; with several, they live in a [`hub::Hub`] the loops share, and
+//! each loop learns of the others' events through its inbox. Either way a
+//! publish or a removal comes back to the loop as an [`Arrival`], in id
+//! order, which the loop fans out ([`Feeds::next_arrival`]).
+//!
 //! This layer owns no socket and reads no clock: the server fans the bytes out.
 
+pub mod hub;
+pub mod members;
 pub mod topic;
+pub mod topics;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use mio::Token;
 
-use crate::ids::TopicId;
-pub use topic::{Entry, HistoryLimits, Payload, PublishError, Topic, DEFAULT_EVENT, RESYNC_EVENT};
+use crate::ids::{ConnId, TopicId};
+pub use hub::{Arrival, Hub, InboxLimits};
+use members::Members;
+pub use topic::{
+    Direct, Entry, HistoryLimits, Payload, PublishError, Topic, DEFAULT_EVENT, RESYNC_EVENT,
+};
+pub use topics::{Replay, Resync, Topics};
 
 /// The longest topic name, in bytes: names travel in URLs and in every JSON
 /// copy of every event.
@@ -58,6 +75,8 @@ pub enum TopicError {
     BadName,
     /// `max_topics` topics exist already.
     TooMany,
+    /// No topic has this name.
+    Unknown,
 }
 
 impl std::fmt::Display for TopicError {
@@ -65,452 +84,309 @@ impl std::fmt::Display for TopicError {
         f.write_str(match self {
             TopicError::BadName => "a topic name is 1-64 of A-Z a-z 0-9 - _ . : ~ @",
             TopicError::TooMany => "too many topics",
+            TopicError::Unknown => "no such topic",
         })
     }
 }
 
 impl std::error::Error for TopicError {}
 
-/// Why a cursor could not be served exactly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resync {
-    /// Events after the cursor were let go of (bounded history).
-    FellOutOfHistory,
-    /// The cursor is not an id of this run and of the followed topics (an
-    /// earlier run, another server, another topic, or not an id at all).
-    UnknownId,
+/// Where the topics are: the loop's own, or shared with other loops.
+enum Place {
+    Alone(Topics),
+    Shared { hub: Arc<Hub>, me: usize },
 }
 
-impl Resync {
-    /// The reason, as the notice's data says it.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Resync::FellOutOfHistory => "fell out of history",
-            Resync::UnknownId => "unknown id",
-        }
-    }
-}
-
-/// What a cursor gets: maybe a resync notice, then kept events in id order.
-#[derive(Debug)]
-pub struct Replay {
-    /// Set when the cursor could not be served exactly: send
-    /// [`Feeds::resync_entry`] first.
-    pub resync: Option<Resync>,
-    /// Where the events start: the cursor, or (after a resync) the position
-    /// the notice carries as its id.
-    pub from: u64,
-    /// The events after `from`, oldest first, across the followed topics.
-    pub entries: Vec<Entry>,
-}
-
-/// Which of a topic's two lists a membership is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum List {
-    /// Gets every new event (event streams, WebSockets).
-    Followers,
-    /// Gets the next event once (held long-polls).
-    Waiters,
-}
-
-struct TopicState {
-    topic: Topic,
-    /// Subscription sequence number → connection, so iteration is in
-    /// subscription order and removal is O(log n).
-    followers: BTreeMap<u64, Token>,
-    waiters: BTreeMap<u64, Token>,
-}
-
-impl TopicState {
-    fn list(&mut self, list: List) -> &mut BTreeMap<u64, Token> {
-        match list {
-            List::Followers => &mut self.followers,
-            List::Waiters => &mut self.waiters,
-        }
-    }
-}
-
-struct Slot {
-    generation: u32,
-    state: Option<TopicState>,
-}
-
-/// Every topic of a server and every connection's place in them.
+/// One loop's view of the feeds: the topics and its own members (see the
+/// module doc).
 pub struct Feeds {
-    limits: HistoryLimits,
-    max_topics: usize,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    by_name: HashMap<Box<str>, TopicId>,
-    /// The first id of this run: a cursor below `first_id - 1` is from before.
-    first_id: u64,
-    next_id: u64,
-    next_seq: u64,
-    /// For each connection, the topics it follows and waits on, with the
-    /// sequence number of each membership (to find it in the topic's list).
-    memberships: HashMap<Token, Vec<(List, TopicId, u64)>>,
+    place: Place,
+    members: Members,
+    /// Publishes and removals to fan out, oldest first.
+    pending: VecDeque<Arrival>,
+    /// The id after which this loop missed events (its inbox was full).
+    missed_after: Option<u64>,
+    /// Loops to wake at the end of this turn (see [`Feeds::wake_others`]).
+    to_wake: Vec<usize>,
 }
 
 impl Feeds {
-    /// No topics yet; the first event will have id `first_id` (at least 1).
+    /// A loop's own feeds; the first event will have id `first_id` (at least 1).
     pub fn new(limits: HistoryLimits, max_topics: usize, first_id: u64) -> Feeds {
-        let first_id = first_id.max(1);
+        Feeds::from_place(Place::Alone(Topics::new(limits, max_topics, first_id)))
+    }
+
+    fn from_place(place: Place) -> Feeds {
         Feeds {
-            limits,
-            max_topics,
-            slots: Vec::new(),
-            free: Vec::new(),
-            by_name: HashMap::new(),
-            first_id,
-            next_id: first_id,
-            next_seq: 0,
-            memberships: HashMap::new(),
+            place,
+            members: Members::default(),
+            pending: VecDeque::new(),
+            missed_after: None,
+            to_wake: Vec::new(),
         }
     }
+
+    /// Shares these feeds' topics with `wakers.len() - 1` more loops: this
+    /// one stays loop 0 (keeping its members) and the others' views are
+    /// returned, in loop order. Feeds already shared are left as they are.
+    pub fn share(&mut self, wakers: Vec<Arc<mio::Waker>>, limits: InboxLimits) -> Vec<Feeds> {
+        let empty = Topics::new(HistoryLimits::default(), 0, 1);
+        let topics = match std::mem::replace(&mut self.place, Place::Alone(empty)) {
+            Place::Alone(topics) => topics,
+            shared @ Place::Shared { .. } => {
+                self.place = shared;
+                return Vec::new();
+            }
+        };
+        let hub = Arc::new(Hub::new(topics, wakers, limits));
+        self.place = Place::Shared {
+            hub: Arc::clone(&hub),
+            me: 0,
+        };
+        (1..hub.loops())
+            .map(|me| {
+                Feeds::from_place(Place::Shared {
+                    hub: Arc::clone(&hub),
+                    me,
+                })
+            })
+            .collect()
+    }
+
+    fn read<R>(&self, read: impl FnOnce(&Topics) -> R) -> R {
+        match &self.place {
+            Place::Alone(topics) => read(topics),
+            Place::Shared { hub, .. } => hub.read(read),
+        }
+    }
+
+    fn write<R>(&mut self, write: impl FnOnce(&mut Topics) -> R) -> R {
+        match &mut self.place {
+            Place::Alone(topics) => write(topics),
+            Place::Shared { hub, .. } => hub.write(write),
+        }
+    }
+
+    // ---- Topics ------------------------------------------------------------------
 
     /// The topic of that name, created on first use.
     pub fn topic(&mut self, name: &str) -> Result<TopicId, TopicError> {
-        if let Some(&id) = self.by_name.get(name) {
-            return Ok(id);
-        }
-        if !is_topic_name(name) {
-            return Err(TopicError::BadName);
-        }
-        if self.by_name.len() >= self.max_topics {
-            return Err(TopicError::TooMany);
-        }
-        let state = TopicState {
-            topic: Topic::new(name),
-            followers: BTreeMap::new(),
-            waiters: BTreeMap::new(),
-        };
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    state: None,
-                });
-                u32::try_from(self.slots.len() - 1).map_err(|_| TopicError::TooMany)?
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.state = Some(state);
-        let id = TopicId {
-            index,
-            generation: slot.generation,
-        };
-        self.by_name.insert(name.into(), id);
-        Ok(id)
+        self.write(|topics| topics.topic(name))
     }
 
-    /// The topic of that name, if it exists (a hash lookup).
+    /// The topics of a comma-separated list (see [`Topics::list`]).
+    pub fn list(&mut self, list: &str, create: bool) -> Result<Vec<TopicId>, TopicError> {
+        self.write(|topics| topics.list(list, create))
+    }
+
+    /// The topic of that name, if it exists.
     pub fn find(&self, name: &str) -> Option<TopicId> {
-        self.by_name.get(name).copied()
+        self.read(|topics| topics.find(name))
     }
 
-    fn state(&self, id: TopicId) -> Option<&TopicState> {
-        let slot = self.slots.get(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.state.as_ref()
+    /// Whether the topic exists.
+    pub fn exists(&self, topic: TopicId) -> bool {
+        self.read(|topics| topics.get(topic).is_some())
     }
 
-    fn state_mut(&mut self, id: TopicId) -> Option<&mut TopicState> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.state.as_mut()
+    /// A topic's name, if it exists.
+    pub fn name(&self, topic: TopicId) -> Option<String> {
+        self.read(|topics| topics.get(topic).map(|topic| topic.name().to_owned()))
     }
 
-    /// A topic's history, if the topic exists.
-    pub fn get(&self, id: TopicId) -> Option<&Topic> {
-        self.state(id).map(|state| &state.topic)
+    /// The names of every topic, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = self.read(|topics| topics.names().map(str::to_owned).collect::<Vec<_>>());
+        names.sort_unstable();
+        names
     }
 
-    /// The id of the newest event of any topic (the one before the first
-    /// when nothing was published yet).
+    /// The id of the newest event of any topic.
     pub fn latest_id(&self) -> u64 {
-        self.next_id - 1
+        self.read(Topics::latest_id)
     }
 
-    /// How many topics exist.
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    /// True when no topic exists.
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
-
-    /// Publishes an event: gives it the next id, encodes it, keeps it in
-    /// the topic's history and returns it for fan-out. On error nothing
-    /// changes (no id is used up).
+    /// Publishes an event (see [`Topics::publish`]); it comes back from
+    /// [`Feeds::next_arrival`] to be fanned out, after any arrival before
+    /// it. On error nothing changes.
     pub fn publish(
         &mut self,
         topic: TopicId,
         event: Option<&str>,
         payload: Payload,
-    ) -> Result<Entry, PublishError> {
-        let id = self.next_id;
-        let limits = self.limits;
-        let state = self.state_mut(topic).ok_or(PublishError::UnknownTopic)?;
-        let entry = Entry::encode(
-            id,
-            topic,
-            state.topic.name(),
-            event.unwrap_or(DEFAULT_EVENT),
-            payload,
-            limits.max_event_bytes,
-        )?;
-        state.topic.keep(&entry, &limits);
-        self.next_id += 1;
-        Ok(entry)
-    }
-
-    /// Removes a topic: returns who followed or waited on it (they no longer
-    /// do). Its name may be used again; its id never is.
-    pub fn remove(&mut self, topic: TopicId) -> Option<(Vec<Token>, Vec<Token>)> {
-        let slot = self.slots.get_mut(topic.index as usize)?;
-        if slot.generation != topic.generation {
-            return None;
-        }
-        let state = slot.state.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(topic.index);
-        self.by_name.remove(state.topic.name());
-        let followers: Vec<Token> = state.followers.values().copied().collect();
-        let waiters: Vec<Token> = state.waiters.values().copied().collect();
-        for conn in followers.iter().chain(&waiters) {
-            if let Some(list) = self.memberships.get_mut(conn) {
-                list.retain(|(_, id, _)| *id != topic);
-                if list.is_empty() {
-                    self.memberships.remove(conn);
-                }
+        except: Option<ConnId>,
+    ) -> Result<u64, PublishError> {
+        match &mut self.place {
+            Place::Alone(topics) => {
+                let entry = topics.publish(topic, event, payload)?;
+                let id = entry.id;
+                self.pending.push_back(Arrival::Event { entry, except });
+                Ok(id)
+            }
+            Place::Shared { hub, me } => {
+                let (id, missed) = hub.publish(
+                    *me,
+                    topic,
+                    event,
+                    payload,
+                    except,
+                    &mut self.pending,
+                    &mut self.to_wake,
+                )?;
+                self.note_missed(missed);
+                Ok(id)
             }
         }
-        Some((followers, waiters))
     }
 
-    // ---- Who follows what ------------------------------------------------------
-
-    fn join(&mut self, list: List, conn: Token, topic: TopicId) -> bool {
-        let seq = self.next_seq;
-        if self.state(topic).is_none() {
-            return false;
-        }
-        let memberships = self.memberships.entry(conn).or_default();
-        if memberships
-            .iter()
-            .any(|(l, id, _)| *l == list && *id == topic)
-        {
-            return true;
-        }
-        memberships.push((list, topic, seq));
-        self.next_seq += 1;
-        if let Some(state) = self.state_mut(topic) {
-            state.list(list).insert(seq, conn);
-        }
-        true
-    }
-
-    fn leave(&mut self, list: List, conn: Token, topic: Option<TopicId>) -> Vec<TopicId> {
-        let Some(memberships) = self.memberships.get_mut(&conn) else {
-            return Vec::new();
-        };
-        let mut left = Vec::new();
-        memberships.retain(|&(l, id, seq)| {
-            let leaving = l == list && topic.is_none_or(|topic| topic == id);
-            if leaving {
-                left.push((id, seq));
-            }
-            !leaving
-        });
-        if memberships.is_empty() {
-            self.memberships.remove(&conn);
-        }
-        left.into_iter()
-            .map(|(id, seq)| {
-                if let Some(state) = self.state_mut(id) {
-                    state.list(list).remove(&seq);
+    /// Removes a topic; the removal comes back from
+    /// [`Feeds::next_arrival`]. False if there is no such topic.
+    pub fn remove(&mut self, topic: TopicId) -> bool {
+        match &mut self.place {
+            Place::Alone(topics) => {
+                let removed = topics.remove(topic);
+                if removed {
+                    self.pending.push_back(Arrival::Removed(topic));
                 }
-                id
-            })
-            .collect()
+                removed
+            }
+            Place::Shared { hub, me } => {
+                let (removed, missed) =
+                    hub.remove(*me, topic, &mut self.pending, &mut self.to_wake);
+                self.note_missed(missed);
+                removed
+            }
+        }
     }
+
+    fn note_missed(&mut self, missed: Option<u64>) {
+        if let Some(after) = missed {
+            let earliest = self.missed_after.map_or(after, |known| known.min(after));
+            self.missed_after = Some(earliest);
+        }
+    }
+
+    /// Takes what other loops queued for this one (nothing to do alone).
+    pub fn collect_arrivals(&mut self) {
+        if let Place::Shared { hub, me } = &self.place {
+            let ((), missed) = hub.drain(*me, &mut self.pending, |_| ());
+            self.note_missed(missed);
+        }
+    }
+
+    /// Wakes the loops this one queued events for during its turn (called
+    /// at the end of the turn: a loop woken at once by each publish would
+    /// write each event to its followers alone instead of together).
+    pub fn wake_others(&mut self) {
+        if let Place::Shared { hub, .. } = &self.place {
+            if !self.to_wake.is_empty() {
+                hub.wake(&self.to_wake);
+                self.to_wake.clear();
+            }
+        }
+    }
+
+    /// The next publish or removal to fan out, in id order.
+    pub fn next_arrival(&mut self) -> Option<Arrival> {
+        self.pending.pop_front()
+    }
+
+    /// The id after which this loop missed events, once: its followers must
+    /// catch up from history after it (see [`hub`]).
+    pub fn take_missed(&mut self) -> Option<u64> {
+        self.missed_after.take()
+    }
+
+    // ---- Replay ------------------------------------------------------------------
+
+    /// What a cursor gets on `topics` (see the module doc). With several
+    /// loops this also takes what other loops queued for this one: deliver
+    /// those arrivals ([`Feeds::next_arrival`]) before acting on the replay,
+    /// and no event is both replayed and delivered live to a new follower.
+    pub fn replay(&mut self, topics: &[TopicId], after: u64) -> Replay {
+        match &self.place {
+            Place::Alone(kept) => kept.replay(topics, after),
+            Place::Shared { hub, me } => {
+                let (replay, missed) =
+                    hub.drain(*me, &mut self.pending, |kept| kept.replay(topics, after));
+                self.note_missed(missed);
+                replay
+            }
+        }
+    }
+
+    /// The JSON array a poll after `after` on `topics` answers with, and
+    /// how many events it holds (see [`Topics::poll_json`]).
+    pub fn poll_json(&self, topics: &[TopicId], after: u64) -> (Vec<u8>, u64) {
+        self.read(|kept| kept.poll_json(topics, after))
+    }
+
+    /// Whether a poll after `after` on `topics` has anything to say now.
+    pub fn has_news(&self, topics: &[TopicId], after: u64) -> bool {
+        self.read(|kept| kept.has_news(topics, after))
+    }
+
+    // ---- This loop's members -----------------------------------------------------
 
     /// `conn` follows `topic` from now on (again is a no-op). False if the
     /// topic does not exist.
     pub fn follow(&mut self, conn: Token, topic: TopicId) -> bool {
-        self.join(List::Followers, conn, topic)
+        if !self.exists(topic) {
+            return false;
+        }
+        self.members.follow(conn, topic);
+        true
     }
 
     /// `conn` no longer follows `topic`. False if it did not.
     pub fn unfollow(&mut self, conn: Token, topic: TopicId) -> bool {
-        !self.leave(List::Followers, conn, Some(topic)).is_empty()
+        self.members.unfollow(conn, topic)
     }
 
     /// The topics `conn` follows, in the order it followed them.
     pub fn followed(&self, conn: Token) -> Vec<TopicId> {
-        self.memberships.get(&conn).map_or_else(Vec::new, |list| {
-            list.iter()
-                .filter(|(l, _, _)| *l == List::Followers)
-                .map(|(_, id, _)| *id)
-                .collect()
-        })
+        self.members.followed(conn)
     }
 
-    /// Appends the followers of `topic` to `out`, in subscription order.
+    /// Appends the followers of `topic` on this loop to `out`, in
+    /// subscription order.
     pub fn followers(&self, topic: TopicId, out: &mut Vec<Token>) {
-        if let Some(state) = self.state(topic) {
-            out.extend(state.followers.values().copied());
-        }
+        self.members.followers(topic, out);
+    }
+
+    /// Every connection of this loop that follows anything.
+    pub fn all_followers(&self) -> Vec<Token> {
+        self.members.all_followers()
+    }
+
+    /// Every connection of this loop that waits on anything.
+    pub fn all_waiters(&self) -> Vec<Token> {
+        self.members.all_waiters()
     }
 
     /// `conn` waits for the next event of any of `topics` (a held long-poll).
     pub fn wait(&mut self, conn: Token, topics: &[TopicId]) {
-        for &topic in topics {
-            self.join(List::Waiters, conn, topic);
-        }
+        self.members.wait(conn, topics);
     }
 
-    /// Every connection waiting on `topic`, in arrival order; none of them
-    /// waits on anything any more.
+    /// Every connection waiting on `topic`; none of them waits any more.
     pub fn take_waiters(&mut self, topic: TopicId) -> Vec<Token> {
-        let waiters: Vec<Token> = self
-            .state(topic)
-            .map_or_else(Vec::new, |state| state.waiters.values().copied().collect());
-        for &conn in &waiters {
-            self.leave(List::Waiters, conn, None);
-        }
-        waiters
+        self.members.take_waiters(topic)
     }
 
     /// `conn` stops waiting (answered by a timeout, or gone).
     pub fn stop_waiting(&mut self, conn: Token) {
-        self.leave(List::Waiters, conn, None);
+        self.members.stop_waiting(conn);
     }
 
     /// `conn` is gone: it follows and waits on nothing.
     pub fn forget(&mut self, conn: Token) {
-        self.leave(List::Followers, conn, None);
-        self.leave(List::Waiters, conn, None);
+        self.members.forget(conn);
     }
 
-    // ---- Replay ----------------------------------------------------------------
-
-    /// What a cursor gets on `topics` (see the module doc).
-    pub fn replay(&self, topics: &[TopicId], after: u64) -> Replay {
-        let states: Vec<&TopicState> = topics.iter().filter_map(|id| self.state(*id)).collect();
-        let evicted = states
-            .iter()
-            .map(|state| state.topic.evicted_through())
-            .max()
-            .unwrap_or(0);
-        let before_first = self.first_id - 1;
-        let resync = if after == 0 {
-            None
-        } else if after < before_first || after > self.latest_id() {
-            Some(Resync::UnknownId)
-        } else if evicted > after {
-            Some(Resync::FellOutOfHistory)
-        } else if after == before_first || states.iter().any(|state| state.topic.knows(after)) {
-            None
-        } else {
-            Some(Resync::UnknownId)
-        };
-        let from = match resync {
-            Some(_) => evicted.max(before_first),
-            None => after,
-        };
-        // Merge the topics' kept events after `from` by id (few topics per
-        // connection: a scan for the smallest head is enough).
-        let mut heads: Vec<_> = states
-            .iter()
-            .map(|state| state.topic.after(from).peekable())
-            .collect();
-        let mut entries = Vec::new();
-        loop {
-            let next = heads
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, head)| head.peek().map(|entry| (entry.id, i)))
-                .min();
-            let Some((_, i)) = next else {
-                break;
-            };
-            if let Some(entry) = heads[i].next() {
-                entries.push(entry.clone());
-            }
-        }
-        Replay {
-            resync,
-            from,
-            entries,
-        }
-    }
-
-    /// The resync notice of a replay: type `resync`, id `replay.from` (a
-    /// position that can be served, so the client's cursor is repaired by
-    /// it), data `{"reason":…,"latest":…}`, topic `""` (it concerns the
-    /// whole subscription).
-    pub fn resync_entry(&self, why: Resync, from: u64) -> Entry {
-        let data = format!(
-            "{{\"reason\":\"{}\",\"latest\":{}}}",
-            why.reason(),
-            self.latest_id()
-        );
-        let notice = TopicId {
-            index: u32::MAX,
-            generation: 0,
-        };
-        // The name is a constant and the data a small JSON object: the
-        // encoding cannot fail, and an empty entry would only be a no-op.
-        Entry::encode(
-            from,
-            notice,
-            "",
-            RESYNC_EVENT,
-            Payload::Json(&data),
-            usize::MAX,
-        )
-        .unwrap_or_else(|_| Entry {
-            id: from,
-            topic: notice,
-            sse: Vec::new().into(),
-            ws_frame: Vec::new().into(),
-            json: b"{}".to_vec().into(),
-            #[cfg(feature = "deflate")]
-            ws_deflated: Default::default(),
-        })
-    }
-
-    /// The JSON array a poll after `after` on `topics` answers with (`[]`
-    /// when nothing), and how many events it holds.
-    pub fn poll_json(&self, topics: &[TopicId], after: u64) -> (Vec<u8>, u64) {
-        let replay = self.replay(topics, after);
-        let mut body = Vec::from(&b"["[..]);
-        if let Some(why) = replay.resync {
-            body.extend_from_slice(&self.resync_entry(why, replay.from).json);
-        }
-        for entry in &replay.entries {
-            if body.len() > 1 {
-                body.push(b',');
-            }
-            body.extend_from_slice(&entry.json);
-        }
-        body.push(b']');
-        (body, replay.entries.len() as u64)
-    }
-
-    /// Whether a poll after `after` on `topics` has anything to say now (an
-    /// event, or a resync): a long-poll is answered at once if so.
-    pub fn has_news(&self, topics: &[TopicId], after: u64) -> bool {
-        let replay = self.replay(topics, after);
-        replay.resync.is_some() || !replay.entries.is_empty()
+    /// A removed topic's members on this loop let go of it.
+    pub fn drop_topic(&mut self, topic: TopicId) {
+        self.members.drop_topic(topic);
     }
 }
 
@@ -518,167 +394,47 @@ impl Feeds {
 mod tests {
     use super::*;
 
-    const SEED: u64 = 1_000;
-
-    fn feeds() -> Feeds {
-        Feeds::new(
-            HistoryLimits {
-                max_events: 3,
-                ..HistoryLimits::default()
-            },
-            16,
-            SEED,
-        )
-    }
-
-    fn publish(feeds: &mut Feeds, topic: TopicId, data: &str) -> u64 {
-        feeds.publish(topic, None, Payload::Text(data)).unwrap().id
-    }
-
-    fn ids(replay: &Replay) -> Vec<u64> {
-        replay.entries.iter().map(|entry| entry.id).collect()
+    fn ids(feeds: &mut Feeds) -> Vec<u64> {
+        std::iter::from_fn(|| feeds.next_arrival())
+            .filter_map(|arrival| match arrival {
+                Arrival::Event { entry, .. } => Some(entry.id),
+                Arrival::Removed(_) => None,
+            })
+            .collect()
     }
 
     #[test]
-    fn one_id_space_across_topics() {
-        let mut feeds = feeds();
-        let (a, b) = (feeds.topic("a").unwrap(), feeds.topic("b").unwrap());
-        assert_eq!(feeds.topic("a"), Ok(a), "created once");
-        assert_eq!(publish(&mut feeds, a, "1"), SEED);
-        assert_eq!(publish(&mut feeds, b, "2"), SEED + 1);
-        assert_eq!(publish(&mut feeds, a, "3"), SEED + 2);
-        assert_eq!(feeds.latest_id(), SEED + 2);
+    fn alone_a_publish_comes_back_as_an_arrival() {
+        let mut feeds = Feeds::new(HistoryLimits::default(), 4, 10);
+        let room = feeds.topic("room").unwrap();
+        assert_eq!(feeds.publish(room, None, Payload::Text("x"), None), Ok(10));
+        assert_eq!(ids(&mut feeds), [10]);
+        assert!(feeds.remove(room));
+        assert!(matches!(feeds.next_arrival(), Some(Arrival::Removed(t)) if t == room));
+        assert!(!feeds.follow(Token(1), room), "no such topic any more");
     }
 
     #[test]
-    fn topic_names_are_checked_and_bounded_in_number() {
-        let mut feeds = Feeds::new(HistoryLimits::default(), 2, SEED);
-        for bad in ["", "a,b", "a b", "é", &"x".repeat(65), "a/b"] {
-            assert_eq!(feeds.topic(bad), Err(TopicError::BadName), "{bad:?}");
-        }
-        assert!(feeds.topic("user:42").is_ok());
-        assert!(feeds.topic("sensors.temp-1").is_ok());
-        assert_eq!(feeds.topic("third"), Err(TopicError::TooMany));
-    }
-
-    #[test]
-    fn a_multi_topic_cursor_resumes_with_no_loss_and_no_duplicate() {
-        let mut feeds = feeds();
-        let (a, b) = (feeds.topic("a").unwrap(), feeds.topic("b").unwrap());
-        let a1 = publish(&mut feeds, a, "a1");
-        let b1 = publish(&mut feeds, b, "b1");
-        let a2 = publish(&mut feeds, a, "a2");
-        let b2 = publish(&mut feeds, b, "b2");
-        let replay = feeds.replay(&[a, b], b1);
-        assert_eq!(replay.resync, None);
-        assert_eq!(ids(&replay), [a2, b2], "merged in id order");
-        assert_eq!(ids(&feeds.replay(&[b, a], 0)), [a1, b1, a2, b2]);
-    }
-
-    #[test]
-    fn a_cursor_from_another_topic_or_server_resyncs() {
-        let mut feeds = feeds();
-        let (a, b) = (feeds.topic("a").unwrap(), feeds.topic("b").unwrap());
-        let a1 = publish(&mut feeds, a, "a1");
-        let b1 = publish(&mut feeds, b, "b1");
-        assert_eq!(feeds.replay(&[b], a1).resync, Some(Resync::UnknownId));
-        assert_eq!(feeds.replay(&[a], a1).resync, None);
-        // Another run's or server's ids: below this run, or from the future.
-        assert_eq!(feeds.replay(&[b], 5).resync, Some(Resync::UnknownId));
-        assert_eq!(feeds.replay(&[b], b1 + 100).resync, Some(Resync::UnknownId));
-        // The position before this run's first event is always exact.
-        let before = feeds.replay(&[b], SEED - 1);
-        assert_eq!((before.resync, ids(&before)), (None, vec![b1]));
-    }
-
-    #[test]
-    fn a_cursor_that_fell_out_of_history_resyncs_to_a_position_that_can_be_served() {
-        let mut feeds = feeds();
-        let a = feeds.topic("a").unwrap();
-        let first = publish(&mut feeds, a, "0");
-        for i in 1..5 {
-            publish(&mut feeds, a, &i.to_string());
-        }
-        let replay = feeds.replay(&[a], first);
-        assert_eq!(replay.resync, Some(Resync::FellOutOfHistory));
-        assert_eq!(replay.from, SEED + 1, "the newest id let go of");
-        assert_eq!(ids(&replay), [SEED + 2, SEED + 3, SEED + 4]);
-        // The notice's id is a cursor that resumes exactly.
-        assert_eq!(feeds.replay(&[a], replay.from).resync, None);
-        let notice = feeds.resync_entry(Resync::FellOutOfHistory, replay.from);
-        assert!(String::from_utf8_lossy(&notice.sse)
-            .starts_with("id: 1001\nevent: resync\ndata: {\"reason\":\"fell out of history\""));
-    }
-
-    #[test]
-    fn followers_are_kept_in_subscription_order_and_forgotten() {
-        let mut feeds = feeds();
-        let a = feeds.topic("a").unwrap();
-        for token in [5, 1, 9] {
-            assert!(feeds.follow(Token(token), a));
-        }
-        assert!(feeds.follow(Token(1), a), "following again is a no-op");
-        let mut out = Vec::new();
-        feeds.followers(a, &mut out);
-        assert_eq!(out, [Token(5), Token(1), Token(9)]);
-        assert!(feeds.unfollow(Token(1), a));
-        assert!(!feeds.unfollow(Token(1), a));
-        feeds.forget(Token(5));
-        out.clear();
-        feeds.followers(a, &mut out);
-        assert_eq!(out, [Token(9)]);
-        assert!(
-            !feeds.memberships.contains_key(&Token(5)),
-            "nothing left behind"
-        );
-    }
-
-    #[test]
-    fn a_waiter_on_two_topics_is_taken_once() {
-        let mut feeds = feeds();
-        let (a, b) = (feeds.topic("a").unwrap(), feeds.topic("b").unwrap());
-        feeds.wait(Token(1), &[a, b]);
-        feeds.wait(Token(2), &[b]);
-        assert_eq!(feeds.take_waiters(b), [Token(1), Token(2)]);
-        assert_eq!(feeds.take_waiters(a), [], "no longer waiting on a either");
-        assert!(feeds.memberships.is_empty());
-    }
-
-    #[test]
-    fn a_removed_topic_lets_its_members_go_and_its_id_is_never_reused() {
-        let mut feeds = feeds();
-        let a = feeds.topic("a").unwrap();
-        feeds.follow(Token(1), a);
-        feeds.wait(Token(2), &[a]);
-        assert_eq!(feeds.remove(a), Some((vec![Token(1)], vec![Token(2)])));
-        assert_eq!(feeds.remove(a), None);
-        assert!(feeds.get(a).is_none());
+    fn shared_a_replay_takes_the_inbox_under_the_same_lock() {
+        let polls: Vec<mio::Poll> = (0..2).map(|_| mio::Poll::new().unwrap()).collect();
+        let wakers = polls
+            .iter()
+            .map(|poll| Arc::new(mio::Waker::new(poll.registry(), Token(0)).unwrap()))
+            .collect();
+        let mut first = Feeds::new(HistoryLimits::default(), 4, 10);
+        let room = first.topic("room").unwrap();
+        let limits = crate::limits::Limits::default().inbox();
+        let mut second = first.share(wakers, limits).remove(0);
+        first.publish(room, None, Payload::Text("a"), None).unwrap();
+        first.publish(room, None, Payload::Text("b"), None).unwrap();
+        assert_eq!(second.find("room"), Some(room), "one set of topics");
+        let replay = second.replay(&[room], 10);
+        assert_eq!(replay.entries.len(), 1, "11 is in history");
         assert_eq!(
-            feeds
-                .publish(a, None, Payload::Text("x"))
-                .map(|entry| entry.id),
-            Err(PublishError::UnknownTopic)
+            ids(&mut second),
+            [10, 11],
+            "and pending: deliver these first, then the replay"
         );
-        let again = feeds.topic("a").unwrap();
-        assert_ne!(again, a, "a new generation");
-        assert!(feeds.followed(Token(1)).is_empty());
-    }
-
-    #[test]
-    fn polls_answer_a_json_array_with_the_notice_first() {
-        let mut feeds = feeds();
-        let a = feeds.topic("a").unwrap();
-        assert_eq!(feeds.poll_json(&[a], 0), (b"[]".to_vec(), 0));
-        publish(&mut feeds, a, "x");
-        let (body, events) = feeds.poll_json(&[a], 3);
-        let body = String::from_utf8(body).unwrap();
-        assert!(
-            body.starts_with(r#"[{"id":999,"topic":"","event":"resync","#),
-            "{body}"
-        );
-        assert!(body.ends_with(r#"{"id":1000,"topic":"a","event":"message","data":"x"}]"#));
-        assert_eq!(events, 1);
-        assert!(feeds.has_news(&[a], 0));
-        assert!(!feeds.has_news(&[a], SEED));
+        assert_eq!(ids(&mut first), [10, 11]);
     }
 }

@@ -225,6 +225,52 @@ impl Entry {
     }
 }
 
+/// A message for one connection alone (not a feed event: no id, no topic),
+/// encoded for a text transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Direct {
+    /// An SSE event of type `message` with the data (base64 for bytes).
+    pub sse: Vec<u8>,
+    /// `{"event":"message","data":…}` (with `"encoding":"base64"` for bytes),
+    /// as one element of a poll answer.
+    pub json: Vec<u8>,
+}
+
+impl Direct {
+    /// Encodes a message sent to one event stream or held long-poll.
+    pub fn encode(payload: Payload) -> Result<Direct, PublishError> {
+        let encoded;
+        let text = match payload {
+            Payload::Text(text) | Payload::Json(text) => text,
+            Payload::Binary(bytes) => {
+                encoded = BASE64.encode(bytes);
+                encoded.as_str()
+            }
+        };
+        let mut json_bytes = Vec::with_capacity(text.len() + 32);
+        json_bytes.extend_from_slice(b"{\"event\":\"message\",\"data\":");
+        match payload {
+            Payload::Json(raw) => {
+                if json::validate(raw.as_bytes()).is_err() {
+                    return Err(PublishError::BadJson);
+                }
+                json_bytes.extend_from_slice(raw.as_bytes());
+            }
+            Payload::Text(_) | Payload::Binary(_) => json::write_str(&mut json_bytes, text),
+        }
+        if let Payload::Binary(_) = payload {
+            json_bytes.extend_from_slice(b",\"encoding\":\"base64\"");
+        }
+        json_bytes.push(b'}');
+        let mut sse_bytes = Vec::with_capacity(text.len() + 8);
+        sse::encode(&sse::Event::new(text), &mut sse_bytes).map_err(|_| PublishError::TooBig)?;
+        Ok(Direct {
+            sse: sse_bytes,
+            json: json_bytes,
+        })
+    }
+}
+
 /// A topic: its name and its bounded history.
 #[derive(Debug)]
 pub struct Topic {
@@ -395,6 +441,18 @@ mod tests {
             Err(PublishError::TooBig)
         );
         assert_eq!(PublishError::TooBig.status(), 413);
+    }
+
+    #[test]
+    fn a_direct_message_has_no_id_and_no_topic() {
+        let direct = Direct::encode(Payload::Text("hi\nyou")).unwrap();
+        assert_eq!(direct.sse, b"data: hi\ndata: you\n\n");
+        assert_eq!(direct.json, br#"{"event":"message","data":"hi\nyou"}"#);
+        let bytes = Direct::encode(Payload::Binary(&[1, 2])).unwrap();
+        assert_eq!(
+            bytes.json,
+            br#"{"event":"message","data":"AQI=","encoding":"base64"}"#
+        );
     }
 
     #[test]

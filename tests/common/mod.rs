@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use pushloop::app::App;
 use pushloop::server::{Config, Handle, Server};
+use pushloop::sse::{ParsedEvent, StreamParser};
 use pushloop::ws::close::CloseCode;
 #[cfg(feature = "deflate")]
 use pushloop::ws::deflate::{accept_response, ClientConfig, Deflater};
 use pushloop::ws::frame::{encode_frame, OpCode, Role};
-use pushloop::ws::frame::{Message, MessageDecoder, MessageLimits, Observed, Step};
+use pushloop::ws::frame::{Decoded, MessageDecoder, MessageLimits, Observed, Step};
 
 /// How long any single test read waits before failing the test.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,6 +72,98 @@ pub fn serve<A: App + 'static>(
     }
 }
 
+/// A counter from `/stats`, e.g. `stat(addr, "sse", "connections")`.
+pub fn stat(addr: SocketAddr, transport: &str, field: &str) -> u64 {
+    let json = get(addr, "/stats").text();
+    let section = &json[json
+        .find(&format!("\"{transport}\":{{"))
+        .expect("transport")..];
+    let value =
+        &section[section.find(&format!("\"{field}\":")).expect("field") + field.len() + 3..];
+    value[..value.find([',', '}']).expect("end")]
+        .parse()
+        .expect("number")
+}
+
+/// An event-stream reader: a socket plus the browser's parser.
+pub struct EventStream {
+    pub stream: TcpStream,
+    pub parser: StreamParser,
+    pub head: HttpResponse,
+    pub raw: Vec<u8>,
+    /// Events dispatched by bytes that came with the head.
+    early: Vec<ParsedEvent>,
+}
+
+impl EventStream {
+    pub fn open(addr: SocketAddr, path: &str, last_event_id: Option<u64>) -> EventStream {
+        let mut stream = connect(addr);
+        let header = last_event_id
+            .map(|id| format!("Last-Event-ID: {id}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{header}\r\n"
+        )
+        .unwrap();
+        let mut buffered = Vec::new();
+        let mut buf = [0; 4096];
+        let head_end = loop {
+            let n = stream.read(&mut buf).expect("head");
+            assert!(n > 0, "closed before the head");
+            buffered.extend_from_slice(&buf[..n]);
+            if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        let mut headers = [pushloop::http::httparse::EMPTY_HEADER; 32];
+        let mut response = pushloop::http::httparse::Response::new(&mut headers);
+        response.parse(&buffered).expect("head parses");
+        let head = HttpResponse {
+            status: response.code.unwrap_or(0),
+            headers: response
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            body: Vec::new(),
+        };
+        let mut reader = EventStream {
+            stream,
+            parser: StreamParser::new(1 << 20),
+            head,
+            raw: Vec::new(),
+            early: Vec::new(),
+        };
+        let rest = buffered.split_off(head_end);
+        reader.raw.extend_from_slice(&rest);
+        reader.early = reader.pending(&rest);
+        reader
+    }
+
+    pub fn pending(&mut self, bytes: &[u8]) -> Vec<ParsedEvent> {
+        self.parser.feed(bytes).expect("valid event stream")
+    }
+
+    /// Reads until `count` events were dispatched (or panics after the timeout).
+    pub fn events(&mut self, count: usize) -> Vec<ParsedEvent> {
+        let mut events = std::mem::take(&mut self.early);
+        let mut buf = [0; 65536];
+        while events.len() < count {
+            let n = self.stream.read(&mut buf).expect("stream read");
+            assert!(n > 0, "stream ended after {} events", events.len());
+            self.raw.extend_from_slice(&buf[..n]);
+            events.extend(self.pending(&buf[..n]));
+        }
+        events
+    }
+}
+
 /// A connected socket with a read timeout.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
@@ -82,7 +175,7 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Reads until the peer closes (or the timeout); returns everything read.
-pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+pub fn read_to_close(stream: &mut impl Read) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buf = [0; 65536];
     loop {
@@ -117,7 +210,7 @@ impl HttpResponse {
 }
 
 /// Reads one response with a Content-Length body (or up to close without one).
-pub fn read_response(stream: &mut TcpStream, buffered: &mut Vec<u8>) -> HttpResponse {
+pub fn read_response(stream: &mut impl Read, buffered: &mut Vec<u8>) -> HttpResponse {
     let mut buf = [0; 65536];
     loop {
         let mut headers = [pushloop::http::httparse::EMPTY_HEADER; 64];
@@ -223,9 +316,10 @@ pub enum Received {
     Eof,
 }
 
-/// A blocking WebSocket client (masks what it sends, per RFC 6455 §5.3).
-pub struct WsClient {
-    pub stream: TcpStream,
+/// A blocking WebSocket client (masks what it sends, per RFC 6455 §5.3),
+/// over TCP or any other byte stream (TLS in tests/tls.rs).
+pub struct WsClient<S: Read + Write = TcpStream> {
+    pub stream: S,
     decoder: MessageDecoder,
     buffered: Vec<u8>,
     pub response: HttpResponse,
@@ -263,7 +357,30 @@ impl WsClient {
 
     /// Sends raw bytes (a head, maybe followed by frames) and reads the response.
     pub fn try_connect_bytes(addr: SocketAddr, raw: &[u8]) -> WsClient {
-        let mut stream = connect(addr);
+        WsClient::over(connect(addr), raw)
+    }
+
+    /// Connects offering permessage-deflate as `config` writes it (RFC 7692
+    /// §5); compresses and inflates as the server's answer agreed, if it did.
+    #[cfg(feature = "deflate")]
+    pub fn connect_deflate(addr: SocketAddr, path: &str, config: ClientConfig) -> WsClient {
+        WsClient::try_connect(addr, &deflate_upgrade_request(path, config)).agree_deflate(config)
+    }
+}
+
+/// An upgrade request offering permessage-deflate as `config` writes it.
+#[cfg(feature = "deflate")]
+pub fn deflate_upgrade_request(path: &str, config: ClientConfig) -> String {
+    let mut offer = Vec::new();
+    pushloop::ws::deflate::write_offer(config, &mut offer);
+    let offer = String::from_utf8(offer).expect("ASCII");
+    upgrade_request(path, &format!("Sec-WebSocket-Extensions: {offer}\r\n"))
+}
+
+impl<S: Read + Write> WsClient<S> {
+    /// Sends raw bytes (a head, maybe followed by frames) over `stream` and
+    /// reads the response.
+    pub fn over(mut stream: S, raw: &[u8]) -> WsClient<S> {
         stream.write_all(raw).expect("write");
         let mut buffered = Vec::new();
         let response = read_response(&mut stream, &mut buffered);
@@ -278,27 +395,22 @@ impl WsClient {
         }
     }
 
-    /// Connects offering permessage-deflate as `config` writes it (RFC 7692
-    /// §5); compresses and inflates as the server's answer agreed, if it did.
+    /// Takes up what the server's 101 agreed to for an offer `config`
+    /// wrote (RFC 7692 §5): compresses and inflates from now on, if it did.
     #[cfg(feature = "deflate")]
-    pub fn connect_deflate(addr: SocketAddr, path: &str, config: ClientConfig) -> WsClient {
-        let mut offer = Vec::new();
-        pushloop::ws::deflate::write_offer(config, &mut offer);
-        let offer = String::from_utf8(offer).expect("ASCII");
-        let head = upgrade_request(path, &format!("Sec-WebSocket-Extensions: {offer}\r\n"));
-        let mut client = WsClient::try_connect(addr, &head);
-        assert_eq!(client.response.status, 101, "{}", client.response.text());
-        let answer = client.response.header("sec-websocket-extensions");
+    pub fn agree_deflate(mut self, config: ClientConfig) -> WsClient<S> {
+        assert_eq!(self.response.status, 101, "{}", self.response.text());
+        let answer = self.response.header("sec-websocket-extensions");
         let agreed = accept_response(answer.map(str::as_bytes), config).expect("a valid answer");
         if let Some(agreed) = agreed {
-            client.decoder = MessageDecoder::inflating(
+            self.decoder = MessageDecoder::inflating(
                 Role::Client,
                 CLIENT_LIMITS,
                 agreed.receiving(Role::Client),
             );
-            client.deflater = Some(Deflater::new(agreed.sending(Role::Client)));
+            self.deflater = Some(Deflater::new(agreed.sending(Role::Client)));
         }
-        client
+        self
     }
 
     /// Sends one message compressed (RSV1 set, RFC 7692 §6.1), masked.
@@ -363,12 +475,12 @@ impl WsClient {
                 Ok(Step::Message { message, used }) => {
                     self.inflated = observed.inflated;
                     let received = match message {
-                        Message::Text(t) => Received::Text(t.to_owned()),
-                        Message::Binary(b) => Received::Binary(b.to_vec()),
-                        Message::Ping(p) => Received::Ping(p.to_vec()),
-                        Message::Pong(p) => Received::Pong(p.to_vec()),
-                        Message::Close(None) => Received::Close(None, String::new()),
-                        Message::Close(Some((code, reason))) => {
+                        Decoded::Text(t) => Received::Text(t.to_owned()),
+                        Decoded::Binary(b) => Received::Binary(b.to_vec()),
+                        Decoded::Ping(p) => Received::Ping(p.to_vec()),
+                        Decoded::Pong(p) => Received::Pong(p.to_vec()),
+                        Decoded::Close(None) => Received::Close(None, String::new()),
+                        Decoded::Close(Some((code, reason))) => {
                             Received::Close(Some(code.0), reason.to_owned())
                         }
                     };

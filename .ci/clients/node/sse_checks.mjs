@@ -29,8 +29,10 @@ function assert(cond, msg) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function publish(addr, body, event) {
-  const url = `http://${addr}/publish${event ? `?event=${encodeURIComponent(event)}` : ''}`;
+async function publish(addr, body, event, topic) {
+  const query = [event && `event=${encodeURIComponent(event)}`, topic && `topic=${encodeURIComponent(topic)}`]
+    .filter(Boolean).join('&');
+  const url = `http://${addr}/publish${query ? `?${query}` : ''}`;
   const res = await withTimeout(fetch(url, { method: 'POST', body }), 5000, `POST ${url}`);
   const text = await res.text();
   assert(res.status === 200, `POST ${url} -> ${res.status} ${text}`);
@@ -143,6 +145,24 @@ const checks = [
         const ev = await src.waitFor('message', (e) => e.lastEventId === String(id));
         assert(ev.data === want, `published ${JSON.stringify(body)}, got ${JSON.stringify(ev.data)}, want ${JSON.stringify(want)}`);
       }
+    } finally {
+      src.es.close();
+    }
+  }],
+  ['node-eventsource /events?topics=feed,news follows two rooms, in id order', async () => {
+    const src = openSource(`http://${ADDR}/events?topics=feed,news`, ['message']);
+    try {
+      await src.opened;
+      const ids = [
+        await publish(ADDR, 'to feed', null, 'feed'),
+        await publish(ADDR, 'to news', null, 'news'),
+        await publish(ADDR, 'to chat', null, 'chat'),
+        await publish(ADDR, 'to feed again', null, 'feed'),
+      ];
+      await src.waitFor('message', (e) => e.lastEventId === String(ids[3]));
+      const got = src.seen.filter((e) => e.type === 'message').map((e) => Number(e.lastEventId));
+      const want = [ids[0], ids[1], ids[3]];
+      assert(JSON.stringify(got) === JSON.stringify(want), `got ids ${got}, want ${want} (chat is not followed)`);
     } finally {
       src.es.close();
     }

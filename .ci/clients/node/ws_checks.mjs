@@ -1,15 +1,19 @@
 // Node `ws` client checks against a running pushloop server.
 // Usage: node ws_checks.mjs HOST:PORT
+// With PUSHLOOP_TLS_CA=FILE (a PEM to trust) every check runs over wss://.
 // Prints one `PASS name` / `FAIL name: why` line per check; every check is time-bounded.
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 
 const require = createRequire(import.meta.url);
 const WS_VERSION = require('ws/package.json').version;
 const ADDR = process.argv[2];
-const ECHO = `ws://${ADDR}/echo`;
-const CHAT = `ws://${ADDR}/chat`;
+const CA = process.env.PUSHLOOP_TLS_CA ? readFileSync(process.env.PUSHLOOP_TLS_CA) : undefined;
+const SCHEME = CA ? 'wss' : 'ws';
+const ECHO = `${SCHEME}://${ADDR}/echo`;
+const CHAT = `${SCHEME}://${ADDR}/chat`;
 const CHECK_TIMEOUT_MS = 15000;
 
 function withTimeout(promise, ms, what) {
@@ -24,7 +28,7 @@ function withTimeout(promise, ms, what) {
 
 function open(url, options = {}) {
   // perMessageDeflate is on by default in a `ws` client: every check offers it.
-  const ws = new WebSocket(url, { handshakeTimeout: 5000, ...options });
+  const ws = new WebSocket(url, { handshakeTimeout: 5000, ...(CA ? { ca: CA } : {}), ...options });
   // queue every message so no check races the 'message' event
   ws.inbox = [];
   ws.waiters = [];
@@ -194,9 +198,9 @@ console.log(`# node ${process.version}, ws ${WS_VERSION}`);
 for (const [name, fn] of checks) {
   try {
     const note = await withTimeout(fn(), CHECK_TIMEOUT_MS, name);
-    console.log(`PASS ${name}${note ? ` (${note})` : ''}`);
+    console.log(`PASS ${CA ? 'wss: ' : ''}${name}${note ? ` (${note})` : ''}`);
   } catch (e) {
-    console.log(`FAIL ${name}: ${e && e.message}`);
+    console.log(`FAIL ${CA ? 'wss: ' : ''}${name}: ${e && e.message}`);
   }
 }
 process.exit(0);

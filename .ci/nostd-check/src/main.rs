@@ -18,7 +18,7 @@ use pushloop_proto::sse;
 use pushloop_proto::ws::deflate::{accept_offer, Deflater, Inflater, ServerConfig};
 use pushloop_proto::ws::frame::{encode_frame, OpCode, Role};
 use pushloop_proto::ws::handshake;
-use pushloop_proto::ws::frame::{Message, MessageDecoder, MessageLimits, Step};
+use pushloop_proto::ws::frame::{Decoded, MessageDecoder, MessageLimits, Step};
 
 /// The arena's size: a compressor is ~320 KB of it (`ws::deflate`'s doc).
 const ARENA_BYTES: usize = 1 << 20;
@@ -98,7 +98,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     let decoded = matches!(
         decoder.step(&mut frame),
         Ok(Step::Message {
-            message: Message::Text("Hello"),
+            message: Decoded::Text("Hello"),
             ..
         })
     );

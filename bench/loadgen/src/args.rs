@@ -47,6 +47,8 @@ options (default):
   --connect-batch C    most connections being opened at once (256)
   --timeout SECS       hard limit on the whole run (120)
   --path PATH          WebSocket path (/echo; wsfanout: /chat)
+  --tls-ca FILE        speak TLS (https://, wss://; rustls on ring, ALPN http/1.1, SNI
+                       localhost, no resumption), trusting the PEM certificate(s) in FILE
   --label NAME         server name, copied to the JSON output
   --scenario NAME      scenario name, copied to the JSON output
 ";
@@ -74,6 +76,7 @@ pub struct Args {
     pub connect_batch: usize,
     pub timeout: Duration,
     pub path: String,
+    pub tls_ca: Option<String>,
     pub label: String,
     pub scenario: String,
 }
@@ -104,6 +107,7 @@ impl Args {
             connect_batch: 256,
             timeout: Duration::from_secs(120),
             path: String::new(),
+            tls_ca: None,
             label: String::new(),
             scenario: String::new(),
         };
@@ -140,6 +144,7 @@ impl Args {
                 "--connect-batch" => a.connect_batch = num()?.max(1) as usize,
                 "--timeout" => a.timeout = Duration::from_secs_f64(float()?),
                 "--path" => a.path = val.clone(),
+                "--tls-ca" => a.tls_ca = Some(val.clone()),
                 "--label" => a.label = val.clone(),
                 "--scenario" => a.scenario = val.clone(),
                 _ => return Err(format!("unknown option {key}")),

@@ -7,7 +7,7 @@
 //! after a write found its buffer full (SOCK_NOSPACE), so the standing
 //! interest costs no wake-ups, and it saves an `epoll_ctl` per state change.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::http::{self, Dechunk, SseLines};
+use crate::tls::Io;
 use crate::ws;
 
 /// What the connection speaks once its request is answered.
@@ -103,7 +104,8 @@ impl SseSink {
 }
 
 pub struct Conn {
-    sock: TcpStream,
+    /// The socket, or TLS over it.
+    sock: Io,
     pub kind: Kind,
     pub phase: Phase,
     /// Response head so far; freed once parsed.
@@ -143,10 +145,15 @@ impl Conn {
         kind: Kind,
         request: Vec<u8>,
         key: [u8; 4],
+        tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
     ) -> io::Result<Conn> {
         let mut sock = TcpStream::connect(addr)?;
         registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
         let offers_deflate = request.windows(18).any(|w| w == b"permessage-deflate");
+        let sock = match tls {
+            Some(config) => Io::tls(sock, config)?,
+            None => Io::Plain(sock),
+        };
         Ok(Conn {
             sock,
             kind,
@@ -197,7 +204,7 @@ impl Conn {
     /// each echo owes the next one of the ring.
     pub fn start_stream(&mut self, frames: Vec<u8>, starts: Vec<usize>, depth: usize) {
         // A stream keeps unacknowledged bytes in flight: no Nagle delay (RFC 896).
-        let _ = self.sock.set_nodelay(true);
+        let _ = self.sock.socket().set_nodelay(true);
         let ring = starts.len() - 1;
         debug_assert!(depth <= ring && starts[ring] == frames.len());
         self.owed = starts[depth];
@@ -255,6 +262,8 @@ impl Conn {
     }
 
     fn read(&mut self, scratch: &mut [u8], sink: &mut SseSink, drain: bool, got: &mut Got) -> Result<(), &'static str> {
+        // Through TLS a short read of plaintext says nothing about the socket.
+        let drain = drain || self.sock.is_tls();
         loop {
             let n = match self.sock.read(scratch) {
                 Ok(0) => {
@@ -405,6 +414,13 @@ impl Conn {
     pub fn flush(&mut self) -> Result<(), &'static str> {
         if self.phase == Phase::Connecting {
             return Ok(());
+        }
+        // TLS records still waiting (a handshake answer, data encrypted
+        // before the socket filled up) go first.
+        match self.sock.flush_records() {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err("write failed"),
         }
         loop {
             let one_off = self.out_pos < self.out.len();

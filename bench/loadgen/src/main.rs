@@ -15,6 +15,7 @@ mod http;
 mod json;
 mod procfs;
 mod report;
+mod tls;
 mod ws;
 
 use std::process::ExitCode;
@@ -83,6 +84,8 @@ struct Net {
     slots: Vec<Slot>,
     scratch: Vec<u8>,
     addr: std::net::SocketAddr,
+    /// `--tls-ca`: every connection speaks TLS first.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Default)]
@@ -107,6 +110,10 @@ impl Net {
             slots: (0..slots).map(|_| Slot::default()).collect(),
             scratch: vec![0; SCRATCH_BYTES],
             addr: args.addr,
+            tls: match &args.tls_ca {
+                Some(ca) => Some(tls::client_config(ca)?),
+                None => None,
+            },
         })
     }
 
@@ -120,8 +127,8 @@ impl Net {
         let s = &mut self.slots[slot];
         s.generation = s.generation.wrapping_add(1);
         let token = Token(slot | (s.generation as usize) << 32);
-        let mut c =
-            Conn::connect(self.addr, self.poll.registry(), token, kind, request, key).map_err(|_| "connect failed")?;
+        let mut c = Conn::connect(self.addr, self.poll.registry(), token, kind, request, key, self.tls.as_ref())
+            .map_err(|_| "connect failed")?;
         c.try_request()?;
         s.conn = Some(c);
         Ok(())
@@ -424,6 +431,7 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
     let mut errors = 0u64;
     let mut all_open: Option<procfs::Sample> = None;
     let mut settled_at: Option<Instant> = None;
+    let split;
     let stop_reason = loop {
         while next < n && opening < args.connect_batch {
             match net.open(next, Kind::Ws, request.clone(), ws::mask_key(next)) {
@@ -493,7 +501,12 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
         }
     };
     let rss_after = meter.server_rss_kib();
+    // After the RSS sample and the measured interval: the probe costs nothing measured.
+    split = loop_split(args.addr);
     let mut j = Json::new(if only_opens { "opens" } else { "hold" });
+    if let Some(split) = &split {
+        j.str("loop_split", split);
+    }
     j.int("conns", n as u64)
         .bool("deflate_offered", args.deflate)
         .int("deflate_agreed", agreed)
@@ -596,6 +609,7 @@ fn fanout(args: &Args, over_ws: bool) -> Result<Json, String> {
     let (mut errors, mut publish_errors, mut published, mut answered) = (0u64, 0u64, 0usize, 0usize);
     let (mut agreed, mut compressed, mut delivered) = (0u64, 0u64, 0u64);
     let mut publish_from: Option<Instant> = None;
+    let split;
     let mut start: Option<procfs::Sample> = None;
     let mut first_publish: Option<Instant> = None;
     let mut last_publish: Option<Instant> = None;
@@ -743,9 +757,14 @@ fn fanout(args: &Args, over_ws: bool) -> Result<Json, String> {
         }
     };
     let end = meter.sample();
+    // After the measured interval, with the subscribers still open.
+    split = loop_split(args.addr);
     let expected = (n * e) as u64;
     let received = if over_ws { delivered } else { sink.received };
     let mut j = Json::new(if over_ws { "wsfanout" } else { "fanout" });
+    if let Some(split) = &split {
+        j.str("loop_split", split);
+    }
     j.int("subscribers", n as u64)
         .bool("deflate_offered", args.deflate)
         .int("deflate_agreed", agreed)
@@ -784,6 +803,25 @@ fn fanout(args: &Args, over_ws: bool) -> Result<Json, String> {
             .num("loadgen_cpu_s_per_mdeliv", iv.loadgen_cpu / millions(received.max(1)));
     }
     Ok(j)
+}
+
+/// How a pushloop with several loops has spread its connections: the
+/// `"loops":[a,b,…]` of its `/stats` as `a/b/…` (the probe's own connection
+/// counted on its loop). `None` for a server without it. Asked once, while
+/// every connection of the scenario is open, on a connection of its own.
+fn loop_split(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET /stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let start = answer.find("\"loops\":[")? + "\"loops\":[".len();
+    let end = start + answer[start..].find(']')?;
+    let loops: Vec<&str> = answer[start..end].split(',').collect();
+    (loops.len() > 1).then(|| loops.join("/"))
 }
 
 /// `churn`: K slots, each looping open → upgrade → one message and its echo →

@@ -79,10 +79,12 @@ pub enum HttpError {
     /// Sent a trailer section longer than
     /// [`crate::http::body::MAX_TRAILER_BYTES`]. 431 (RFC 6585 §5).
     TrailerTooLarge,
-    /// Asked to switch protocols (`Upgrade`) in a request that also has a
-    /// body. Where the body ends and the new protocol starts would depend on
-    /// whether a reader honours the length: the framing mismatch behind
-    /// WebSocket smuggling through proxies. 400.
+    /// Asked to switch to WebSocket (`Upgrade: websocket`) in a request that
+    /// also has a body. Where the body ends and the new protocol starts
+    /// would depend on whether a reader honours the length: the framing
+    /// mismatch behind WebSocket smuggling through proxies. 400. (An offer
+    /// of another protocol, which the server ignores, RFC 9110 §7.8, may
+    /// have a body.)
     UpgradeWithBody,
 }
 
@@ -157,7 +159,7 @@ impl HttpError {
             HttpError::ChunkExtensionsTooLong => "chunk extensions too long",
             HttpError::BadTrailer => "malformed trailer field",
             HttpError::TrailerTooLarge => "trailer section too large",
-            HttpError::UpgradeWithBody => "a protocol upgrade request must not have a body",
+            HttpError::UpgradeWithBody => "a WebSocket upgrade request must not have a body",
         }
     }
 

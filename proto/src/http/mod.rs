@@ -31,6 +31,8 @@
 
 pub mod syntax;
 
+pub mod uri;
+
 pub mod response;
 
 pub mod error;

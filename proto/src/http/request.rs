@@ -11,9 +11,12 @@
 //! - CVE-2023-43669 (tungstenite): rescanning the whole buffer for the end of
 //!   the head on every read made a trickled head cost quadratic time.
 
+use alloc::borrow::Cow;
+
 use crate::http::body::BodyFraming;
 use crate::http::error::HttpError;
 use crate::http::syntax::{list_elements, trim_ows};
+use crate::http::uri;
 
 /// Where the scanner is within the head, so a call can resume on the next
 /// byte without looking back.
@@ -149,7 +152,7 @@ impl HeadScanner {
 /// use pushloop_proto::http::{httparse, parse_request};
 /// let mut headers = [httparse::EMPTY_HEADER; 16];
 /// let req = parse_request(b"GET /poll?after=7 HTTP/1.1\r\nHost: a\r\n\r\n", &mut headers)?;
-/// assert_eq!((req.method(), req.path(), req.query_param("after")), ("GET", "/poll", Some("7")));
+/// assert_eq!((req.method(), req.path(), req.query_param("after").as_deref()), ("GET", "/poll", Some("7")));
 /// # Ok::<(), pushloop_proto::http::HttpError>(())
 /// ```
 pub fn parse_request<'a>(
@@ -223,14 +226,31 @@ impl<'a> Request<'a> {
         self.target.split_once('?').map(|(_, query)| query)
     }
 
-    /// The value of the first `name=value` pair in the query whose key is
-    /// exactly `name` (pairs split on `&`). A key without `=` gives `Some("")`.
-    /// Neither key nor value is percent-decoded: `a%20b` stays as sent.
-    pub fn query_param(&self, name: &str) -> Option<&'a str> {
-        self.query()?.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then_some(value)
-        })
+    /// The value of the first pair in the query whose name is `name`, both
+    /// decoded as a browser encodes them (WHATWG URL §5.1: `+` is a space,
+    /// `%XX` an octet, see [`crate::http::uri`]). A name without `=` gives
+    /// `Some("")`. Borrows when there is nothing to decode.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'a, str>> {
+        uri::query_pairs(self.query()?).find_map(|(key, value)| (key == name).then_some(value))
+    }
+
+    /// The path's segments, each percent-decoded (RFC 3986 §3.3, §2.1):
+    /// `/rooms/a%20b` gives `rooms`, `a b`. Match on them to route:
+    ///
+    /// ```
+    /// # use pushloop_proto::http::{httparse, parse_request};
+    /// # let mut headers = [httparse::EMPTY_HEADER; 4];
+    /// # let req = parse_request(b"GET /rooms/a%20b/events HTTP/1.1\r\nHost: x\r\n\r\n", &mut headers).unwrap();
+    /// let segments: Vec<_> = req.path_segments().collect();
+    /// match (req.method(), segments.as_slice()) {
+    ///     ("GET", [rooms, name, events]) if rooms == "rooms" && events == "events" => {
+    ///         assert_eq!(name, "a b");
+    ///     }
+    ///     _ => unreachable!(),
+    /// }
+    /// ```
+    pub fn path_segments(&self) -> impl Iterator<Item = Cow<'a, str>> {
+        uri::path_segments(self.path())
     }
 
     /// The minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
@@ -589,22 +609,25 @@ mod tests {
             |req| {
                 assert_eq!(req.path(), "/poll");
                 assert_eq!(req.query(), Some("after=7&x&after=9&e="));
-                assert_eq!(req.query_param("after"), Some("7"));
-                assert_eq!(req.query_param("x"), Some(""));
-                assert_eq!(req.query_param("e"), Some(""));
+                assert_eq!(req.query_param("after").as_deref(), Some("7"));
+                assert_eq!(req.query_param("x").as_deref(), Some(""));
+                assert_eq!(req.query_param("e").as_deref(), Some(""));
                 assert_eq!(req.query_param("AFTER"), None);
                 assert_eq!(req.query_param("missing"), None);
             },
         )
         .unwrap();
         with_request(b"GET /a%20b?q=a%26b HTTP/1.1\r\nHost: a\r\n\r\n", |req| {
-            assert_eq!(req.path(), "/a%20b");
-            assert_eq!(req.query_param("q"), Some("a%26b"));
+            assert_eq!(req.path(), "/a%20b", "the path is the target's, as sent");
+            let segments: Vec<_> = req.path_segments().collect();
+            assert_eq!(segments, ["a b"]);
+            // WHATWG URL §5.1: decoded after splitting, so `%26` is a `&` in the value.
+            assert_eq!(req.query_param("q").as_deref(), Some("a&b"));
         })
         .unwrap();
         with_request(b"GET /? HTTP/1.1\r\nHost: a\r\n\r\n", |req| {
             assert_eq!(req.query(), Some(""));
-            assert_eq!(req.query_param(""), Some(""));
+            assert_eq!(req.query_param(""), None, "an empty query has no pairs");
         })
         .unwrap();
     }

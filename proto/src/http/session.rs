@@ -32,7 +32,9 @@
 //! so pipelined requests wait in the kernel, not in memory. An
 //! [`HttpError`] is answered with its own response (`error.write_response`),
 //! then the connection closes. Ask [`HttpSession::poll_timeout`] when to call
-//! [`HttpSession::handle_timeout`].
+//! [`HttpSession::handle_timeout`], and report each write of an answer that
+//! makes progress ([`HttpSession::on_write_progress`]): a connection whose
+//! reader is still taking its answer is not idle.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -269,10 +271,14 @@ impl HttpSession {
         let request = parse_request(head, headers)?;
         let framing = request.body_framing(config.max_body_bytes)?;
         // RFC 9110 §7.8: `Upgrade` switches protocols right after this
-        // request; with a body, the switch point would depend on who honours
-        // the length (request smuggling into a WebSocket). Refused outright.
+        // request. The one switch this server makes is to WebSocket (the
+        // test of `ws::handshake::is_upgrade_request`); with a body, the
+        // switch point would depend on who honours the length (request
+        // smuggling into a WebSocket), so that is refused outright. Any other
+        // offer (`h2c`, `TLS/1.0`) is one §7.8 lets a server ignore: the
+        // request is served over HTTP/1.1, body and all.
         let has_body = !matches!(framing, BodyFraming::None | BodyFraming::Length(0));
-        if request.header("upgrade").is_some() && has_body {
+        if has_body && request.has_token("upgrade", "websocket") {
             return Err(HttpError::UpgradeWithBody);
         }
         let asked = asked_by(&request);
@@ -347,6 +353,19 @@ impl HttpSession {
         let framing = self.answer(now, closing || response_closes(response));
         response.write_framed(out, framing);
         framing.keep_alive
+    }
+
+    /// The peer took some of what it is owed at `now` (a write made
+    /// progress). A kept connection is not idle while its answers are still
+    /// being written to a reader that takes them: its idle deadline runs from
+    /// the last write that made progress, so a slow reader of a large answer
+    /// is never cut mid-answer (RFC 9112 §9.5 lets a server close a
+    /// connection that is idle, which this one is not). A request being read
+    /// keeps its own deadline.
+    pub fn on_write_progress(&mut self, now: Instant) {
+        if let Phase::Waiting { first: false } = self.phase {
+            self.since = now;
+        }
     }
 
     /// The connection stops carrying requests: it switched protocols (101)
@@ -640,14 +659,35 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_with_a_body_is_refused() {
+    fn a_websocket_upgrade_with_a_body_is_refused() {
+        for head in [
+            &b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 5\r\n\r\nhello"[..],
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: h2c, WebSocket\r\nConnection: Upgrade\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let mut conn = Conn::new();
+            assert_eq!(
+                conn.feed(head, at(1)),
+                [Seen::Error(HttpError::UpgradeWithBody)]
+            );
+        }
+        assert_eq!(HttpError::UpgradeWithBody.status(), 400);
+    }
+
+    #[test]
+    fn an_upgrade_the_server_never_makes_is_ignored_and_the_request_served() {
+        // RFC 9110 §7.8: a server may ignore an Upgrade it will not honour;
+        // `curl --http2 -d x` offers h2c on a POST with a body.
         let mut conn = Conn::new();
-        let head = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 5\r\n\r\nhello";
+        let head = b"POST /publish HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello";
         assert_eq!(
             conn.feed(head, at(1)),
-            [Seen::Error(HttpError::UpgradeWithBody)]
+            [Seen::Request(
+                "POST".into(),
+                "/publish".into(),
+                b"hello".to_vec()
+            )]
         );
-        assert_eq!(HttpError::UpgradeWithBody.status(), 400);
+        assert!(conn.answer(at(1)), "and the connection stays HTTP/1.1");
     }
 
     #[test]
@@ -747,6 +787,29 @@ mod tests {
         assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(122)));
         conn.feed(b"G", at(100));
         assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(110)));
+    }
+
+    #[test]
+    fn an_answer_still_being_written_moves_the_idle_deadline_but_not_a_heads() {
+        let mut conn = Conn::new();
+        conn.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", at(1));
+        conn.answer(at(2));
+        assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(122)));
+        // A slow reader took part of the answer at 100 s: not idle.
+        conn.session.on_write_progress(at(100));
+        assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(220)));
+        assert_eq!(
+            conn.session.handle_timeout(at(122), &CONFIG, &mut conn.out),
+            None
+        );
+        // A head that has started is bounded from its first byte, whatever is written.
+        conn.feed(b"G", at(150));
+        conn.session.on_write_progress(at(155));
+        assert_eq!(conn.session.poll_timeout(&CONFIG), Some(at(160)));
+        // So is the first request of a connection, from the accept.
+        let mut fresh = Conn::new();
+        fresh.session.on_write_progress(at(5));
+        assert_eq!(fresh.session.poll_timeout(&CONFIG), Some(at(10)));
     }
 
     #[test]

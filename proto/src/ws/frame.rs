@@ -562,7 +562,7 @@ pub struct MessageLimits {
 
 /// A message, or a control frame, from the peer.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Message<'a> {
+pub enum Decoded<'a> {
     /// A text message, valid UTF-8 (§5.6, §8.1).
     Text(&'a str),
     /// A binary message (§5.6).
@@ -582,7 +582,7 @@ pub enum Step<'a> {
     /// A whole message (or control frame) is ready; `used` input bytes were consumed.
     Message {
         /// The message, borrowing the input or the decoder's buffer.
-        message: Message<'a>,
+        message: Decoded<'a>,
         /// Input bytes consumed (always more than 0).
         used: usize,
     },
@@ -659,7 +659,7 @@ enum Found<'i> {
     },
     /// A whole frame in the input, already unmasked and checked.
     InInput {
-        message: Message<'i>,
+        message: Decoded<'i>,
         used: usize,
     },
     /// A message completed in the decoder's buffer.
@@ -710,7 +710,7 @@ type Lent<'l> = core::marker::PhantomData<&'l ()>;
 ///
 /// ```
 /// use pushloop_proto::ws::frame::{encode_frame, OpCode, Role};
-/// use pushloop_proto::ws::frame::{Message, MessageDecoder, MessageLimits, Step};
+/// use pushloop_proto::ws::frame::{Decoded, MessageDecoder, MessageLimits, Step};
 ///
 /// let limits = MessageLimits { max_frame_bytes: 1 << 16, max_message_bytes: 1 << 16, max_fragments: 64 };
 /// let mut decoder = MessageDecoder::new(Role::Server, limits);
@@ -780,14 +780,14 @@ impl MessageDecoder {
     ///
     /// ```
     /// use pushloop_proto::ws::deflate::Direction;
-    /// use pushloop_proto::ws::frame::{Message, MessageDecoder, MessageLimits, Role, Step};
+    /// use pushloop_proto::ws::frame::{Decoded, MessageDecoder, MessageLimits, Role, Step};
     /// let limits = MessageLimits { max_frame_bytes: 1024, max_message_bytes: 1024, max_fragments: 4 };
     /// let peer = Direction { window_bits: 15, context_takeover: false };
     /// let mut decoder = MessageDecoder::inflating(Role::Client, limits, peer);
     /// // RFC 7692 §7.2.3.1: "Hello" compressed, RSV1 set.
     /// let mut frame = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
     /// let step = decoder.step(&mut frame).unwrap();
-    /// assert_eq!(step, Step::Message { message: Message::Text("Hello"), used: 9 });
+    /// assert_eq!(step, Step::Message { message: Decoded::Text("Hello"), used: 9 });
     /// ```
     #[cfg(feature = "deflate")]
     pub fn inflating(role: Role, limits: MessageLimits, direction: Direction) -> Self {
@@ -830,7 +830,7 @@ impl MessageDecoder {
     ///   empties the buffer and frees it if it is larger than
     ///   [`RETAINED_BUFFER_BYTES`].
     /// * After an `Err` the decoder is poisoned: every further call returns the
-    ///   same error. After a [`Message::Close`], all further input is consumed and
+    ///   same error. After a [`Decoded::Close`], all further input is consumed and
     ///   ignored (§5.5.1: the peer sends nothing after its Close; we answer with
     ///   ours and close TCP, §7.1.1).
     pub fn step<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Step<'a>, MessageError> {
@@ -913,11 +913,11 @@ impl MessageDecoder {
             }
         };
         let message = match kind {
-            DataKind::Binary => Message::Binary(&self.buffer),
+            DataKind::Binary => Decoded::Binary(&self.buffer),
             // The text was checked as it arrived (§8.1); checking again is what
             // lends it out as `&str` without unsafe.
             DataKind::Text => match core::str::from_utf8(&self.buffer) {
-                Ok(text) => Message::Text(text),
+                Ok(text) => Decoded::Text(text),
                 Err(_) => {
                     self.phase = Phase::Failed(MessageError::InvalidUtf8);
                     return Err(MessageError::InvalidUtf8);
@@ -1059,8 +1059,8 @@ impl MessageDecoder {
                 let payload = input.get_mut(header_len..frame_len).unwrap_or_default();
                 unmask(payload, header.mask, 0);
                 let message = match header.opcode {
-                    OpCode::Ping => Message::Ping(payload),
-                    OpCode::Pong => Message::Pong(payload),
+                    OpCode::Ping => Decoded::Ping(payload),
+                    OpCode::Pong => Decoded::Pong(payload),
                     _ => {
                         let close = parse_close_payload(payload).map_err(MessageError::Close)?;
                         // §5.5.1: the peer sends nothing after its Close. A message
@@ -1068,7 +1068,7 @@ impl MessageDecoder {
                         self.phase = Phase::Closed;
                         self.message = None;
                         self.buffer = Vec::new();
-                        Message::Close(close)
+                        Decoded::Close(close)
                     }
                 };
                 return Ok(Found::InInput {
@@ -1118,9 +1118,9 @@ impl MessageDecoder {
                         });
                     }
                     let message = match kind {
-                        DataKind::Binary => Message::Binary(payload),
+                        DataKind::Binary => Decoded::Binary(payload),
                         // §8.1: text must be UTF-8.
-                        DataKind::Text => Message::Text(
+                        DataKind::Text => Decoded::Text(
                             core::str::from_utf8(payload).map_err(|_| MessageError::InvalidUtf8)?,
                         ),
                     };
@@ -1894,13 +1894,13 @@ mod message_tests {
         Close(Option<(CloseCode, String)>),
     }
 
-    fn owned(message: &Message<'_>) -> Owned {
+    fn owned(message: &Decoded<'_>) -> Owned {
         match message {
-            Message::Text(text) => Owned::Text(text.to_string()),
-            Message::Binary(bytes) => Owned::Binary(bytes.to_vec()),
-            Message::Ping(bytes) => Owned::Ping(bytes.to_vec()),
-            Message::Pong(bytes) => Owned::Pong(bytes.to_vec()),
-            Message::Close(close) => {
+            Decoded::Text(text) => Owned::Text(text.to_string()),
+            Decoded::Binary(bytes) => Owned::Binary(bytes.to_vec()),
+            Decoded::Ping(bytes) => Owned::Ping(bytes.to_vec()),
+            Decoded::Pong(bytes) => Owned::Pong(bytes.to_vec()),
+            Decoded::Close(close) => {
                 Owned::Close(close.map(|(code, reason)| (code, reason.to_string())))
             }
         }
@@ -2067,7 +2067,7 @@ mod message_tests {
         let input_range = input.as_ptr_range();
         match decoder.step(&mut input) {
             Ok(Step::Message {
-                message: Message::Binary(bytes),
+                message: Decoded::Binary(bytes),
                 used: 14,
             }) => {
                 assert_eq!(bytes, b"in place");
@@ -2402,7 +2402,7 @@ mod message_tests {
         let second_len = second.len();
         match decoder.step(&mut second) {
             Ok(Step::Message {
-                message: Message::Binary(bytes),
+                message: Decoded::Binary(bytes),
                 used,
             }) => {
                 assert_eq!((bytes, used), (&payload[..], second_len));
@@ -2463,7 +2463,7 @@ mod message_tests {
             match decoder.step(&mut stream[start..]) {
                 Ok(Step::Progress { used }) => start += used,
                 Ok(Step::Message {
-                    message: Message::Binary(bytes),
+                    message: Decoded::Binary(bytes),
                     ..
                 }) => {
                     assert_eq!(bytes.len(), 1000);
@@ -2588,9 +2588,9 @@ mod compressed_tests {
                             seen.push(Seen::Inflated(received, inflated));
                         }
                         seen.push(match message {
-                            Message::Text(text) => Seen::Text(text.into()),
-                            Message::Binary(bytes) => Seen::Binary(bytes.into()),
-                            Message::Ping(bytes) => Seen::Ping(bytes.into()),
+                            Decoded::Text(text) => Seen::Text(text.into()),
+                            Decoded::Binary(bytes) => Seen::Binary(bytes.into()),
+                            Decoded::Ping(bytes) => Seen::Ping(bytes.into()),
                             other => panic!("unexpected {other:?}"),
                         });
                         pending.drain(..used);
@@ -2983,7 +2983,7 @@ mod compressed_tests {
         let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
         let used = match decoder.step(&mut stream) {
             Ok(Step::Message {
-                message: Message::Binary(bytes),
+                message: Decoded::Binary(bytes),
                 used,
             }) => {
                 assert_eq!(bytes, &message[..]);
@@ -3024,7 +3024,7 @@ mod compressed_tests {
         assert!(matches!(
             decoder.step(&mut next),
             Ok(Step::Message {
-                message: Message::Text("next"),
+                message: Decoded::Text("next"),
                 ..
             })
         ));

@@ -12,8 +12,8 @@
 //!   Upgrade).
 //! - RFC 6454 §7 (the Origin field).
 
-use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -231,8 +231,9 @@ impl<'a> Upgrade<'a> {
 }
 
 /// The callback of [`OriginPolicy::Check`]: given the `Origin` value (`None`
-/// when absent), `true` allows the handshake.
-pub type OriginCheck = Box<dyn Fn(Option<&str>) -> bool + Send>;
+/// when absent), `true` allows the handshake. Shared (`Arc`), so a server
+/// with several loops hands each loop the same policy.
+pub type OriginCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
 
 /// Who may open a WebSocket, judged by the `Origin` field (RFC 6455 §10.2).
 ///
@@ -242,7 +243,7 @@ pub type OriginCheck = Box<dyn Fn(Option<&str>) -> bool + Send>;
 /// (cross-site WebSocket hijacking). Non-browser clients may send no `Origin`
 /// at all (and can send any `Origin` they like, so the check protects users'
 /// browsers, not the server).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub enum OriginPolicy {
     /// Every origin, and requests without `Origin`. Fine for public data that
     /// needs no cookie. The default.
@@ -648,7 +649,7 @@ mod tests {
         assert!(!list.allows(Some("null")));
         assert!(!list.allows(None));
 
-        let check = OriginPolicy::Check(Box::new(|origin| {
+        let check = OriginPolicy::Check(Arc::new(|origin| {
             origin.is_none_or(|o| o.ends_with(".example.com"))
         }));
         assert!(check.allows(None));

@@ -46,7 +46,8 @@
 //! 2. Then call [`Session::poll_transmit`] once: it writes the pong owed for
 //!    the latest ping (while the output is backed up, a burst of pings gets
 //!    one pong, §5.5.3).
-//! 3. Send with [`Session::send`]; close with [`Session::close`].
+//! 3. Send with [`Session::send`] (and [`Session::ping`]); close with
+//!    [`Session::close`].
 //! 4. Arm a timer for [`Session::poll_timeout`]; when it passes, call
 //!    [`Session::handle_timeout`].
 //! 5. When [`Session::wants_tcp_close`] is true, close TCP once the output is
@@ -72,9 +73,9 @@ use super::deflate::{
     state::{Receiving, Sending},
     AgreedParams, SendMode, Shared,
 };
-use super::frame::{encode_frame, OpCode, Role};
+use super::frame::{encode_frame, OpCode, Role, MAX_CONTROL_PAYLOAD};
 use super::frame::{
-    Message, MessageDecoder, MessageError, MessageLimits, Observed, Step as DecoderStep,
+    Decoded, MessageDecoder, MessageError, MessageLimits, Observed, Step as DecoderStep,
 };
 use crate::time::Instant;
 
@@ -243,6 +244,9 @@ pub enum SendError {
     /// A client session was called without masking keys (§5.3): a bug of the
     /// caller, not of the peer.
     NoMaskKeys,
+    /// A ping payload over 125 bytes (§5.5: "All control frames MUST have a
+    /// payload length of 125 bytes or less"): a bug of the caller.
+    ControlTooLong,
 }
 
 impl fmt::Display for SendError {
@@ -250,6 +254,7 @@ impl fmt::Display for SendError {
         f.write_str(match self {
             SendError::Closing => "the WebSocket is closing: no data after a Close frame",
             SendError::NoMaskKeys => "a client must mask its frames, and no keys were given",
+            SendError::ControlTooLong => "a ping payload is at most 125 bytes",
         })
     }
 }
@@ -432,18 +437,18 @@ impl Session {
         let open = matches!(self.state, State::Open { .. });
         let event = match message {
             // §5.5.1: after our Close, the peer's data is read and dropped.
-            Message::Text(_) | Message::Binary(_) if !open => return Step::Progress { used },
-            Message::Text(text) => {
+            Decoded::Text(_) | Decoded::Binary(_) if !open => return Step::Progress { used },
+            Decoded::Text(text) => {
                 // The pong owed for earlier pings goes before whatever the
                 // answer to this message will be.
                 self.poll_transmit(env);
                 Event::Text(text)
             }
-            Message::Binary(bytes) => {
+            Decoded::Binary(bytes) => {
                 self.poll_transmit(env);
                 Event::Binary(bytes)
             }
-            Message::Ping(payload) => {
+            Decoded::Ping(payload) => {
                 // §5.5.2: a Ping is answered with a Pong carrying its payload.
                 // §5.5.3: "If an endpoint receives a Ping frame and has not yet
                 // sent Pong frame(s) in response to previous Ping frame(s), the
@@ -462,8 +467,8 @@ impl Session {
                 }
                 Event::Ping(payload)
             }
-            Message::Pong(payload) => Event::Pong(payload),
-            Message::Close(close) => {
+            Decoded::Pong(payload) => Event::Pong(payload),
+            Decoded::Close(close) => {
                 // §7.1.5: no code in the peer's Close is reported as 1005.
                 let (code, reason) = close.unwrap_or((CloseCode::NO_STATUS, ""));
                 if open {
@@ -517,6 +522,26 @@ impl Session {
             }
         }
         encode_frame(env.out, true, opcode, mask, payload);
+        Ok(())
+    }
+
+    /// Sends a ping of the application's own (§5.5.2), e.g. to measure the
+    /// round trip; its pong comes back as [`Event::Pong`]. It does not touch
+    /// the heartbeat (`ping_interval`), which keeps its own ping. Refused after
+    /// our Close (§5.5.1) and over 125 bytes (§5.5).
+    pub fn ping(&mut self, payload: &[u8], env: &mut Env) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::Closing);
+        }
+        // §5.5: "All control frames MUST have a payload length of 125 bytes or less".
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong);
+        }
+        let mask = match self.role {
+            Role::Server => None,
+            Role::Client => Some(env.keys.as_mut().ok_or(SendError::NoMaskKeys)?.next_key()),
+        };
+        encode_frame(env.out, true, OpCode::Ping, mask, payload);
         Ok(())
     }
 
@@ -1275,6 +1300,36 @@ mod tests {
             &client.out[..2],
             [0x89, 0x80],
             "FIN + ping, MASK set, empty"
+        );
+    }
+
+    #[test]
+    fn an_application_ping_leaves_the_heartbeat_alone_and_its_pong_is_reported() {
+        let mut client = Endpoint::client();
+        client
+            .act(at(1), |s, env| s.ping(b"rtt", env))
+            .expect("a ping while open");
+        assert_eq!(client.written(), [(OpCode::Ping, b"rtt".to_vec())]);
+        assert_eq!(
+            client.session.state(),
+            State::Open {
+                awaiting_pong: false
+            },
+            "not a heartbeat ping"
+        );
+        let pong = from_server(OpCode::Pong, b"rtt");
+        assert_eq!(client.receive(&pong, at(2)), [Seen::Pong(b"rtt".to_vec())]);
+        // §5.5: a control frame's payload is at most 125 bytes.
+        assert_eq!(
+            client.act(at(3), |s, env| s.ping(&[0; 126], env)),
+            Err(SendError::ControlTooLong)
+        );
+        client.act(at(3), |s, env| s.ping(&[0; 125], env)).unwrap();
+        client.written();
+        client.act(at(4), |s, env| s.close(CloseCode::NORMAL, "", env));
+        assert_eq!(
+            client.act(at(4), |s, env| s.ping(b"", env)),
+            Err(SendError::Closing)
         );
     }
 

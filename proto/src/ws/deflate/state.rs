@@ -69,6 +69,17 @@ impl Counters {
         self.received_bytes_before += before as u64;
         self.received_bytes_after += after as u64;
     }
+
+    /// Adds another caller's counters (several loops' totals).
+    pub fn add(&mut self, other: &Counters) {
+        self.messages_sent += other.messages_sent;
+        self.sent_bytes_before += other.sent_bytes_before;
+        self.sent_bytes_after += other.sent_bytes_after;
+        self.compressions += other.compressions;
+        self.messages_received += other.messages_received;
+        self.received_bytes_before += other.received_bytes_before;
+        self.received_bytes_after += other.received_bytes_after;
+    }
 }
 
 /// The compression state every session of one caller (a loop) shares: the
