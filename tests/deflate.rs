@@ -8,13 +8,14 @@ mod common;
 use common::*;
 use pushloop::app::{Accept, App, ConnId, Context, Message, Reply, TopicId, Upgrading};
 use pushloop::http::{Request, Response};
-use pushloop::server::{Config, Deflate};
+use pushloop::server::{Config, Deflate, Server, SharePort};
 use pushloop::ws::deflate::{ClientConfig, ServerMode, DEFAULT_THRESHOLD};
 use pushloop::ws::frame::OpCode;
 use pushloop::ws::handshake::Upgrade;
 
 /// `/echo` echoes; `/feed` follows the topic `feed`; a text `all:X`
-/// broadcasts X; `POST /publish` publishes its body on `feed`; `/stats`.
+/// broadcasts X, `loop?` is answered with the loop's index; `POST /publish`
+/// publishes its body on `feed`; `/stats` (this loop), `/total` (every loop).
 struct DeflateApp {
     feed: TopicId,
 }
@@ -28,6 +29,7 @@ impl App for DeflateApp {
                 Reply::Response(Response::text(200, &id.to_string()))
             }
             "/stats" => Reply::Response(Response::json(200, ctx.stats().to_json())),
+            "/total" => Reply::Response(Response::json(200, ctx.total_stats().to_json())),
             _ => Reply::Response(Response::text(404, "no")),
         }
     }
@@ -44,6 +46,9 @@ impl App for DeflateApp {
         match message {
             Message::Text(text) if text.starts_with("all:") => {
                 ctx.broadcast(Message::Text(&text[4..]));
+            }
+            Message::Text("loop?") => {
+                let _ = ctx.send(id, Message::Text(&format!("loop {}", ctx.loop_index())));
             }
             other => {
                 let _ = ctx.send(id, other);
@@ -95,7 +100,12 @@ fn words(len: usize) -> String {
 
 /// A counter of the `deflate` object of `/stats`.
 fn deflate_stat(addr: std::net::SocketAddr, name: &str) -> u64 {
-    let json = get(addr, "/stats").text();
+    deflate_stat_at(addr, "/stats", name)
+}
+
+/// A counter of the `deflate` object of the counters at `path`.
+fn deflate_stat_at(addr: std::net::SocketAddr, path: &str, name: &str) -> u64 {
+    let json = get(addr, path).text();
     let deflate = &json[json.find("\"deflate\":").expect("deflate counters")..];
     let at = deflate.find(&format!("\"{name}\":")).expect(name) + name.len() + 3;
     deflate[at..]
@@ -337,4 +347,52 @@ fn a_publish_reaches_context_takeover_followers_in_order() {
     }
     // Each socket compressed each message itself: 3 echoes + 9 events.
     assert_eq!(deflate_stat(server.addr, "compressions"), 12);
+}
+
+/// With several loops (`Server::run_threads`) every loop negotiates and
+/// compresses: followers spread over both loops each get a publish
+/// compressed, and the loops' compression counters add up.
+#[test]
+fn compressed_followers_on_every_loop_get_a_publish() {
+    let config = Config {
+        share_port: SharePort::OneAcceptor,
+        ..Config::default()
+    };
+    let (tell, told) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut server = Server::bind("127.0.0.1:0", config)?;
+        let feed = server.topic("feed").expect("topic");
+        tell.send((server.local_addr()?, server.handle()))
+            .expect("test waits");
+        server.run_threads(2, || DeflateApp { feed })
+    });
+    let (addr, handle) = told.recv().expect("started");
+    let mut followers: Vec<WsClient> = (0..6)
+        .map(|_| WsClient::connect_deflate(addr, "/feed", BROWSER))
+        .collect();
+    let mut loops = std::collections::BTreeSet::new();
+    for client in &mut followers {
+        client.send_text("loop?");
+        let Received::Text(answer) = client.recv_data() else {
+            panic!("no answer");
+        };
+        loops.insert(answer);
+    }
+    assert_eq!(loops.len(), 2, "the followers are on both loops: {loops:?}");
+    let event = words(4096);
+    assert_eq!(post(addr, "/publish", &event).status, 200);
+    for client in &mut followers {
+        let Received::Text(text) = client.recv_data() else {
+            panic!("no event");
+        };
+        assert!(text.contains(&event[..100]));
+        let (received, inflated) = client.inflated.expect("compressed");
+        assert!(received * 4 < inflated, "{received} → {inflated}");
+    }
+    let counted = eventually(std::time::Duration::from_secs(5), || {
+        deflate_stat_at(addr, "/total", "messages_sent") == 6
+    });
+    assert!(counted, "every loop's compressed sends add up to 6");
+    handle.shutdown();
+    thread.join().expect("no panic").expect("every loop ends");
 }
