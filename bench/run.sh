@@ -122,6 +122,13 @@ else
   log "pushloop did not build; it is left out"
   PUSHLOOP=""
 fi
+# The same without default features (no permessage-deflate), for the footprint
+# table only; its own target dir, so the binary above stays what it is.
+PUSHLOOP_PLAIN=""
+if [ -n "$PUSHLOOP" ] && (cd "$ROOT" && CARGO_TARGET_DIR="$HERE/target/no-default-features" \
+    cargo build --release --quiet --workspace --bin pushloop --no-default-features) >&2; then
+  PUSHLOOP_PLAIN="$HERE/target/no-default-features/release/pushloop"
+fi
 
 # An earlier pushloop, side by side: REV checked out in a temporary worktree, built with
 # its own target dir under bench/target (kept, so its dependencies build once), the binary
@@ -239,6 +246,8 @@ server_cmd() {
   fi
   case "$1" in
     pushloop) echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS" ;;
+    "pushloop takeover") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --deflate-takeover" ;;
+    "pushloop no deflate") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --no-deflate" ;;
     "$THREADS_LABEL") echo "$PUSHLOOP --addr $2 $PUSHLOOP_FLAGS --threads 2" ;;
     "$BASE_LABEL") echo "$BASE_BIN --addr $2 $BASE_FLAGS" ;;
     "$UWS_LABEL") echo "$UWS_BIN --addr $2" ;;
@@ -259,6 +268,8 @@ available() {
   fi
   case "$1" in
     pushloop) [ -n "$PUSHLOOP" ] ;;
+    "pushloop takeover") [ -n "$PUSHLOOP" ] && [[ $PUSHLOOP_HELP == *--deflate-takeover* ]] ;;
+    "pushloop no deflate") [ -n "$PUSHLOOP" ] && [[ $PUSHLOOP_HELP == *--no-deflate* ]] ;;
     "$THREADS_LABEL") [ -n "$PUSHLOOP" ] && [[ $PUSHLOOP_HELP == *--threads* ]] ;;
     "$BASE_LABEL") [ -n "$BASE_BIN" ] ;;
     "$UWS_LABEL") [ -n "$UWS_BIN" ] ;;
@@ -281,6 +292,13 @@ SSE_PEERS=("${PUSHLOOPS[@]}" "$UWS_LABEL" axum "node http")
 # pipelining, HttpContext.h), and peer-uws answers a publish after its fan-out, from a loop
 # post-handler. That is the peer's design, not a fault in the load.
 SSE_PIPELINED_PEERS=("${PUSHLOOPS[@]}" axum "node http")
+# permessage-deflate (RFC 7692): the load offers it as browsers do. pushloop in its
+# shared mode (the default), with a context per socket, and declining it (the same
+# load, uncompressed: the reference); Node ws with perMessageDeflate (its defaults:
+# context takeover, threshold 1 KiB).
+DEFLATE_ECHO_PEERS=("${PUSHLOOPS[@]}" "pushloop takeover" "pushloop no deflate" "node ws")
+DEFLATE_FANOUT_PEERS=("${PUSHLOOPS[@]}" "pushloop no deflate" "node ws")
+DEFLATE_HOLD_PEERS=("${PUSHLOOPS[@]}" "pushloop takeover" "pushloop no deflate")
 # Over TLS: pushloop --features tls and tokio-tungstenite behind tokio-rustls, both on
 # rustls 0.23 with ring (TLS 1.3, ALPN http/1.1), so the comparison is of the servers.
 WSS_PEERS=(pushloop tokio-tungstenite)
@@ -305,6 +323,9 @@ SCENARIOS=(
   "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, 16 pipelined|fanout --timeout 120 --window 16 ${FANOUT[*]}|sse-pipelined"
   "SSE fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events, one every 10 ms|fanout --timeout 120 --interval-us 10000 ${FANOUT[*]}|sse"
   "churn: open, echo 1, close; 16 slots|churn --max-msgs 10000000 --timeout 60 ${CHURN[*]}|ws"
+  "deflate: echo 1 KiB JSON compressed, 64 conns x 16 in flight|echo --deflate --conns 64 --depth 16 --size 1024 --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|deflate-echo"
+  "deflate: WebSocket fan-out ${FANOUT[1]} subscribers x ${FANOUT[3]} events of 4 KiB, back to back|wsfanout --deflate --timeout 120 --window 1 --size 4096 ${FANOUT[*]}|deflate-fanout"
+  "deflate: hold ${HOLD[1]} idle compressed WebSockets, each after one 1 KiB echo|hold --deflate --warm-msgs 1 --size 1024 --timeout 120 ${HOLD[*]}|deflate-hold"
   "wss: echo 20 B text, 64 conns x 16 in flight|echo --tls-ca $TLS_CERT --conns 64 --depth 16 --size 20 --max-msgs 100000000 --timeout 60 ${ECHO_T[*]}|wss"
   "wss: hold ${HOLD[1]} idle WebSockets over TLS|hold --tls-ca $TLS_CERT --timeout 120 ${HOLD[*]}|wss"
   "wss: opens: ${HOLD[1]} TLS handshakes (full, TLS 1.3) + WebSocket opens, 256 at a time|opens --tls-ca $TLS_CERT --timeout 120 --conns ${HOLD[1]}|wss"
@@ -357,6 +378,9 @@ for entry in "${SCENARIOS[@]}"; do
   case "$kind" in
     sse) servers=("${SSE_PEERS[@]}") ;;
     sse-pipelined) servers=("${SSE_PIPELINED_PEERS[@]}") ;;
+    deflate-echo) servers=("${DEFLATE_ECHO_PEERS[@]}") ;;
+    deflate-fanout) servers=("${DEFLATE_FANOUT_PEERS[@]}") ;;
+    deflate-hold) servers=("${DEFLATE_HOLD_PEERS[@]}") ;;
     wss) servers=("${WSS_PEERS[@]}") ;;
     *) servers=("${WS_PEERS[@]}") ;;
   esac
@@ -423,6 +447,11 @@ echo "| server | stripped release binary | runtime crates (cargo tree -e normal)
 echo "|---|---:|---:|---:|"
 if [ -n "$PUSHLOOP" ]; then
   echo "| pushloop | $(size_of "$PUSHLOOP") KiB | $PUSHLOOP_CRATES | $(idle_of pushloop) |"
+fi
+if [ -n "$PUSHLOOP_PLAIN" ]; then
+  plain_crates=$(cd "$ROOT" && cargo tree -e normal --prefix none -p pushloop --no-default-features 2>/dev/null |
+    sed 's/ (\*)$//; s/ (proc-macro)$//' | sort -u | awk 'NF' | wc -l | awk '{print $1 - 1}')
+  echo "| pushloop \`--no-default-features\` (no permessage-deflate) | $(size_of "$PUSHLOOP_PLAIN") KiB | $plain_crates | – |"
 fi
 if [ -n "$PUSHLOOP_TLS" ]; then
   echo "| pushloop --features tls (rustls + ring) | $(size_of "$PUSHLOOP_TLS") KiB | $PUSHLOOP_TLS_CRATES | – |"

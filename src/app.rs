@@ -490,16 +490,17 @@ impl Context<'_> {
         self.core.std_instant(self.core.now)
     }
 
-    /// Per-transport counters.
-    pub fn stats(&self) -> &Stats {
-        &self.core.stats
+    /// Per-transport counters (and, with the `deflate` feature, what
+    /// compression did), as of now.
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
     }
 
     /// The counters of every loop, this one's live and the others' as they
     /// last published them (at most `engine::STATS_PERIOD` old); one element
     /// when a single loop runs.
     pub fn every_loop_stats(&self) -> Vec<Stats> {
-        self.core.handle.every_loop_stats(&self.core.stats)
+        self.core.handle.every_loop_stats(&self.core.stats())
     }
 
     /// The counters of every loop added up (see [`Context::every_loop_stats`]).

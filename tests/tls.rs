@@ -274,6 +274,34 @@ fn https_and_http_side_by_side_on_one_loop() {
     assert_eq!(tls_count(&stats, "handshakes"), 1, "{stats}");
 }
 
+/// permessage-deflate (RFC 7692) is a transform inside the session, below
+/// TLS's: an offer over wss:// is agreed, and messages go compressed both
+/// ways inside the records.
+#[cfg(feature = "deflate")]
+#[test]
+fn wss_echoes_compressed_messages_both_ways() {
+    use pushloop::ws::deflate::ClientConfig as Offer;
+    use pushloop::ws::frame::OpCode;
+    let browser = Offer {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: None,
+        client_max_window_bits: None,
+    };
+    let pki = pki();
+    let both = start(&pki, Config::default());
+    let tls = tls_connect(both.tls, client_config(&pki));
+    let head = deflate_upgrade_request("/echo", browser);
+    let mut ws = WsClient::over(tls, head.as_bytes()).agree_deflate(browser);
+    let agreed = ws.response.header("sec-websocket-extensions").unwrap_or("");
+    assert!(agreed.starts_with("permessage-deflate"), "{agreed:?}");
+    let text = "{\"id\":1,\"topic\":\"news\",\"data\":\"hello\"},".repeat(100);
+    ws.send_compressed(OpCode::Text, text.as_bytes());
+    assert_eq!(ws.recv_data(), Received::Text(text.clone()));
+    let (received, inflated) = ws.inflated.expect("the echo came compressed");
+    assert!(received * 4 < inflated, "{received} → {inflated}");
+}
+
 #[test]
 fn the_server_ends_a_tls_connection_with_close_notify() {
     let pki = pki();

@@ -250,6 +250,28 @@ try {
   else fail('GET /', `status ${res.status()}, title "${await page.title()}"`);
   await allConnected(page, 'load', 10_000);
 
+  // 1a. Chromium offers permessage-deflate and the server accepts it (RFC 7692): the
+  // page's own socket says so, and a large compressible echo comes back intact.
+  const extensions = await page.evaluate(() => window.pushloop.wsExtensions());
+  if (typeof extensions === 'string' && extensions.includes('permessage-deflate')) {
+    pass(`WebSocket extensions: "${extensions}"`);
+  } else {
+    fail('WebSocket extensions', `expected permessage-deflate, got ${JSON.stringify(extensions)}`);
+  }
+  const echoed = await page.evaluate(() => new Promise((resolve) => {
+    const big = JSON.stringify(Array.from({ length: 400 }, (_, i) => ({ id: i, text: 'compressible' })));
+    const s = new WebSocket(`ws://${location.host}/echo`);
+    s.onopen = () => s.send(big);
+    s.onmessage = (m) => { resolve({ same: m.data === big, bytes: big.length, extensions: s.extensions }); s.close(); };
+    s.onerror = () => resolve({ same: false, error: true });
+    setTimeout(() => resolve({ same: false, timeout: true }), 5000);
+  }));
+  if (echoed.same && echoed.extensions.includes('permessage-deflate')) {
+    pass(`compressed echo: ${echoed.bytes} bytes of JSON back intact`);
+  } else {
+    fail('compressed echo', JSON.stringify(echoed));
+  }
+
   const text1 = `hello from the browser test ${Math.random().toString(36).slice(2, 8)}`;
   await page.fill('#pub-text', text1);
   await page.fill('#pub-event', 'news');

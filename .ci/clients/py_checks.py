@@ -28,11 +28,12 @@ ECHO = f"{SCHEME}://{ADDR}/echo"
 CHAT = f"{SCHEME}://{ADDR}/chat"
 
 
-def ws_connect(url):
+def ws_connect(url, **options):
     # proxy=None: never route loopback traffic through an environment proxy.
     # max_size: room for the 1 MiB echo plus slack.
+    # compression: websockets offers permessage-deflate by default.
     tls = {"ssl": SSL} if SSL else {}
-    return connect(url, proxy=None, max_size=4 * 1024 * 1024, open_timeout=5, close_timeout=5, **tls)
+    return connect(url, proxy=None, max_size=4 * 1024 * 1024, open_timeout=5, close_timeout=5, **tls, **options)
 
 
 async def recv(ws, timeout=5):
@@ -159,6 +160,27 @@ async def check_chat():
         assert ea["id"] == eb["id"], f"ids differ {ea['id']} {eb['id']}"
 
 
+async def check_deflate():
+    async with ws_connect(ECHO) as ws:
+        agreed = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert "permessage-deflate" in agreed, f"extensions {agreed!r}"
+        assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"]
+        msg = json.dumps([{"id": i, "topic": "news", "data": "hello"} for i in range(5000)])
+        await ws.send(msg)
+        got = await recv(ws, timeout=10)
+        assert got == msg, f"compressed echo differs ({len(got)} chars)"
+        return f"{agreed}; {len(msg)} bytes"
+
+
+async def check_no_compression():
+    async with ws_connect(ECHO, compression=None) as ws:
+        agreed = ws.response.headers.get("Sec-WebSocket-Extensions")
+        assert agreed is None, f"extensions {agreed!r} without an offer"
+        msg = "z" * 100_000
+        await ws.send(msg)
+        assert await recv(ws) == msg, "uncompressed echo differs"
+
+
 async def check_two_rooms():
     async with ws_connect(f"{CHAT}?topics=feed,news") as a, ws_connect(f"{CHAT}?topics=news") as b:
         await asyncio.sleep(0.2)  # both subscribed before the publishes
@@ -205,6 +227,8 @@ async def check_metrics():
 
 
 CHECKS = [
+    ("py-websockets /echo permessage-deflate agreed, 200 KiB JSON echoed", check_deflate),
+    ("py-websockets /echo compression=None: no extension, plain echo", check_no_compression),
     ("py-websockets /echo text", check_text),
     ("py-websockets /echo binary", check_binary),
     ("py-websockets /echo fragmented text (iterable)", check_fragmented_text),

@@ -2,8 +2,13 @@
 // Peer server for pushloop's benchmarks: Node's own stack on one process.
 //
 //   GET  /echo     WebSocket echo (text and binary) on the `ws` package
+//   GET  /chat     WebSocket subscriber: every publish, as one text message
 //   GET  /events   Server-Sent Events on node:http
-//   POST /publish  body -> one event `data:` to every subscriber
+//   POST /publish  body -> one event `data:` to every subscriber of either kind
+//
+// permessage-deflate is on with `ws`'s defaults (context takeover both ways,
+// threshold 1 KiB, zlib's level): it applies only to clients that offer it,
+// so the runs without `--deflate` are unchanged.
 //
 // Usage: node server.js --addr 127.0.0.1:9004   (or PORT=9004 node server.js)
 
@@ -21,6 +26,7 @@ function addrFromArgs() {
 }
 
 const subscribers = new Set();
+const sockets = new Set();
 
 // One event in text/event-stream form: every line of the body is a `data:` line.
 function eventBytes(body) {
@@ -45,8 +51,10 @@ const server = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
-      const frame = eventBytes(Buffer.concat(chunks).toString('utf8'));
+      const body = Buffer.concat(chunks).toString('utf8');
+      const frame = eventBytes(body);
       for (const sub of subscribers) sub.write(frame);
+      for (const ws of sockets) ws.send(body);
       res.writeHead(204);
       res.end();
     });
@@ -56,16 +64,22 @@ const server = http.createServer((req, res) => {
   res.end();
 });
 
-const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE, perMessageDeflate: false });
+const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE, perMessageDeflate: true });
 
 server.on('upgrade', (req, socket, head) => {
-  if (req.url.split('?')[0] !== '/echo') {
+  const path = req.url.split('?')[0];
+  if (path !== '/echo' && path !== '/chat') {
     socket.destroy();
     return;
   }
   wss.handleUpgrade(req, socket, head, (ws) => {
-    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
     ws.on('error', () => {});
+    if (path === '/chat') {
+      sockets.add(ws);
+      ws.on('close', () => sockets.delete(ws));
+      return;
+    }
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
   });
 });
 

@@ -139,21 +139,21 @@ pub fn handshake(data: &[u8]) {
     assert!(handshake::is_upgrade_request(&req));
     let mut out = Vec::new();
     upgrade
-        .write_accept(None, &mut out)
+        .write_accept(None, None, &mut out)
         .expect("no protocol is always allowed");
     assert_accept(&out, upgrade.key(), None);
     // Accepting the client's first offered protocol must work too.
     if let Some(protocol) = upgrade.offered_protocols().next() {
         let mut out = Vec::new();
         upgrade
-            .write_accept(Some(protocol), &mut out)
+            .write_accept(Some(protocol), None, &mut out)
             .expect("offered protocol");
         assert_accept(&out, upgrade.key(), Some(protocol));
     }
     let mut out = Vec::new();
     let unoffered = "\u{1}not-offered";
     assert_eq!(
-        upgrade.write_accept(Some(unoffered), &mut out),
+        upgrade.write_accept(Some(unoffered), None, &mut out),
         Err(HandshakeError::ProtocolNotOffered)
     );
     assert!(out.is_empty());

@@ -59,6 +59,8 @@ use crate::http::httparse;
 use crate::http::response_head::ResponseHeadScanner;
 use crate::time::Instant as SessionInstant;
 use crate::ws::close::CloseCode;
+#[cfg(feature = "deflate")]
+use crate::ws::deflate::state::Shared;
 use crate::ws::frame::MessageDecoder;
 use crate::ws::frame::{MessageError, MessageLimits, OpCode, Role};
 use crate::ws::handshake_client::{AcceptError, ClientKey, ClientRequest, RequestError};
@@ -534,6 +536,10 @@ struct Wire {
     out: Vec<u8>,
     keys: OsRandom,
     origin: Instant,
+    /// What a session's [`Env`] lends for permessage-deflate; this client
+    /// offers no extension, so nothing is ever made in it.
+    #[cfg(feature = "deflate")]
+    deflate: Shared,
 }
 
 impl Wire {
@@ -550,6 +556,8 @@ impl Wire {
             // Every frame is written at once, blocking: the output never backs
             // up, so each ping gets its pong (§5.5.3's coalescing is not needed).
             backed_up: false,
+            #[cfg(feature = "deflate")]
+            deflate: &mut self.deflate,
         }
     }
 }
@@ -627,6 +635,8 @@ impl<S: Read + Write + ReadTimeout> WebSocket<S> {
                 out: Vec::new(),
                 keys: OsRandom::new(),
                 origin,
+                #[cfg(feature = "deflate")]
+                deflate: Shared::new(0),
             },
             protocol,
         })

@@ -5,6 +5,8 @@ use crate::engine::trace::TraceOutput;
 use crate::feeds::HistoryLimits;
 use crate::limits::Limits;
 use crate::storage::Storage;
+#[cfg(feature = "deflate")]
+use crate::ws::deflate::{ServerConfig, ServerMode, DEFAULT_THRESHOLD, MAX_WINDOW_BITS};
 use crate::ws::handshake::OriginPolicy;
 
 /// Everything a server can be configured with. Start from `Config::default()`.
@@ -56,6 +58,11 @@ pub struct Config {
     /// [`crate::server::Handle::reload_tls`].
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// permessage-deflate (RFC 7692, feature `deflate`): accepted when a
+    /// client offers it, with these settings. `None`: never (the 101 names no
+    /// extension). Default: [`Deflate::default`], the shared mode.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<Deflate>,
 }
 
 /// How several loops share one listening port.
@@ -68,6 +75,51 @@ pub enum SharePort {
     /// The first loop accepts every connection and hands each to the next
     /// loop in turn (any system).
     OneAcceptor,
+}
+
+/// How a server compresses WebSocket messages (RFC 7692). See
+/// [`crate::ws::deflate`] for the codec and [`crate::ws::deflate::state`] for
+/// where its state lives and what it costs.
+#[cfg(feature = "deflate")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deflate {
+    /// [`ServerMode::Shared`] (the default): no context takeover either way,
+    /// so one compressor and one inflater per loop serve every socket, an idle
+    /// compressed socket costs what an uncompressed one does, and a published
+    /// event is compressed once for all its followers.
+    /// [`ServerMode::ContextTakeover`]: better ratios for sockets that send
+    /// many alike messages, at ~360 KB per socket that has compressed (its own
+    /// compressor and window) and one compression per recipient.
+    pub mode: ServerMode,
+    /// Messages shorter than this go uncompressed. Default
+    /// [`DEFAULT_THRESHOLD`] (1 KiB, as Node `ws`).
+    pub threshold: usize,
+    /// The largest LZ77 window the server uses, log2, 8..=15 (RFC 7692
+    /// §7.1.2). Default 15; below it the server's compressor encodes runs
+    /// only (see [`crate::ws::deflate`]'s module doc).
+    pub max_window_bits: u8,
+}
+
+#[cfg(feature = "deflate")]
+impl Default for Deflate {
+    fn default() -> Self {
+        Deflate {
+            mode: ServerMode::Shared,
+            threshold: DEFAULT_THRESHOLD,
+            max_window_bits: MAX_WINDOW_BITS,
+        }
+    }
+}
+
+#[cfg(feature = "deflate")]
+impl Deflate {
+    /// What negotiation accepts (RFC 7692 §5).
+    pub fn negotiation(&self) -> ServerConfig {
+        ServerConfig {
+            mode: self.mode,
+            max_window_bits: self.max_window_bits,
+        }
+    }
 }
 
 impl Default for Config {
@@ -87,6 +139,8 @@ impl Default for Config {
             storage: Storage::Memory,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "deflate")]
+            deflate: Some(Deflate::default()),
         }
     }
 }
@@ -112,6 +166,8 @@ impl Config {
             // Set by the loop that splits: the certificate it serves now.
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "deflate")]
+            deflate: self.deflate,
         }
     }
 }

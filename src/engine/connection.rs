@@ -236,6 +236,15 @@ impl Connection {
         }
     }
 
+    /// The WebSocket, if this is one that may still send data (RFC 6455
+    /// §5.5.1: no data frames after our Close frame).
+    pub fn open_websocket(&self) -> Option<&WsConn> {
+        match &self.kind {
+            Kind::WebSocket(ws) if ws.session.can_send() => Some(ws),
+            _ => None,
+        }
+    }
+
     /// The WebSocket and the outbox, apart, if this is a WebSocket (a
     /// session writes its frames straight into the outbox).
     pub fn websocket_and_outbox(&mut self) -> Option<(&mut WsConn, &mut Outbox)> {

@@ -70,6 +70,8 @@ use crate::ids::{ConnId, TimerId};
 use crate::sse;
 use crate::time::Instant;
 use crate::ws::close::CloseCode;
+#[cfg(feature = "deflate")]
+use crate::ws::deflate::Shared;
 #[cfg(feature = "client")]
 use crate::ws::frame::Role;
 #[cfg(feature = "client")]
@@ -149,6 +151,10 @@ pub struct Core {
     /// `tls`): loop-wide, empty until a TLS connection writes.
     #[cfg(feature = "tls")]
     pub(crate) tls_gather: Vec<u8>,
+    /// permessage-deflate: the compressors and inflater every WebSocket of
+    /// the loop shares (made on first use), lent to each session call.
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Shared,
 }
 
 impl Core {
@@ -168,6 +174,8 @@ impl Core {
         stats.store.connected = !feeds.ids_from_elsewhere();
         #[cfg(feature = "tls")]
         let tls = config.tls.take();
+        #[cfg(feature = "deflate")]
+        let deflate = Shared::new(config.deflate.map_or(0, |deflate| deflate.threshold));
         Core {
             store,
             http: config.limits.http(),
@@ -204,6 +212,8 @@ impl Core {
             tls,
             #[cfg(feature = "tls")]
             tls_gather: Vec::new(),
+            #[cfg(feature = "deflate")]
+            deflate,
         }
     }
 
@@ -228,11 +238,26 @@ impl Core {
             return;
         }
         self.stats_due = None;
+        #[cfg(feature = "deflate")]
+        {
+            self.stats.deflate = self.deflate.counters;
+        }
         if self.handle.publish_stats(&self.stats) {
             let due = self.now + STATS_PERIOD;
             self.stats_due = Some(due);
             self.timers.arm(due, Wake::ShareStats);
         }
+    }
+
+    /// The loop's counters, as of now.
+    pub fn stats(&self) -> Stats {
+        #[cfg(feature = "deflate")]
+        return Stats {
+            deflate: self.deflate.counters,
+            ..self.stats.clone()
+        };
+        #[cfg(not(feature = "deflate"))]
+        self.stats.clone()
     }
 
     /// Reads the clock for this turn.

@@ -37,6 +37,15 @@
 //! (or a quarter of `max_queued_bytes`), the whole line is written before the
 //! loop reads again, so a flooding publisher waits on TCP instead of pushing
 //! followers towards the slow-reader limit.
+//!
+//! **Compressed once.** With permessage-deflate (RFC 7692), a message going
+//! to many WebSockets (a `Fanout`) is compressed once, on the first socket
+//! that needs it, by the loop's shared compressor: every socket without
+//! context takeover (the shared mode) gets the same bytes. A socket that
+//! compresses with a state of its own (context takeover, or a window smaller
+//! than the shared frame's) has its session compress the message for it
+//! alone, once it is admitted, so its context never holds a message it did
+//! not send.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -51,6 +60,10 @@ use crate::engine::Core;
 use crate::feeds::{Direct, Payload};
 use crate::limits::SlowReader;
 use crate::ws::close::CloseCode;
+#[cfg(feature = "deflate")]
+use crate::ws::deflate::SendMode;
+#[cfg(feature = "deflate")]
+use crate::ws::frame::{decode_header, Role};
 use crate::ws::frame::{encode_frame, OpCode, MAX_HEADER_LEN};
 #[cfg(feature = "client")]
 use crate::ws::session::MaskKeys;
@@ -365,6 +378,52 @@ impl<'a> Message<'a> {
     }
 }
 
+/// A WebSocket message going to many sockets: its frame, encoded once, and
+/// (with permessage-deflate) where that frame compressed once is kept.
+pub(crate) struct Fanout<'m> {
+    /// The uncompressed frame (RFC 6455 §5.2, unmasked: §5.1).
+    pub(crate) frame: &'m Arc<[u8]>,
+    /// The frame compressed by the loop's shared compressor, made on first
+    /// need (an event keeps it in its history entry).
+    #[cfg(feature = "deflate")]
+    pub(crate) deflated: &'m std::sync::OnceLock<Option<Arc<[u8]>>>,
+}
+
+/// How a message going to many reaches one connection.
+pub(crate) enum Encoded {
+    /// Bytes shared with other connections (a frame, an SSE event).
+    Shared(Arc<[u8]>),
+    /// The frame compressed once for every socket sharing the loop's
+    /// compressor, and the length of the payload it stands for.
+    #[cfg(feature = "deflate")]
+    Deflated(Arc<[u8]>, usize),
+    /// A message (here, its uncompressed frame) this socket's session
+    /// compresses for it alone (RFC 7692: its own context, or a smaller
+    /// window than the shared frame's).
+    #[cfg(feature = "deflate")]
+    Own(Arc<[u8]>),
+}
+
+impl Encoded {
+    /// Bytes it queues (for a message compressed later: at most about this).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Encoded::Shared(bytes) => bytes.len(),
+            #[cfg(feature = "deflate")]
+            Encoded::Deflated(bytes, _) => bytes.len(),
+            #[cfg(feature = "deflate")]
+            Encoded::Own(frame) => frame.len(),
+        }
+    }
+}
+
+/// The opcode and payload of one of our own frames (unmasked, RFC 6455 §5.1).
+#[cfg(feature = "deflate")]
+fn frame_message(frame: &[u8]) -> Option<(OpCode, &[u8])> {
+    let (header, header_len) = decode_header(frame, Role::Client, usize::MAX, true).ok()??;
+    Some((header.opcode, frame.get(header_len..)?))
+}
+
 /// Why [`Core::send`] and the other data verbs queued nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendError {
@@ -537,6 +596,8 @@ impl Core {
             config,
             #[cfg(feature = "client")]
             outbound,
+            #[cfg(feature = "deflate")]
+            deflate,
             ..
         } = self;
         let conn = conns.get_mut(token)?;
@@ -562,6 +623,8 @@ impl Core {
                 #[cfg(not(feature = "client"))]
                 keys: None,
                 backed_up,
+                #[cfg(feature = "deflate")]
+                deflate,
             };
             result = Some(f(&mut ws.session, &mut env));
         });
@@ -595,7 +658,8 @@ impl Core {
     }
 
     /// Sends a message to one connection alone, under the slow-reader policy:
-    /// a WebSocket gets a frame; an event stream an SSE event of type
+    /// a WebSocket gets a frame (its session compresses it when
+    /// permessage-deflate was negotiated); an event stream an SSE event of type
     /// `message` (bytes in base64); a held long-poll is answered with it now
     /// (a JSON array of one `{"event":"message","data":…}`). No id, no topic:
     /// it is not a feed event, and no cursor can bring it back.
@@ -605,13 +669,7 @@ impl Core {
         };
         if conn.is_open_websocket() {
             let (opcode, payload) = message.frame();
-            self.admit(token, payload.len())?;
-            return match self.ws_do(token, Kind::Data, |session, env| {
-                session.send(opcode, payload, env)
-            }) {
-                Some(Ok(())) => Ok(()),
-                _ => Err(SendError::NotOpen),
-            };
+            return self.send_payload(token, opcode, payload, false);
         }
         let streaming = conn.is_event_stream();
         let polling = conn.is_held_long_poll();
@@ -636,14 +694,49 @@ impl Core {
         Ok(())
     }
 
+    /// [`Core::send`] to an open WebSocket by opcode and payload; `admitted`:
+    /// the queue was checked already.
+    fn send_payload(
+        &mut self,
+        token: Token,
+        opcode: OpCode,
+        payload: &[u8],
+        admitted: bool,
+    ) -> Result<(), SendError> {
+        if !self
+            .conns
+            .get(token)
+            .is_some_and(|conn| conn.is_open_websocket())
+        {
+            return Err(SendError::NotOpen);
+        }
+        if !admitted {
+            self.admit(token, payload.len())?;
+        }
+        match self.ws_do(token, Kind::Data, |session, env| {
+            session.send(opcode, payload, env)
+        }) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(SendError::NotOpen),
+        }
+    }
+
     /// Sends a message to every open WebSocket but `except`: one frame,
-    /// encoded once and shared by every queue. Returns how many queued it.
+    /// encoded once (and compressed once) and shared by every queue. Returns
+    /// how many queued it.
     pub fn broadcast(&mut self, except: Option<Token>, message: Message) -> usize {
         let (opcode, payload) = message.frame();
         let mut frame = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
         // RFC 6455 §5.1: a server's frames are not masked.
         encode_frame(&mut frame, true, opcode, None, payload);
         let frame: Arc<[u8]> = frame.into();
+        #[cfg(feature = "deflate")]
+        let deflated = std::sync::OnceLock::new();
+        let fanout = Fanout {
+            frame: &frame,
+            #[cfg(feature = "deflate")]
+            deflated: &deflated,
+        };
         let mut recipients = std::mem::take(&mut self.recipients);
         recipients.extend(
             self.conns
@@ -651,13 +744,86 @@ impl Core {
                 .filter(|(token, conn)| Some(*token) != except && conn.takes_shared_frames())
                 .map(|(token, _)| token),
         );
-        let sent = recipients
-            .iter()
-            .filter(|token| self.push_shared(**token, &frame).is_ok())
-            .count();
+        let mut sent = 0;
+        for &token in &recipients {
+            let Some(encoded) = self.ws_encoding(token, &fanout) else {
+                continue;
+            };
+            if self.push_encoded(token, encoded, false).is_ok() {
+                sent += 1;
+            }
+        }
         recipients.clear();
         self.recipients = recipients;
         sent
+    }
+
+    /// How a message going to many reaches this WebSocket: the shared frame,
+    /// compressed or not, or compressed by its own session. `None` if it is
+    /// not an open WebSocket (RFC 6455 §5.5.1: no data after our Close).
+    pub(crate) fn ws_encoding(&mut self, token: Token, message: &Fanout) -> Option<Encoded> {
+        let ws = self.conns.get(token)?.open_websocket()?;
+        #[cfg(not(feature = "deflate"))]
+        let _ = ws;
+        #[cfg(feature = "deflate")]
+        {
+            // The frame the shared compressor makes suits the sockets whose
+            // window is the one it was made for (RFC 7692 §7.1.2.1).
+            let shared_full_window = self.config.deflate.is_some_and(|deflate| {
+                deflate.max_window_bits >= crate::ws::deflate::MAX_WINDOW_BITS
+            });
+            match ws.session.send_mode() {
+                SendMode::Off => {}
+                SendMode::Shared { full_window } if full_window == shared_full_window => {
+                    let deflated = message.deflated.get_or_init(|| {
+                        let (opcode, payload) = frame_message(message.frame)?;
+                        self.deflate
+                            .compress_frame(full_window, opcode, payload)
+                            .map(Arc::from)
+                    });
+                    if let Some((deflated, (_, payload))) =
+                        deflated.as_ref().zip(frame_message(message.frame))
+                    {
+                        return Some(Encoded::Deflated(Arc::clone(deflated), payload.len()));
+                    }
+                }
+                SendMode::Shared { .. } | SendMode::Own => {
+                    return Some(Encoded::Own(Arc::clone(message.frame)));
+                }
+            }
+        }
+        Some(Encoded::Shared(Arc::clone(message.frame)))
+    }
+
+    /// Queues a message going to many for one connection, under the
+    /// slow-reader policy unless `admitted` (the queue was checked already).
+    pub(crate) fn push_encoded(
+        &mut self,
+        token: Token,
+        encoded: Encoded,
+        admitted: bool,
+    ) -> Result<(), SendError> {
+        match encoded {
+            Encoded::Shared(bytes) if admitted => {
+                self.push_shared_admitted(token, Kind::Data, &bytes)
+            }
+            Encoded::Shared(bytes) => self.push_shared(token, &bytes),
+            #[cfg(feature = "deflate")]
+            Encoded::Deflated(bytes, before) => {
+                if !admitted {
+                    self.admit(token, bytes.len())?;
+                }
+                self.push_shared_admitted(token, Kind::Data, &bytes)?;
+                let after = frame_message(&bytes).map_or(0, |(_, payload)| payload.len());
+                self.deflate.counters.count_sent(before, after);
+                Ok(())
+            }
+            #[cfg(feature = "deflate")]
+            Encoded::Own(frame) => {
+                let (opcode, payload) = frame_message(&frame).ok_or(SendError::NotOpen)?;
+                self.send_payload(token, opcode, payload, admitted)
+            }
+        }
     }
 
     /// Lists a connection for the end-of-turn flush, once.

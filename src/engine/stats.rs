@@ -9,6 +9,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+#[cfg(feature = "deflate")]
+pub use crate::ws::deflate::Counters as DeflateCounters;
+
 /// The per-transport bucket a connection's counters go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transport {
@@ -236,6 +239,10 @@ pub struct Stats {
     /// bound, `max_queued_answer_bytes` for HTTP and `max_queued_bytes` for
     /// a WebSocket (it is read again once the queue drains).
     pub paused_reads: u64,
+    /// permessage-deflate: messages and bytes before and after compression,
+    /// each way, and how often the compressor ran.
+    #[cfg(feature = "deflate")]
+    pub deflate: DeflateCounters,
     /// WebSocket opening handshakes refused (RFC 6455 §4.2.1 checks, Origin).
     pub handshake_failures: u64,
     /// Times this loop fell so far behind the others that its inbox was
@@ -512,6 +519,8 @@ impl Stats {
             }
             #[cfg(feature = "tls")]
             total.tls.add(&stats.tls);
+            #[cfg(feature = "deflate")]
+            total.deflate.add(&stats.deflate);
         }
         total
     }
@@ -599,6 +608,21 @@ impl Stats {
             json.push_str("\"tls\":");
             json.push_str(&self.tls.to_json());
             json.push(',');
+        }
+        #[cfg(feature = "deflate")]
+        {
+            let d = &self.deflate;
+            let _ = write!(
+                json,
+                "\"deflate\":{{\"messages_sent\":{},\"sent_bytes_before\":{},\"sent_bytes_after\":{},\"compressions\":{},\"messages_received\":{},\"received_bytes_before\":{},\"received_bytes_after\":{}}},",
+                d.messages_sent,
+                d.sent_bytes_before,
+                d.sent_bytes_after,
+                d.compressions,
+                d.messages_received,
+                d.received_bytes_before,
+                d.received_bytes_after
+            );
         }
         let _ = write!(
             json,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use mio::Token;
 
 use crate::engine::connection::{Ending, Kind, Transport, Waiting};
-use crate::engine::outbox::{Kind as Chunk, SendError};
+use crate::engine::outbox::{Encoded, Fanout, Kind as Chunk, SendError};
 use crate::engine::store::Then;
 use crate::engine::Core;
 use crate::feeds::{Arrival, Entry, Payload, PublishError, Replay};
@@ -391,12 +391,21 @@ impl Core {
         self.feeds.unfollow(token, topic)
     }
 
-    /// The bytes of an event for this follower, by its transport; `None` if
-    /// it cannot take events (a closing WebSocket, RFC 6455 §5.5.1).
-    pub(crate) fn encoding_for(&self, token: Token, entry: &Entry) -> Option<Arc<[u8]>> {
+    /// The bytes of an event for this follower, by its transport (a
+    /// WebSocket's compressed once for all, or by its own session, see
+    /// [`crate::engine::outbox`]); `None` if it cannot take events (a closing
+    /// WebSocket, RFC 6455 §5.5.1).
+    pub(crate) fn encoding_for(&mut self, token: Token, entry: &Entry) -> Option<Encoded> {
         match &self.conns.get(token)?.kind {
-            Kind::EventStream => Some(Arc::clone(&entry.sse)),
-            Kind::WebSocket(ws) if ws.session.can_send() => Some(Arc::clone(&entry.ws_frame)),
+            Kind::EventStream => Some(Encoded::Shared(Arc::clone(&entry.sse))),
+            Kind::WebSocket(_) => {
+                let fanout = Fanout {
+                    frame: &entry.ws_frame,
+                    #[cfg(feature = "deflate")]
+                    deflated: &entry.ws_deflated,
+                };
+                self.ws_encoding(token, &fanout)
+            }
             _ => None,
         }
     }
@@ -407,28 +416,25 @@ impl Core {
     fn queue_replay(&mut self, token: Token, replay: Replay) {
         let max_queued = self.config.limits.max_queued_bytes;
         if let Some(notice) = &replay.notice {
-            if let Some(bytes) = self.encoding_for(token, notice) {
-                let _ = self.push_shared_admitted(token, Chunk::Data, &bytes);
+            if let Some(encoded) = self.encoding_for(token, notice) {
+                let _ = self.push_encoded(token, encoded, true);
             }
         }
         let mut last = replay.from;
         for entry in &replay.entries {
-            let Some(bytes) = self.encoding_for(token, entry) else {
+            let Some(encoded) = self.encoding_for(token, entry) else {
                 return;
             };
             let admitted = self
                 .conns
                 .get(token)
-                .is_some_and(|conn| conn.admits(bytes.len(), max_queued));
+                .is_some_and(|conn| conn.admits(encoded.len(), max_queued));
             if !admitted {
                 // The rest waits in history until the queue drains.
                 self.catching_up.insert(token, last);
                 return;
             }
-            if self
-                .push_shared_admitted(token, Chunk::Data, &bytes)
-                .is_err()
-            {
+            if self.push_encoded(token, encoded, true).is_err() {
                 return;
             }
             self.count_delivery(token);
@@ -533,10 +539,10 @@ impl Core {
             if Some(token) == except || self.catching_up.contains_key(&token) {
                 continue;
             }
-            let Some(bytes) = self.encoding_for(token, entry) else {
+            let Some(encoded) = self.encoding_for(token, entry) else {
                 continue;
             };
-            if self.push_shared(token, &bytes).is_ok() {
+            if self.push_encoded(token, encoded, false).is_ok() {
                 self.count_delivery(token);
             }
         }

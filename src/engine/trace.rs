@@ -9,6 +9,16 @@
 //!    0.001 #1    → frame   FIN=1 RSV=000 op=0x1 text  MASK=0 len=5 (7-bit) "Hello"  RFC 6455 §5.2
 //! ```
 //!
+//! With permessage-deflate, a compressed frame shows `RSV=100` and its length
+//! on the wire; the message it carries shows the length it inflated to, both
+//! ways (what we send is inflated again for the trace, RFC 7692 §7.2.2):
+//!
+//! ```text
+//!    0.002 #1    ← frame   FIN=1 RSV=100 op=0x1 text  MASK=1 key=… len=312 (16-bit)   RFC 6455 §5.2
+//!    0.002 #1    ← text    2048 bytes, inflated from 312 "{\"id\":1,…"          RFC 7692 §7.2.2
+//!    0.002 #1    → frame   FIN=1 RSV=100 op=0x1 text  MASK=0 len=312 (16-bit) compressed, inflates to 2048 bytes "{\"id\":1,…"  RFC 7692 §6
+//! ```
+//!
 //! Columns: seconds since start, connection, direction (`←` in, `→` out, `·`
 //! a state change), what, the fields, and the section of the spec that governs
 //! it.
@@ -35,6 +45,8 @@ use crate::engine::slab::display_token;
 use crate::json;
 use crate::time::Instant;
 use crate::ws::close::parse_close_payload;
+#[cfg(feature = "deflate")]
+use crate::ws::deflate::{Direction, Inflater, MAX_WINDOW_BITS};
 use crate::ws::frame::{decode_header, FrameHeader, OpCode, Role, MAX_HEADER_LEN};
 use crate::ws::session::{Event, State};
 
@@ -186,6 +198,10 @@ pub(crate) struct Tracer {
     out: Option<Box<dyn Write + Send>>,
     /// `/lab/events`: the lines of connections tagged with a session.
     pub(crate) lab: Option<Lab>,
+    /// Inflates the compressed frames we send, to show what they carry (a
+    /// message that used a context kept from earlier ones cannot be shown).
+    #[cfg(feature = "deflate")]
+    inflater: Inflater,
 }
 
 impl Tracer {
@@ -197,6 +213,11 @@ impl Tracer {
         Some(Tracer {
             out: output.map(|output| output.0),
             lab: lab.map(Lab::new),
+            #[cfg(feature = "deflate")]
+            inflater: Inflater::new(Direction {
+                window_bits: MAX_WINDOW_BITS,
+                context_takeover: false,
+            }),
         })
     }
 
@@ -273,22 +294,41 @@ impl Tracer {
         self.emit(record.header(&bytes[..len]).bytes(frame_len));
     }
 
-    /// A message, control frame or failure received, with a preview.
-    pub(crate) fn event_in(&mut self, now: Instant, conn: Token, event: &Event) {
+    /// A message, control frame or failure received, with a preview;
+    /// `inflated`: the message came compressed, (bytes received, inflated).
+    pub(crate) fn event_in(
+        &mut self,
+        now: Instant,
+        conn: Token,
+        event: &Event,
+        inflated: Option<(usize, usize)>,
+    ) {
         if !self.wants(conn) {
             return;
         }
-        let (what, fields, cite) = match event {
-            Event::Text(text) => (
-                "text",
-                format!("{} bytes {}", text.len(), preview(text.as_bytes())),
-                "RFC 6455 §5.6",
+        let data = |bytes: &[u8]| match inflated {
+            Some((received, _)) => (
+                format!(
+                    "{} bytes, inflated from {received} {}",
+                    bytes.len(),
+                    preview(bytes)
+                ),
+                "RFC 7692 §7.2.2",
             ),
-            Event::Binary(bytes) => (
-                "binary",
+            None => (
                 format!("{} bytes {}", bytes.len(), preview(bytes)),
                 "RFC 6455 §5.6",
             ),
+        };
+        let (what, fields, cite) = match event {
+            Event::Text(text) => {
+                let (fields, cite) = data(text.as_bytes());
+                ("text", fields, cite)
+            }
+            Event::Binary(bytes) => {
+                let (fields, cite) = data(bytes);
+                ("binary", fields, cite)
+            }
             Event::Ping(p) => ("ping", preview(p), "RFC 6455 §5.5.2"),
             Event::Pong(p) => ("pong", preview(p), "RFC 6455 §5.5.3"),
             Event::Closed { code, reason } => (
@@ -354,25 +394,56 @@ impl Tracer {
 
     fn frames_out(&mut self, now: Instant, conn: Token, mut bytes: &[u8]) {
         while let Ok(Some((header, header_len))) =
-            decode_header(bytes, Role::Client, usize::MAX >> 1)
+            decode_header(bytes, Role::Client, usize::MAX >> 1, true)
         {
             let end = header_len
                 .saturating_add(header.payload_len as usize)
                 .min(bytes.len());
             let payload = &bytes[header_len..end];
             let mut fields = frame_fields(&header, header_len);
+            let mut cite = "RFC 6455 §5.2";
             if header.opcode == OpCode::Close {
                 if let Ok(Some((code, reason))) = parse_close_payload(payload) {
                     let _ = write!(fields, " code={} {} {:?}", code.0, code.name(), reason);
                 }
+            } else if header.rsv1 {
+                cite = "RFC 7692 §6";
+                self.compressed_fields(payload, &mut fields);
             } else {
                 fields.push(' ');
                 fields.push_str(&preview(payload));
             }
-            let record = Record::new(now, conn, '→', "frame", &fields, "RFC 6455 §5.2");
+            let record = Record::new(now, conn, '→', "frame", &fields, cite);
             self.emit(record.header(&bytes[..header_len]).bytes(end));
             bytes = &bytes[end..];
         }
+    }
+
+    /// What a compressed frame we send carries: its inflated length and a
+    /// preview (RFC 7692 §7.2.2).
+    #[cfg(feature = "deflate")]
+    fn compressed_fields(&mut self, payload: &[u8], fields: &mut String) {
+        let mut inflated = Vec::new();
+        match self
+            .inflater
+            .inflate_message(payload, 1 << 30, &mut inflated)
+        {
+            Ok(()) => {
+                let _ = write!(
+                    fields,
+                    " compressed, inflates to {} bytes {}",
+                    inflated.len(),
+                    preview(&inflated)
+                );
+            }
+            Err(_) => fields.push_str(" compressed, with context kept from earlier messages"),
+        }
+    }
+
+    /// Without the `deflate` feature we never send a compressed frame.
+    #[cfg(not(feature = "deflate"))]
+    fn compressed_fields(&mut self, _: &[u8], fields: &mut String) {
+        fields.push_str(" compressed");
     }
 
     fn events_out(&mut self, now: Instant, conn: Token, bytes: &[u8]) {
@@ -592,7 +663,7 @@ mod tests {
         // RFC 6455 §5.7: the masked "Hello", and lengths on each side of
         // each encoding's bounds, masked and not.
         let hello = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d];
-        let (header, header_len) = decode_header(&hello, Role::Server, 1 << 20)
+        let (header, header_len) = decode_header(&hello, Role::Server, 1 << 20, false)
             .unwrap()
             .unwrap();
         let (bytes, len) = header_bytes(&header, header_len);
@@ -607,7 +678,9 @@ mod tests {
                     mask,
                     &vec![7; payload_len],
                 );
-                let (header, header_len) = decode_header(&frame, role, 1 << 20).unwrap().unwrap();
+                let (header, header_len) = decode_header(&frame, role, 1 << 20, false)
+                    .unwrap()
+                    .unwrap();
                 let (bytes, len) = header_bytes(&header, header_len);
                 assert_eq!(len, header_len, "length {payload_len}");
                 assert_eq!(&bytes[..len], &frame[..header_len], "length {payload_len}");

@@ -4,12 +4,16 @@
 //! One publish becomes three byte strings — an SSE event, a WebSocket frame, a
 //! JSON object for polls — shared (`Arc<[u8]>`) by every recipient and by the
 //! history, so a publish to a thousand followers is encoded once, not a
-//! thousand times. Ids come from the feed (one id space for every topic, see
+//! thousand times. With permessage-deflate a fourth, the frame compressed, is
+//! made by the engine when the first compressed follower needs it, and kept
+//! in the entry for every other one (and for replays). Ids come from the feed (one id space for every topic, see
 //! [`crate::feeds`]); the history only keeps them in order and remembers the
 //! newest id it had to let go, so a cursor that fell out is recognised.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+#[cfg(feature = "deflate")]
+use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -161,7 +165,19 @@ pub struct Entry {
     pub ws_frame: Arc<[u8]>,
     /// `{"id":N,"topic":"T","event":"E","data":…}`.
     pub json: Arc<[u8]>,
+    /// [`Entry::ws_frame`] compressed (RFC 7692), for every WebSocket that
+    /// shares the loop's compressor, once the first one needs it.
+    #[cfg(feature = "deflate")]
+    pub ws_deflated: DeflatedFrame,
 }
+
+/// Where an event's compressed WebSocket frame is kept once made: shared by
+/// every copy of the entry (the history's, the fan-out's). `Some(None)`: the
+/// frame is below the compression threshold, or did not shrink. Not counted
+/// in [`Entry::size`]: it exists only where compressed followers are, and it
+/// is smaller than the frame it stands for.
+#[cfg(feature = "deflate")]
+pub type DeflatedFrame = Arc<OnceLock<Option<Arc<[u8]>>>>;
 
 impl Entry {
     /// Encodes an event for every transport, or says why it cannot be.
@@ -234,6 +250,8 @@ impl Entry {
             sse: sse_bytes.into(),
             ws_frame: frame_bytes.into(),
             json: json_bytes.into(),
+            #[cfg(feature = "deflate")]
+            ws_deflated: DeflatedFrame::default(),
         })
     }
 

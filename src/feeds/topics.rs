@@ -493,6 +493,8 @@ impl Topics {
             sse: Vec::new().into(),
             ws_frame: Vec::new().into(),
             json: b"{}".to_vec().into(),
+            #[cfg(feature = "deflate")]
+            ws_deflated: Default::default(),
         })
     }
 

@@ -49,9 +49,11 @@ use crate::ids::TopicId;
 use crate::server::reuseport;
 use crate::sse;
 use crate::ws::close::CloseCode;
+#[cfg(feature = "deflate")]
+use crate::ws::deflate::{accept_offer, AgreedParams};
 use crate::ws::frame::Role;
-use crate::ws::frame::{MessageDecoder, MessageLimits};
-use crate::ws::handshake::{self, HandshakeError};
+use crate::ws::frame::{MessageDecoder, MessageLimits, Observed};
+use crate::ws::handshake::{self, HandshakeError, Upgrade};
 use crate::ws::session::{Event, Session, Step};
 
 /// Header slots kept on the stack (the default limit); more come from the
@@ -190,8 +192,18 @@ enum Next {
     /// The lab's stream of a session's trace lines.
     Lab(Tag),
     Later,
-    /// Switch to WebSocket: the 101 head, and what the app asked for.
-    Upgrade(Vec<u8>, Accept),
+    /// Switch to WebSocket: the 101 head, what the app asked for, and the
+    /// extensions agreed.
+    Upgrade(Vec<u8>, Accept, Extensions),
+}
+
+/// What the opening handshake agreed on beside the 101 (RFC 6455 §9.1).
+#[derive(Default)]
+struct Extensions {
+    /// permessage-deflate's parameters (RFC 7692 §7.1), when it was offered
+    /// and accepted.
+    #[cfg(feature = "deflate")]
+    deflate: Option<AgreedParams>,
 }
 
 impl EventLoop {
@@ -1042,15 +1054,46 @@ fn upgrade(core: &mut Core, app: &mut impl App, token: Token, req: &Request) -> 
         Some(Upgrading::Reject(response)) => return Next::Refuse(response),
         None => return Next::Refuse(Response::text(500, "internal error")),
     };
+    let (extensions, agreed) = negotiate(core, &offer);
     let mut switching = Vec::with_capacity(160);
     if offer
-        .write_accept(accept.protocol.as_deref(), &mut switching)
+        .write_accept(
+            accept.protocol.as_deref(),
+            extensions.as_deref(),
+            &mut switching,
+        )
         .is_err()
     {
         // The app chose a subprotocol the client did not offer: our bug.
         return Next::Refuse(Response::text(500, "internal error"));
     }
-    Next::Upgrade(switching, accept)
+    Next::Upgrade(switching, accept, agreed)
+}
+
+/// RFC 7692 §5: accepts the client's first permessage-deflate offer the
+/// server's settings can honour; the `Sec-WebSocket-Extensions` value of the
+/// 101 and what was agreed. No offer, none acceptable, or compression turned
+/// off: neither (RFC 6455 §9.1: the 101 names no extension).
+#[cfg(feature = "deflate")]
+fn negotiate(core: &Core, offer: &Upgrade) -> (Option<String>, Extensions) {
+    let Some(deflate) = core.config.deflate else {
+        return (None, Extensions::default());
+    };
+    let mut value = Vec::new();
+    let agreed = accept_offer(
+        offer.offered_extensions(),
+        deflate.negotiation(),
+        &mut value,
+    );
+    // accept_offer writes tokens and digits only: ASCII.
+    let value = agreed.and(String::from_utf8(value).ok());
+    (value, Extensions { deflate: agreed })
+}
+
+/// Without the `deflate` feature every extension is declined (RFC 6455 §9.1).
+#[cfg(not(feature = "deflate"))]
+fn negotiate(_: &Core, _: &Upgrade) -> (Option<String>, Extensions) {
+    (None, Extensions::default())
 }
 
 impl EventLoop {
@@ -1076,7 +1119,9 @@ impl EventLoop {
             }
             Next::Lab(session) => self.core.start_lab_stream(token, session),
             Next::Later => self.core.hold_for_later(token),
-            Next::Upgrade(head, accept) => return self.open_websocket(app, token, head, accept),
+            Next::Upgrade(head, accept, agreed) => {
+                return self.open_websocket(app, token, head, accept, agreed)
+            }
         }
         false
     }
@@ -1088,6 +1133,7 @@ impl EventLoop {
         token: Token,
         head: Vec<u8>,
         accept: Accept,
+        agreed: Extensions,
     ) -> bool {
         let now = self.core.now;
         let Some(http) = self.core.conns.get_mut(token).and_then(Connection::http) else {
@@ -1101,6 +1147,16 @@ impl EventLoop {
         let Some(conn) = self.core.conns.get_mut(token) else {
             return false;
         };
+        let Extensions {
+            #[cfg(feature = "deflate")]
+            deflate,
+        } = agreed;
+        #[cfg(feature = "deflate")]
+        let (session, decoder) = match deflate {
+            Some(agreed) => Session::with_deflate(Role::Server, limits, now, agreed),
+            None => Session::new(Role::Server, limits, now),
+        };
+        #[cfg(not(feature = "deflate"))]
         let (session, decoder) = Session::new(Role::Server, limits, now);
         conn.kind = Kind::WebSocket(Box::new(WsConn {
             session,
@@ -1138,21 +1194,21 @@ impl EventLoop {
         );
         let mut before = ws.session.state();
         loop {
-            let mut header = None;
+            let mut observed = Observed::default();
             let input = &mut self.scratch[pos..len];
             let decoder = &mut decoder;
-            let header_slot = &mut header;
+            let observed_slot = &mut observed;
             let Some((step, written)) =
                 self.core
                     .ws_do_untraced(token, Chunk::Protocol, move |session, env| {
-                        session.step_observed(decoder, input, env, header_slot)
+                        session.step_observed(decoder, input, env, observed_slot)
                     })
             else {
                 break;
             };
             if self.core.tracing(token) {
                 // What came in, then what it made us write.
-                trace_step(&mut self.core, token, header, &step);
+                trace_step(&mut self.core, token, observed, &step);
                 self.core.trace_frames_out(token, written);
             }
             let (event, used) = match step {
@@ -1212,8 +1268,10 @@ impl EventLoop {
                 break;
             }
         }
-        // Put the decoder back, then owe what is owed: the pong for the
-        // latest ping (RFC 6455 §5.5.3), once per batch.
+        // Put the decoder back (without the message it last handed out: an
+        // idle socket holds no buffer), then owe what is owed: the pong for
+        // the latest ping (RFC 6455 §5.5.3), once per batch.
+        decoder.release();
         if let Some(ws) = self
             .core
             .conns
@@ -1511,19 +1569,15 @@ fn ws_state(core: &Core, token: Token) -> Option<crate::ws::session::State> {
     }
 }
 
-/// Traces the frame header a step decoded and the event it delivered.
-fn trace_step(
-    core: &mut Core,
-    token: Token,
-    header: Option<(crate::ws::frame::FrameHeader, usize)>,
-    step: &Step,
-) {
+/// Traces the frame header a step decoded and the event it delivered (with
+/// its compressed size, if it came compressed).
+fn trace_step(core: &mut Core, token: Token, observed: Observed, step: &Step) {
     core.trace(|tracer, now| {
-        if let Some((header, header_len)) = header {
+        if let Some((header, header_len)) = observed.header {
             tracer.frame_in(now, token, &header, header_len);
         }
         if let Step::Event { event, .. } = step {
-            tracer.event_in(now, token, event);
+            tracer.event_in(now, token, event, observed.inflated);
         }
     });
 }

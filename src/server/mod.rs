@@ -33,6 +33,8 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "deflate")]
+pub use crate::engine::config::Deflate;
 pub use crate::engine::config::{Config, SharePort};
 pub use crate::engine::handle::{Command, Handle, HandleError, OwnedPayload};
 pub use crate::engine::lab::LabConfig;

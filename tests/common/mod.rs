@@ -15,8 +15,10 @@ use pushloop::app::App;
 use pushloop::server::{Config, Handle, Server};
 use pushloop::sse::{ParsedEvent, StreamParser};
 use pushloop::ws::close::CloseCode;
+#[cfg(feature = "deflate")]
+use pushloop::ws::deflate::{accept_response, ClientConfig, Deflater};
 use pushloop::ws::frame::{encode_frame, OpCode, Role};
-use pushloop::ws::frame::{Decoded, MessageDecoder, MessageLimits, Step};
+use pushloop::ws::frame::{Decoded, MessageDecoder, MessageLimits, Observed, Step};
 
 /// How long any single test read waits before failing the test.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -333,7 +335,19 @@ pub struct WsClient<S: Read + Write = TcpStream> {
     decoder: MessageDecoder,
     buffered: Vec<u8>,
     pub response: HttpResponse,
+    /// permessage-deflate, when the server accepted the offer: our compressor.
+    #[cfg(feature = "deflate")]
+    deflater: Option<Deflater>,
+    /// The last message received came compressed: (bytes received, inflated).
+    pub inflated: Option<(usize, usize)>,
 }
+
+/// The limits of the test client: far above anything a test sends.
+const CLIENT_LIMITS: MessageLimits = MessageLimits {
+    max_frame_bytes: 64 << 20,
+    max_message_bytes: 64 << 20,
+    max_fragments: 1 << 20,
+};
 
 impl WsClient {
     /// Connects and completes the handshake (asserting 101).
@@ -357,6 +371,22 @@ impl WsClient {
     pub fn try_connect_bytes(addr: SocketAddr, raw: &[u8]) -> WsClient {
         WsClient::over(connect(addr), raw)
     }
+
+    /// Connects offering permessage-deflate as `config` writes it (RFC 7692
+    /// §5); compresses and inflates as the server's answer agreed, if it did.
+    #[cfg(feature = "deflate")]
+    pub fn connect_deflate(addr: SocketAddr, path: &str, config: ClientConfig) -> WsClient {
+        WsClient::try_connect(addr, &deflate_upgrade_request(path, config)).agree_deflate(config)
+    }
+}
+
+/// An upgrade request offering permessage-deflate as `config` writes it.
+#[cfg(feature = "deflate")]
+pub fn deflate_upgrade_request(path: &str, config: ClientConfig) -> String {
+    let mut offer = Vec::new();
+    pushloop::ws::deflate::write_offer(config, &mut offer);
+    let offer = String::from_utf8(offer).expect("ASCII");
+    upgrade_request(path, &format!("Sec-WebSocket-Extensions: {offer}\r\n"))
 }
 
 impl<S: Read + Write> WsClient<S> {
@@ -366,17 +396,51 @@ impl<S: Read + Write> WsClient<S> {
         stream.write_all(raw).expect("write");
         let mut buffered = Vec::new();
         let response = read_response(&mut stream, &mut buffered);
-        let limits = MessageLimits {
-            max_frame_bytes: 64 << 20,
-            max_message_bytes: 64 << 20,
-            max_fragments: 1 << 20,
-        };
         WsClient {
             stream,
-            decoder: MessageDecoder::new(Role::Client, limits),
+            decoder: MessageDecoder::new(Role::Client, CLIENT_LIMITS),
             buffered,
             response,
+            #[cfg(feature = "deflate")]
+            deflater: None,
+            inflated: None,
         }
+    }
+
+    /// Takes up what the server's 101 agreed to for an offer `config`
+    /// wrote (RFC 7692 §5): compresses and inflates from now on, if it did.
+    #[cfg(feature = "deflate")]
+    pub fn agree_deflate(mut self, config: ClientConfig) -> WsClient<S> {
+        assert_eq!(self.response.status, 101, "{}", self.response.text());
+        let answer = self.response.header("sec-websocket-extensions");
+        let agreed = accept_response(answer.map(str::as_bytes), config).expect("a valid answer");
+        if let Some(agreed) = agreed {
+            self.decoder = MessageDecoder::inflating(
+                Role::Client,
+                CLIENT_LIMITS,
+                agreed.receiving(Role::Client),
+            );
+            self.deflater = Some(Deflater::new(agreed.sending(Role::Client)));
+        }
+        self
+    }
+
+    /// Sends one message compressed (RSV1 set, RFC 7692 §6.1), masked.
+    #[cfg(feature = "deflate")]
+    pub fn send_compressed(&mut self, opcode: OpCode, payload: &[u8]) {
+        let deflater = self.deflater.as_mut().expect("deflate agreed");
+        let mut compressed = Vec::new();
+        deflater.compress_message(payload, &mut compressed);
+        let mut out = Vec::new();
+        encode_frame(
+            &mut out,
+            true,
+            opcode,
+            Some([0x37, 0xfa, 0x21, 0x3d]),
+            &compressed,
+        );
+        out[0] |= pushloop::ws::frame::RSV1;
+        self.stream.write_all(&out).expect("send");
     }
 
     /// Sends one frame, masked.
@@ -415,8 +479,13 @@ impl<S: Read + Write> WsClient<S> {
     pub fn recv(&mut self) -> Received {
         let mut buf = vec![0; 1 << 16];
         loop {
-            match self.decoder.step(&mut self.buffered) {
+            let mut observed = Observed::default();
+            match self
+                .decoder
+                .step_observed(&mut self.buffered, &mut observed)
+            {
                 Ok(Step::Message { message, used }) => {
+                    self.inflated = observed.inflated;
                     let received = match message {
                         Decoded::Text(t) => Received::Text(t.to_owned()),
                         Decoded::Binary(b) => Received::Binary(b.to_vec()),

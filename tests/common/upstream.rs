@@ -167,7 +167,7 @@ impl<S: Read + Write> Peer<S> {
     /// The next frame from the client, unmasked; `None` at EOF (or a reset).
     pub fn frame(&mut self) -> Option<Frame> {
         loop {
-            let header = decode_header(&self.buffered, Role::Server, 64 << 20)
+            let header = decode_header(&self.buffered, Role::Server, 64 << 20, false)
                 .expect("a valid client frame");
             if let Some((header, header_len)) = header {
                 let end = header_len + header.payload_len as usize;

@@ -26,8 +26,9 @@ function withTimeout(promise, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
-function open(url) {
-  const ws = new WebSocket(url, { handshakeTimeout: 5000, ...(CA ? { ca: CA } : {}) });
+function open(url, options = {}) {
+  // perMessageDeflate is on by default in a `ws` client: every check offers it.
+  const ws = new WebSocket(url, { handshakeTimeout: 5000, ...(CA ? { ca: CA } : {}), ...options });
   // queue every message so no check races the 'message' event
   ws.inbox = [];
   ws.waiters = [];
@@ -141,6 +142,36 @@ const checks = [
     const closed = await withTimeout(ws.closed, 5000, 'close');
     assert(closed.code === 1007, `server close code ${closed.code} (${closed.reason}), want 1007`);
     return `server close frame: code=${closed.code} reason='${closed.reason}'`;
+  }],
+  ['node-ws /echo permessage-deflate agreed, 256 KiB of JSON both ways', async () => {
+    const ws = await open(ECHO, { perMessageDeflate: true });
+    assert(ws.extensions.includes('permessage-deflate'), `extensions "${ws.extensions}"`);
+    const json = JSON.stringify(Array.from({ length: 6000 }, (_, i) => ({ id: i, topic: 'news', data: 'hello' })));
+    ws.send(json);
+    const got = await next(ws, 10000);
+    assert(!got.isBinary && got.data.toString() === json, `echo differs (${got.data.length} bytes)`);
+    const note = `${ws.extensions}; ${json.length} bytes`;
+    await finish(ws);
+    return note;
+  }],
+  ['node-ws /echo three compressed echoes in a row, then a client that offers nothing', async () => {
+    // The server answers any offer with no context takeover either way (its
+    // shared mode): each message stands alone, however many follow.
+    const ws = await open(ECHO);
+    assert(ws.extensions.includes('permessage-deflate'), `extensions "${ws.extensions}"`);
+    for (let i = 0; i < 3; i++) {
+      const msg = `${i} ` + 'x'.repeat(5000) + 'y'.repeat(5000);
+      ws.send(msg);
+      const got = await next(ws);
+      assert(got.data.toString() === msg, `round ${i}: echo differs`);
+    }
+    await finish(ws);
+    const plain = await open(ECHO, { perMessageDeflate: false });
+    assert(plain.extensions === '', `extensions "${plain.extensions}" without an offer`);
+    const msg = 'z'.repeat(10000);
+    plain.send(msg);
+    assert((await next(plain)).data.toString() === msg, 'uncompressed echo differs');
+    await finish(plain);
   }],
   ['node-ws /chat two clients get the chat event', async () => {
     const marker = `chat-from-node-${process.pid}`;

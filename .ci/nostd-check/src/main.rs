@@ -80,7 +80,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     };
     let mut answer = Vec::new();
     // RFC 6455 §1.3: the sample key's accept value.
-    if upgrade.write_accept(None, &mut answer).is_err()
+    if upgrade.write_accept(None, None, &mut answer).is_err()
         || !answer
             .windows(28)
             .any(|w| w == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")

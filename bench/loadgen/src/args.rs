@@ -13,6 +13,8 @@ modes:
   opens   N WebSocket opens (connect, upgrade, 101), nothing else; server CPU per open
   fanout  N SSE subscribers to /events, E events POSTed to /publish back to back
           on one keep-alive connection (or at a steady pace: --interval-us)
+  wsfanout the same with N WebSocket subscribers to --path (default /chat), each
+          event one message (its data read out of pushloop's JSON object)
   churn   open, upgrade, echo one message, close; over K parallel slots (per cycle)
 
 options (default):
@@ -24,6 +26,14 @@ options (default):
   --depth D            echo: messages in flight per connection (16)
   --size S             echo/churn: message bytes (20); fanout: event data bytes (64)
   --binary             echo/churn: binary messages instead of text
+  --deflate            offer permessage-deflate (RFC 7692) as browsers do; where the
+                       server accepts, messages go compressed and come back inflated
+                       and checked; echo/hold send JSON-like text, fanout pads events
+                       with words instead of x
+  --distinct K         echo: K different messages, sent in turn (1; 64 with --deflate,
+                       more than a 32 KiB window holds, so no message is a repeat of
+                       one the server still has in view)
+  --warm-msgs W        hold: each connection echoes W messages before it idles (0)
   --secs T             echo/churn: measured seconds after warm-up (5)
   --max-msgs M         echo: stop after M messages measured; churn: after M cycles (unbounded)
   --warmup SECS        echo/churn: unmeasured seconds first (1)
@@ -38,7 +48,7 @@ options (default):
   --slots K            churn: parallel open-close loops (16)
   --connect-batch C    most connections being opened at once (256)
   --timeout SECS       hard limit on the whole run (120)
-  --path PATH          WebSocket path (/echo)
+  --path PATH          WebSocket path (/echo; wsfanout: /chat)
   --tls-ca FILE        speak TLS (https://, wss://; rustls on ring, ALPN http/1.1, SNI
                        localhost, no resumption), trusting the PEM certificate(s) in FILE
   --label NAME         server name, copied to the JSON output
@@ -54,6 +64,9 @@ pub struct Args {
     pub depth: usize,
     pub size: Option<usize>,
     pub binary: bool,
+    pub deflate: bool,
+    pub distinct: Option<usize>,
+    pub warm_msgs: u64,
     pub secs: f64,
     pub max_msgs: u64,
     pub warmup: f64,
@@ -83,6 +96,9 @@ impl Args {
             depth: 16,
             size: None,
             binary: false,
+            deflate: false,
+            distinct: None,
+            warm_msgs: 0,
             secs: 5.0,
             max_msgs: u64::MAX,
             warmup: 1.0,
@@ -94,7 +110,7 @@ impl Args {
             slots: 16,
             connect_batch: 256,
             timeout: Duration::from_secs(120),
-            path: "/echo".into(),
+            path: String::new(),
             tls_ca: None,
             label: String::new(),
             scenario: String::new(),
@@ -103,6 +119,10 @@ impl Args {
         while let Some(key) = it.next() {
             if key == "--binary" {
                 a.binary = true;
+                continue;
+            }
+            if key == "--deflate" {
+                a.deflate = true;
                 continue;
             }
             let val = it.next().ok_or_else(|| format!("{key} needs a value"))?;
@@ -116,6 +136,8 @@ impl Args {
                 "--pid" => a.pid = Some(val.clone()),
                 "--conns" => a.conns = Some(num()? as usize),
                 "--depth" => a.depth = num()?.max(1) as usize,
+                "--distinct" => a.distinct = Some(num()?.max(1) as usize),
+                "--warm-msgs" => a.warm_msgs = num()?,
                 "--size" => a.size = Some(num()? as usize),
                 "--secs" => a.secs = float()?,
                 "--max-msgs" => a.max_msgs = num()?,
@@ -140,5 +162,14 @@ impl Args {
             return Err(format!("--addr must be 127.0.0.1:PORT, not {}", a.addr));
         }
         Ok(a)
+    }
+
+    /// The WebSocket path: `--path`, or the mode's own.
+    pub fn path(&self) -> &str {
+        match (self.path.as_str(), self.mode.as_str()) {
+            ("", "wsfanout") => "/chat",
+            ("", _) => "/echo",
+            (path, _) => path,
+        }
     }
 }

@@ -57,6 +57,10 @@ pub struct Got {
     pub eof: bool,
     /// Publish: complete responses received (each one a 2xx).
     pub responses: u64,
+    /// The 101 accepted permessage-deflate (RFC 7692).
+    pub deflate: bool,
+    /// WebSocket data messages that came compressed.
+    pub compressed: u64,
 }
 
 /// Where SSE deliveries are counted: every `data:` line is `SEQ SENT_US ...`,
@@ -71,6 +75,17 @@ pub struct SseSink {
 impl SseSink {
     pub fn new(base: Instant) -> Self {
         SseSink { base, received: 0, latency_us: Vec::new(), last_rx: None }
+    }
+
+    /// A WebSocket message from the feed: the data itself, or pushloop's JSON
+    /// object around it (`{"id":…,"data":"SEQ SENT_US …"}`).
+    fn record_message(&mut self, message: &[u8], now: Instant) {
+        const DATA: &[u8] = b"\"data\":\"";
+        let data = match message.windows(DATA.len()).position(|w| w == DATA) {
+            Some(at) => &message[at + DATA.len()..],
+            None => message,
+        };
+        self.record(data, now);
     }
 
     fn record(&mut self, data: &[u8], now: Instant) {
@@ -98,13 +113,20 @@ pub struct Conn {
     /// One-off bytes to send: the request, pongs, a message, a close frame.
     out: Vec<u8>,
     out_pos: usize,
-    /// Echo stream: `depth` copies of one masked frame, back to back.
+    /// Echo stream: a ring of masked frames, back to back, sent in turn.
     frames: Vec<u8>,
-    frame_len: usize,
+    /// Where each frame of the ring starts, and the ring's end.
+    starts: Vec<usize>,
     /// Stream bytes owed to the server: a whole frame for every echo received.
     owed: usize,
-    /// Offset inside the current frame of the stream (< frame_len).
+    /// The next frame of the ring to owe.
+    owe_next: usize,
+    /// Offset in the ring of the next byte to send.
     cycle: usize,
+    /// The frame of the ring `cycle` is in.
+    at_frame: usize,
+    /// The request offers permessage-deflate.
+    offers_deflate: bool,
     /// Masking key of this connection (RFC 6455 §5.3).
     pub key: [u8; 4],
     pub ws: ws::Parser,
@@ -127,6 +149,7 @@ impl Conn {
     ) -> io::Result<Conn> {
         let mut sock = TcpStream::connect(addr)?;
         registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
+        let offers_deflate = request.windows(18).any(|w| w == b"permessage-deflate");
         let sock = match tls {
             Some(config) => Io::tls(sock, config)?,
             None => Io::Plain(sock),
@@ -139,9 +162,12 @@ impl Conn {
             out: request,
             out_pos: 0,
             frames: Vec::new(),
-            frame_len: 0,
+            starts: Vec::new(),
             owed: 0,
+            owe_next: 0,
             cycle: 0,
+            at_frame: 0,
+            offers_deflate,
             key,
             ws: ws::Parser::default(),
             dechunk: None,
@@ -172,21 +198,35 @@ impl Conn {
         }
     }
 
-    /// Give the connection its echo stream: `frames` holds `depth` identical
-    /// masked frames of `frame_len` bytes; all of them are owed at once.
-    pub fn start_stream(&mut self, frames: Vec<u8>, frame_len: usize) {
+    /// Give the connection its echo stream: `frames` holds a ring of masked
+    /// frames back to back, each starting at `starts[i]` (`starts` ends with
+    /// the ring's length); the first `depth` of them are owed at once, and
+    /// each echo owes the next one of the ring.
+    pub fn start_stream(&mut self, frames: Vec<u8>, starts: Vec<usize>, depth: usize) {
         // A stream keeps unacknowledged bytes in flight: no Nagle delay (RFC 896).
         let _ = self.sock.socket().set_nodelay(true);
-        self.owed = frames.len();
+        let ring = starts.len() - 1;
+        debug_assert!(depth <= ring && starts[ring] == frames.len());
+        self.owed = starts[depth];
+        self.owe_next = depth % ring;
         self.frames = frames;
-        self.frame_len = frame_len;
+        self.starts = starts;
         self.cycle = 0;
+        self.at_frame = 0;
     }
 
-    /// `n` echoes came back: owe that many frames again.
+    /// `n` echoes came back: owe that many frames again, the next ones of the ring.
     pub fn owe_frames(&mut self, n: u64) {
-        self.owed += n as usize * self.frame_len;
-        debug_assert!(self.cycle + self.owed <= self.frames.len());
+        let ring = self.starts.len() - 1;
+        for _ in 0..n {
+            self.owed += self.starts[self.owe_next + 1] - self.starts[self.owe_next];
+            self.owe_next = (self.owe_next + 1) % ring;
+        }
+    }
+
+    /// Queue a compressed one-off message (RSV1 set, RFC 7692 §6.1).
+    pub fn queue_compressed(&mut self, opcode: u8, compressed: &[u8]) {
+        ws::push_compressed_frame(&mut self.out, opcode, compressed, self.key);
     }
 
     /// Queue a one-off frame (sent between stream frames, never inside one).
@@ -266,6 +306,14 @@ impl Conn {
                 if http::header(&head, "sec-websocket-accept") != Some(ws::ACCEPT) {
                     return Err("wrong Sec-WebSocket-Accept");
                 }
+                // RFC 7692 §5: the one extension offered, accepted or not.
+                if let Some(extensions) = http::header(&head, "sec-websocket-extensions") {
+                    if !self.offers_deflate || !extensions.starts_with("permessage-deflate") {
+                        return Err("an extension that was not offered");
+                    }
+                    self.ws.agree_deflate();
+                    got.deflate = true;
+                }
             }
             Kind::Sse => {
                 if status != Some(200) {
@@ -299,6 +347,13 @@ impl Conn {
                 got.msgs += seen.msgs;
                 got.wrong_len += seen.wrong_len;
                 got.close |= seen.close;
+                got.compressed += seen.compressed;
+                if !seen.payloads.is_empty() {
+                    let now = Instant::now();
+                    for message in &seen.payloads {
+                        sink.record_message(message, now);
+                    }
+                }
                 for ping in std::mem::take(&mut self.ws.pongs_owed) {
                     self.queue_frame(ws::OP_PONG, &ping); // RFC 6455 §5.5.2
                 }
@@ -369,19 +424,22 @@ impl Conn {
         }
         loop {
             let one_off = self.out_pos < self.out.len();
-            let res = if one_off && self.cycle == 0 {
+            let boundary = self.starts.is_empty() || self.cycle == self.starts[self.at_frame];
+            let res = if one_off && boundary {
                 self.sock.write(&self.out[self.out_pos..])
             } else if self.owed > 0 {
                 // Stop at the end of this frame if a one-off frame waits (§5.4:
-                // control frames go between frames, never inside one).
-                let end = if one_off { self.frame_len } else { self.cycle + self.owed };
+                // control frames go between frames, never inside one); else
+                // at the ring's end, or where what is owed ends.
+                let ring_end = self.frames.len();
+                let end = if one_off { self.starts[self.at_frame + 1] } else { (self.cycle + self.owed).min(ring_end) };
                 self.sock.write(&self.frames[self.cycle..end])
             } else {
                 break;
             };
             match res {
                 Ok(0) => return Err("write returned 0"),
-                Ok(n) if one_off && self.cycle == 0 => {
+                Ok(n) if one_off && boundary => {
                     self.out_pos += n;
                     if self.out_pos == self.out.len() {
                         self.out.clear();
@@ -390,7 +448,10 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.owed -= n;
-                    self.cycle = (self.cycle + n) % self.frame_len;
+                    self.cycle = (self.cycle + n) % self.frames.len();
+                    while self.cycle >= self.starts[self.at_frame + 1] || self.cycle < self.starts[self.at_frame] {
+                        self.at_frame = (self.at_frame + 1) % (self.starts.len() - 1);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

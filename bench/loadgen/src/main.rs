@@ -1,6 +1,6 @@
 //! loadgen: a one-thread `mio` load generator for pushloop and its peers.
 //!
-//! Modes `echo`, `hold`, `opens`, `fanout` and `churn` each print one JSON line; mode
+//! Modes `echo`, `hold`, `opens`, `fanout`, `wsfanout` and `churn` each print one JSON line; mode
 //! `report` turns a file of such lines into the markdown table of medians.
 //! The client is kept cheap on purpose — masked frames are built once per
 //! connection, payloads are counted and never copied, WRITABLE is registered
@@ -10,6 +10,7 @@
 
 mod args;
 mod conn;
+mod deflate;
 mod http;
 mod json;
 mod procfs;
@@ -56,7 +57,8 @@ fn main() -> ExitCode {
         "echo" => echo(&args),
         "hold" => hold(&args, false),
         "opens" => hold(&args, true),
-        "fanout" => fanout(&args),
+        "fanout" => fanout(&args, false),
+        "wsfanout" => fanout(&args, true),
         "churn" => churn(&args),
         m => Err(format!("unknown mode {m}\n\n{}", args::USAGE)),
     };
@@ -148,7 +150,9 @@ impl Net {
 
     /// Flush what a caller queued on `slot`; on failure the slot is closed.
     fn flush(&mut self, slot: usize) -> Result<(), &'static str> {
-        let Some(c) = self.slots[slot].conn.as_mut() else { return Ok(()) };
+        let Some(c) = self.slots[slot].conn.as_mut() else {
+            return Ok(());
+        };
         let r = c.flush();
         if r.is_err() {
             self.close(slot);
@@ -168,7 +172,9 @@ impl Net {
         for ev in self.events.iter() {
             let slot = ev.token().0 & 0xFFFF_FFFF;
             let generation = (ev.token().0 >> 32) as u32;
-            let Some(s) = self.slots.get_mut(slot) else { continue };
+            let Some(s) = self.slots.get_mut(slot) else {
+                continue;
+            };
             if s.generation != generation {
                 continue; // stale: the slot holds a newer connection
             }
@@ -193,6 +199,69 @@ fn payload(size: usize, binary: bool) -> Vec<u8> {
     }
 }
 
+/// Message `n` of a chat-like stream, as JSON text of exactly `size` bytes:
+/// records whose keys repeat and whose values vary, as an app's messages do
+/// (they compress about 3:1 alone, better with a kept window).
+fn json_message(n: usize, size: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "hello", "the", "build", "is", "green", "again", "after", "lunch", "who", "broke", "main", "today", "deploy",
+        "at", "five", "ok",
+    ];
+    let mut text = String::from("[");
+    let mut i = n.wrapping_mul(7919);
+    while text.len() < size {
+        i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let words: Vec<&str> = (0..6).map(|k| WORDS[(i >> (k * 4 + 8)) % 16]).collect();
+        text.push_str(&format!(
+            "{{\"id\":{},\"user\":\"user-{}\",\"room\":\"lobby\",\"ts\":{},\"text\":\"{}\"}},",
+            n * 1000 + text.len(),
+            i % 97,
+            1_700_000_000_000u64 + (i % 1_000_000) as u64,
+            words.join(" ")
+        ));
+    }
+    text.truncate(size);
+    text.into_bytes()
+}
+
+/// The messages an echo or hold run sends: `distinct` of them, JSON-like text
+/// with `--deflate` (compressed once each), else `payload`.
+struct Messages {
+    plain: Vec<Vec<u8>>,
+    compressed: Vec<Vec<u8>>,
+}
+
+impl Messages {
+    fn new(args: &Args, size: usize) -> Messages {
+        let distinct = args.distinct.unwrap_or(if args.deflate { 64 } else { 1 });
+        let plain: Vec<Vec<u8>> = if args.deflate && !args.binary {
+            (0..distinct).map(|n| json_message(n, size)).collect()
+        } else {
+            vec![payload(size, args.binary); distinct]
+        };
+        let mut compressor = deflate::Compressor::new();
+        let compressed = if args.deflate { plain.iter().map(|m| compressor.compress(m)).collect() } else { Vec::new() };
+        Messages { plain, compressed }
+    }
+
+    /// A ring of `ring` masked frames, message after message, compressed when
+    /// the server agreed; and where each frame starts.
+    fn ring(&self, ring: usize, opcode: u8, key: [u8; 4], deflate: bool) -> (Vec<u8>, Vec<usize>) {
+        let mut frames = Vec::new();
+        let mut starts = vec![0];
+        for i in 0..ring {
+            let k = i % self.plain.len();
+            if deflate {
+                ws::push_compressed_frame(&mut frames, opcode, &self.compressed[k], key);
+            } else {
+                ws::push_client_frame(&mut frames, opcode, &self.plain[k], key);
+            }
+            starts.push(frames.len());
+        }
+        (frames, starts)
+    }
+}
+
 fn millions(n: u64) -> f64 {
     n as f64 / 1e6
 }
@@ -203,16 +272,17 @@ fn echo(args: &Args) -> Result<Json, String> {
     let n = args.conns.unwrap_or(64);
     let size = args.size.unwrap_or(20);
     let opcode = if args.binary { ws::OP_BINARY } else { ws::OP_TEXT };
-    let message = payload(size, args.binary);
+    let messages = Messages::new(args, size);
+    let ring = messages.plain.len().max(args.depth);
     let meter = CpuMeter::new(args.pid.clone());
     let mut net = Net::new(args, n)?;
-    let request = ws::upgrade_request(&net.host(), &args.path);
+    let request = ws::upgrade_request(&net.host(), args.path(), args.deflate);
     let mut sink = SseSink::new(Instant::now());
     let mut happened = Vec::new();
     let deadline = Instant::now() + args.timeout;
 
     let (mut next, mut opening, mut open, mut failed, mut errors) = (0, 0, 0, 0usize, 0u64);
-    let (mut total, mut wrong_len) = (0u64, 0u64);
+    let (mut total, mut wrong_len, mut compressed, mut agreed) = (0u64, 0u64, 0u64, 0u64);
     let mut all_open_at: Option<Instant> = None;
     let mut start: Option<(procfs::Sample, u64)> = None;
     let stop_reason;
@@ -272,18 +342,17 @@ fn echo(args: &Args) -> Result<Json, String> {
             if got.opened {
                 opening -= 1;
                 open += 1;
-                let key = ws::mask_key(h.slot);
-                let mut frames = Vec::with_capacity(args.depth * (size + 14));
-                for _ in 0..args.depth {
-                    ws::push_client_frame(&mut frames, opcode, &message, key);
-                }
-                let frame_len = frames.len() / args.depth;
+                agreed += got.deflate as u64;
+                let (frames, starts) = messages.ring(ring, opcode, ws::mask_key(h.slot), got.deflate);
                 let c = net.conn(h.slot).unwrap();
                 c.ws.expect_len = Some(size as u64);
-                c.start_stream(frames, frame_len);
+                c.start_stream(frames, starts, args.depth);
             }
             total += got.msgs;
             wrong_len += got.wrong_len;
+            if start.is_some() {
+                compressed += got.compressed;
+            }
             if got.eof || got.close {
                 errors += 1;
                 open -= 1;
@@ -307,6 +376,8 @@ fn echo(args: &Args) -> Result<Json, String> {
         .int("depth", args.depth as u64)
         .int("size", size as u64)
         .bool("binary", args.binary)
+        .bool("deflate_offered", args.deflate)
+        .int("deflate_agreed", agreed)
         .int("opened", open as u64)
         .int("failed", failed as u64)
         .int("errors", errors)
@@ -317,6 +388,7 @@ fn echo(args: &Args) -> Result<Json, String> {
         let msgs = total - base;
         j.num("secs", iv.secs)
             .int("msgs", msgs)
+            .int("msgs_compressed", compressed)
             .num("msgs_per_s", msgs as f64 / iv.secs)
             .opt("server_cpu_s", iv.server_cpu)
             .opt("server_cpu_s_per_mmsg", iv.server_cpu.map(|c| c / millions(msgs)))
@@ -335,12 +407,23 @@ fn echo(args: &Args) -> Result<Json, String> {
 /// checked) is the CPU of accepting and upgrading N connections, apart from
 /// the echo and the close handshake that churn adds. `hold` reports the same
 /// figures for its own opens.
+///
+/// With `--warm-msgs W`, each connection first echoes W messages (compressed,
+/// with `--deflate`, where the server agreed), so what the server keeps for a
+/// connection that has spoken (a compression context, say) is counted too.
 fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
     let n = args.conns.unwrap_or(1000);
     let settle = if only_opens { Duration::ZERO } else { Duration::from_millis(args.settle_ms.unwrap_or(1000)) };
+    let warm = if only_opens { 0 } else { args.warm_msgs };
+    let size = args.size.unwrap_or(1024);
+    let messages = Messages::new(args, size);
+    let opcode = if args.binary { ws::OP_BINARY } else { ws::OP_TEXT };
     let meter = CpuMeter::new(args.pid.clone());
     let mut net = Net::new(args, n)?;
-    let request = ws::upgrade_request(&net.host(), &args.path);
+    let request = ws::upgrade_request(&net.host(), args.path(), args.deflate);
+    // Echoes each connection has had back, and how many are done warming.
+    let mut echoed = vec![0u64; n];
+    let (mut warmed, mut agreed, mut compressed) = (0usize, 0u64, 0u64);
     let mut sink = SseSink::new(Instant::now());
     let mut happened = Vec::new();
     let rss_before = meter.server_rss_kib();
@@ -361,7 +444,7 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
             }
             next += 1;
         }
-        if settled_at.is_none() && next == n && opening == 0 {
+        if settled_at.is_none() && next == n && opening == 0 && warmed >= open {
             let s = meter.sample();
             settled_at = Some(s.at + settle);
             all_open = Some(s);
@@ -380,6 +463,26 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
                     if got.opened {
                         opening -= 1;
                         open += 1;
+                        agreed += got.deflate as u64;
+                        if warm == 0 {
+                            warmed += 1;
+                        }
+                    }
+                    compressed += got.compressed;
+                    // Warming: the next message after each echo, W in all.
+                    if warm > 0 && (got.opened || got.msgs > 0) {
+                        echoed[h.slot] += got.msgs;
+                        if echoed[h.slot] >= warm {
+                            warmed += (echoed[h.slot] - got.msgs < warm) as usize;
+                        } else if let Some(c) = net.conn(h.slot) {
+                            let k = echoed[h.slot] as usize % messages.plain.len();
+                            c.ws.expect_len = Some(size as u64);
+                            if c.ws.deflate_agreed() {
+                                c.queue_compressed(opcode, &messages.compressed[k]);
+                            } else {
+                                c.queue_frame(opcode, &messages.plain[k]);
+                            }
+                        }
                     }
                     if got.eof || got.close {
                         errors += 1;
@@ -409,6 +512,11 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
         j.str("loop_split", split);
     }
     j.int("conns", n as u64)
+        .bool("deflate_offered", args.deflate)
+        .int("deflate_agreed", agreed)
+        .int("warm_msgs", warm)
+        .int("warmed", warmed as u64)
+        .int("msgs_compressed", compressed)
         .int("opened", open as u64)
         .int("failed", failed as u64)
         .int("errors", errors)
@@ -416,7 +524,13 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
     if let Some(end) = all_open {
         // Opens that completed; failed ones cost the server too, but are flagged in `failed`.
         let iv = meter.between(start, end);
-        let per = |cpu: f64| if open > 0 { cpu * 1e6 / open as f64 } else { 0.0 };
+        let per = |cpu: f64| {
+            if open > 0 {
+                cpu * 1e6 / open as f64
+            } else {
+                0.0
+            }
+        };
         j.num("secs", iv.secs)
             .num("open_secs", iv.secs)
             .num("opens_per_s", open as f64 / iv.secs)
@@ -443,7 +557,14 @@ fn hold(args: &Args, only_opens: bool) -> Result<Json, String> {
 /// one event is sent every interval on a fresh connection each (a steady pace).
 /// With `--publish-addr`, the events are published on another node than the
 /// one the subscribers follow (the Redis backend's two-node path).
-fn fanout(args: &Args) -> Result<Json, String> {
+///
+/// `wsfanout` (`over_ws`): the subscribers are WebSockets on `--path`, each
+/// event one message; with `--deflate` they offer permessage-deflate and the
+/// events are padded with words (text that compresses as prose does) rather
+/// than `x` (which compresses 100:1). Every message is counted; every 10th
+/// subscriber reads (and inflates) its messages for the latency: inflating
+/// costs the client ~20 µs a message, which would otherwise set the pace.
+fn fanout(args: &Args, over_ws: bool) -> Result<Json, String> {
     let n = args.conns.unwrap_or(100);
     let e = args.events;
     let size = args.size.unwrap_or(64);
@@ -454,7 +575,13 @@ fn fanout(args: &Args) -> Result<Json, String> {
     // Paced: one slot per publish. Back to back: one keep-alive publisher in slot n.
     let mut net = Net::new(args, if paced { n + e } else { n + 1 })?;
     let host = net.host();
-    let subscribe = format!("GET /events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n").into_bytes();
+    let subscribe = if over_ws {
+        ws::upgrade_request(&host, args.path(), args.deflate)
+    } else {
+        format!("GET /events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n").into_bytes()
+    };
+    let kind = if over_ws { Kind::Ws } else { Kind::Sse };
+    const WORDS: [&str; 8] = ["sensor", "reads", "degrees", "at", "station", "north", "ok", "humidity"];
     let base = Instant::now();
     let mut sink = SseSink::new(base);
     sink.latency_us.reserve(n * e);
@@ -464,9 +591,17 @@ fn fanout(args: &Args) -> Result<Json, String> {
     let publish_request = |seq: usize, now: Instant, close: bool| {
         let sent_us = now.duration_since(base).as_micros();
         let mut body = format!("{seq} {sent_us} ");
+        let mut k = seq;
         while body.len() < size {
-            body.push('x');
+            if args.deflate {
+                k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                body.push_str(WORDS[(k >> 8) % WORDS.len()]);
+                body.push_str(&format!(" {} ", (k >> 12) % 1000));
+            } else {
+                body.push('x');
+            }
         }
+        body.truncate(size);
         format!(
             "POST /publish HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n\
              Content-Length: {}\r\n{}\r\n{body}",
@@ -478,6 +613,7 @@ fn fanout(args: &Args) -> Result<Json, String> {
 
     let (mut next, mut opening, mut open, mut failed) = (0usize, 0usize, 0usize, 0usize);
     let (mut errors, mut publish_errors, mut published, mut answered) = (0u64, 0u64, 0usize, 0usize);
+    let (mut agreed, mut compressed, mut delivered) = (0u64, 0u64, 0u64);
     let mut publish_from: Option<Instant> = None;
     let split;
     let mut start: Option<procfs::Sample> = None;
@@ -486,7 +622,7 @@ fn fanout(args: &Args) -> Result<Json, String> {
     let publisher = n;
     let stop_reason = loop {
         while next < n && opening < args.connect_batch {
-            match net.open(next, Kind::Sse, subscribe.clone(), [0; 4]) {
+            match net.open(next, kind, subscribe.clone(), ws::mask_key(next)) {
                 Ok(()) => opening += 1,
                 Err(_) => failed += 1,
             }
@@ -532,7 +668,8 @@ fn fanout(args: &Args) -> Result<Json, String> {
                 last_publish = Some(now);
             }
         }
-        if sink.received >= (open * e) as u64 && published == e {
+        let received = if over_ws { delivered } else { sink.received };
+        if received >= (open * e) as u64 && published == e {
             break "all delivered";
         }
         // A slow server is given time: stop only once nothing has arrived
@@ -548,7 +685,9 @@ fn fanout(args: &Args) -> Result<Json, String> {
             break "timeout";
         }
         let wait = match publish_from {
-            Some(t0) if paced && published < e => (t0 + args.interval * published as u32).saturating_duration_since(now),
+            Some(t0) if paced && published < e => {
+                (t0 + args.interval * published as u32).saturating_duration_since(now)
+            }
             Some(t0) if published == 0 => t0.saturating_duration_since(now),
             _ => Duration::from_millis(50),
         };
@@ -577,11 +716,22 @@ fn fanout(args: &Args) -> Result<Json, String> {
                     if got.opened {
                         opening -= 1;
                         open += 1;
+                        agreed += got.deflate as u64;
+                        if let Some(c) = net.conn(h.slot) {
+                            c.ws.keep_payloads = h.slot % 10 == 0;
+                        }
                     }
-                    if got.eof {
+                    compressed += got.compressed;
+                    if over_ws && got.msgs > 0 {
+                        delivered += got.msgs;
+                        sink.last_rx = Some(Instant::now());
+                    }
+                    if got.eof || got.close {
                         errors += 1;
                         open -= 1;
                         net.close(h.slot);
+                    } else if over_ws && net.conn(h.slot).is_some() {
+                        let _ = net.flush(h.slot); // pongs, if the server pinged
                     }
                 }
                 Err(_) if h.slot >= n => publish_errors += 1,
@@ -616,11 +766,15 @@ fn fanout(args: &Args) -> Result<Json, String> {
     // After the measured interval, with the subscribers still open.
     split = loop_split(args.addr);
     let expected = (n * e) as u64;
-    let mut j = Json::new("fanout");
+    let received = if over_ws { delivered } else { sink.received };
+    let mut j = Json::new(if over_ws { "wsfanout" } else { "fanout" });
     if let Some(split) = &split {
         j.str("loop_split", split);
     }
     j.int("subscribers", n as u64)
+        .bool("deflate_offered", args.deflate)
+        .int("deflate_agreed", agreed)
+        .int("compressed", compressed)
         .int("subscribed", open as u64)
         .int("failed", failed as u64)
         .int("events", e as u64)
@@ -628,8 +782,8 @@ fn fanout(args: &Args) -> Result<Json, String> {
         .int("interval_us", args.interval.as_micros() as u64)
         .int("window", if paced { 0 } else { window as u64 })
         .int("expected", expected)
-        .int("received", sink.received)
-        .int("lost", expected.saturating_sub(sink.received))
+        .int("received", received)
+        .int("lost", expected.saturating_sub(received))
         .int("errors", errors)
         .int("publish_errors", publish_errors)
         .int("answered", answered as u64)
@@ -640,18 +794,19 @@ fn fanout(args: &Args) -> Result<Json, String> {
         let span = last.saturating_duration_since(t0).as_secs_f64();
         let mut lat = std::mem::take(&mut sink.latency_us);
         lat.sort_unstable();
-        let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|&v| v as f64);
+        let pct =
+            |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|&v| v as f64);
         let publish_span = last_publish.unwrap_or(t0).saturating_duration_since(t0).as_secs_f64();
         j.num("secs", span)
-            .num("deliveries_per_s", if span > 0.0 { sink.received as f64 / span } else { 0.0 })
+            .num("deliveries_per_s", if span > 0.0 { received as f64 / span } else { 0.0 })
             .num("publishes_per_s", if publish_span > 0.0 { published as f64 / publish_span } else { 0.0 })
             .opt("latency_p50_us", pct(0.50))
             .opt("latency_p99_us", pct(0.99))
             .opt("latency_max_us", lat.last().map(|&v| v as f64))
             .opt("server_cpu_s", iv.server_cpu)
-            .opt("server_cpu_s_per_mdeliv", iv.server_cpu.map(|c| c / millions(sink.received.max(1))))
+            .opt("server_cpu_s_per_mdeliv", iv.server_cpu.map(|c| c / millions(received.max(1))))
             .num("loadgen_cpu_s", iv.loadgen_cpu)
-            .num("loadgen_cpu_s_per_mdeliv", iv.loadgen_cpu / millions(sink.received.max(1)));
+            .num("loadgen_cpu_s_per_mdeliv", iv.loadgen_cpu / millions(received.max(1)));
     }
     Ok(j)
 }
@@ -685,7 +840,7 @@ fn churn(args: &Args) -> Result<Json, String> {
     let message = payload(size, args.binary);
     let meter = CpuMeter::new(args.pid.clone());
     let mut net = Net::new(args, k)?;
-    let request = ws::upgrade_request(&net.host(), &args.path);
+    let request = ws::upgrade_request(&net.host(), args.path(), false);
     let mut sink = SseSink::new(Instant::now());
     let mut happened = Vec::new();
     let begin = Instant::now();
@@ -788,7 +943,13 @@ fn churn(args: &Args) -> Result<Json, String> {
     if let Some((s, base)) = start {
         let iv = meter.between(s, end);
         let cycles = done - base;
-        let per = |cpu: f64| if cycles > 0 { cpu * 1e6 / cycles as f64 } else { 0.0 };
+        let per = |cpu: f64| {
+            if cycles > 0 {
+                cpu * 1e6 / cycles as f64
+            } else {
+                0.0
+            }
+        };
         j.num("secs", iv.secs)
             .int("cycles", cycles)
             .num("cycles_per_s", cycles as f64 / iv.secs)

@@ -44,7 +44,7 @@ fn columns(mode: &str) -> Option<Columns> {
             rate_unit: "opens/s",
             loadgen: Some("loadgen_cpu_us_per_open"),
         },
-        "fanout" => Columns {
+        "fanout" | "wsfanout" => Columns {
             key: "server_cpu_s_per_mdeliv",
             key_unit: "server CPU-s / 1M deliveries",
             rate: "deliveries_per_s",
@@ -269,7 +269,7 @@ fn notes(g: &Group) -> String {
     let m = |k: &str| g.median(k).unwrap_or(0.0);
     let worst = |k: &str| g.nums.get(k).map_or(0.0, |v| v.iter().cloned().fold(0.0, f64::max));
     match g.mode.as_str() {
-        "fanout" => {
+        "fanout" | "wsfanout" => {
             n.push(format!("lost {} (worst {})", m("lost"), worst("lost")));
             n.push(format!("p50 {:.1} ms, p99 {:.1} ms", m("latency_p50_us") / 1e3, m("latency_p99_us") / 1e3));
         }
@@ -279,6 +279,11 @@ fn notes(g: &Group) -> String {
     // On its own core the load generator should not limit the run; say so when it did.
     if g.median_ratio("loadgen_cpu_s", "secs").is_some_and(|b| b >= 0.9) {
         n.push("load generator ≥90% busy: it set the pace".into());
+    }
+    // With permessage-deflate offered: what the server agreed to, and used.
+    if g.nums.contains_key("deflate_agreed") && g.mode != "opens" {
+        let compressed = ["msgs_compressed", "compressed"].iter().map(|k| m(k)).fold(0.0, f64::max);
+        n.push(format!("deflate agreed on {} conns, {} messages came compressed", m("deflate_agreed"), compressed));
     }
     for k in ["failed", "errors", "wrong_len", "publish_errors", "stuck", "no_server_close"] {
         if worst(k) > 0.0 {

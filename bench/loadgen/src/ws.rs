@@ -1,6 +1,10 @@
 //! The client's side of RFC 6455, as little as a load generator needs:
 //! the opening handshake request, masked client frames, and a parser for
-//! server frames that counts messages without keeping their payload.
+//! server frames that counts messages without keeping their payload (but for
+//! a compressed one, which it gathers and inflates, RFC 7692 §6.2, to check
+//! its length; or when the caller wants the payloads).
+
+use crate::deflate::Inflater;
 
 /// The §1.3 example key. Servers never check the nonce, and a fixed key lets
 /// us check the accept value with one comparison.
@@ -16,11 +20,14 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
-/// The opening handshake request, RFC 6455 §4.1.
-pub fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
+/// The opening handshake request, RFC 6455 §4.1; with `deflate`, offering
+/// permessage-deflate as browsers do (RFC 7692 §5).
+pub fn upgrade_request(host: &str, path: &str, deflate: bool) -> Vec<u8> {
+    let offer =
+        if deflate { format!("Sec-WebSocket-Extensions: {}\r\n", crate::deflate::OFFER) } else { String::new() };
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     )
     .into_bytes()
 }
@@ -35,7 +42,20 @@ pub fn mask_key(conn: usize) -> [u8; 4] {
 /// Append one final client frame: §5.2 header with MASK set, then the payload
 /// XORed with the key (§5.3).
 pub fn push_client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], key: [u8; 4]) {
-    out.push(0x80 | opcode);
+    push_frame(out, 0x80 | opcode, payload, key);
+}
+
+/// Append one final client frame with RSV1 set: a compressed message's payload
+/// (RFC 7692 §6.1).
+pub fn push_compressed_frame(out: &mut Vec<u8>, opcode: u8, compressed: &[u8], key: [u8; 4]) {
+    push_frame(out, 0x80 | RSV1 | opcode, compressed, key);
+}
+
+/// RSV1: "Per-Message Compressed" (RFC 7692 §6).
+const RSV1: u8 = 0x40;
+
+fn push_frame(out: &mut Vec<u8>, first: u8, payload: &[u8], key: [u8; 4]) {
+    out.push(first);
     let len = payload.len();
     if len < 126 {
         out.push(0x80 | len as u8);
@@ -59,6 +79,10 @@ pub struct Seen {
     pub wrong_len: u64,
     /// The server sent a close frame (§5.5.1).
     pub close: bool,
+    /// Payloads of the messages, inflated, when the parser keeps them.
+    pub payloads: Vec<Vec<u8>>,
+    /// Messages that came compressed.
+    pub compressed: u64,
 }
 
 /// Incremental parser of server frames (§5.2). Data payloads are skipped, not
@@ -79,6 +103,18 @@ pub struct Parser {
     pub pongs_owed: Vec<Vec<u8>>,
     /// Expected length of every data message, if known.
     pub expect_len: Option<u64>,
+    /// The message being received is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// The payload gathered: a compressed message's, or every message's when
+    /// `keep_payloads`.
+    payload: Vec<u8>,
+    /// Hand every message's payload to the caller (`Seen::payloads`). A
+    /// compressed message is inflated only for this or to check `expect_len`.
+    pub keep_payloads: bool,
+    /// permessage-deflate was agreed.
+    deflate: bool,
+    /// Made on the first compressed message (an idle connection holds none).
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Parser {
@@ -96,7 +132,7 @@ impl Parser {
                 if self.have >= 2 && self.have == head_len(&self.head) {
                     self.start_frame()?;
                     if self.left == Some(0) {
-                        self.end_frame(seen);
+                        self.end_frame(seen)?;
                     }
                 }
                 continue;
@@ -106,11 +142,14 @@ impl Parser {
                 self.control.extend_from_slice(&data[..take]);
             } else {
                 self.msg_len += take as u64;
+                if self.keep_payloads || (self.compressed && self.expect_len.is_some()) {
+                    self.payload.extend_from_slice(&data[..take]);
+                }
             }
             data = &data[take..];
             self.left = Some(left - take as u64);
             if left == take as u64 {
-                self.end_frame(seen);
+                self.end_frame(seen)?;
             }
         }
         Ok(())
@@ -131,13 +170,23 @@ impl Parser {
         if !matches!(self.opcode, OP_CONT | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG) {
             return Err("reserved opcode");
         }
+        if h[0] & RSV1 != 0 {
+            // RFC 7692 §6: only on a data message's first frame, and only if agreed.
+            if !matches!(self.opcode, OP_TEXT | OP_BINARY) {
+                return Err("RSV1 on a control or continuation frame");
+            }
+            if !self.deflate {
+                return Err("RSV1 without permessage-deflate");
+            }
+            self.compressed = true;
+        }
         self.control.clear();
         self.left = Some(len);
         self.have = 0;
         Ok(())
     }
 
-    fn end_frame(&mut self, seen: &mut Seen) {
+    fn end_frame(&mut self, seen: &mut Seen) -> Result<(), &'static str> {
         self.left = None;
         match self.opcode {
             OP_CLOSE => seen.close = true,
@@ -145,13 +194,42 @@ impl Parser {
             OP_PONG => {}
             _ if self.fin => {
                 seen.msgs += 1;
-                if self.expect_len.is_some_and(|n| n != self.msg_len) {
+                let mut len = self.msg_len;
+                if self.compressed && (self.keep_payloads || self.expect_len.is_some()) {
+                    seen.compressed += 1;
+                    let inflater = self.inflater.get_or_insert_with(|| Box::new(Inflater::new()));
+                    let inflated = inflater.inflate(&self.payload)?;
+                    len = inflated.len() as u64;
+                    if self.keep_payloads {
+                        seen.payloads.push(inflated.to_vec());
+                    }
+                } else if self.compressed {
+                    // Counted, not inflated: nobody reads it (and a connection that
+                    // never inflates needs no window to keep its context).
+                    seen.compressed += 1;
+                } else if self.keep_payloads {
+                    seen.payloads.push(self.payload.clone());
+                }
+                if self.expect_len.is_some_and(|n| n != len) {
                     seen.wrong_len += 1;
                 }
                 self.msg_len = 0;
+                self.compressed = false;
+                self.payload.clear();
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// permessage-deflate was agreed: compressed messages may come.
+    pub fn agree_deflate(&mut self) {
+        self.deflate = true;
+    }
+
+    /// permessage-deflate was agreed.
+    pub fn deflate_agreed(&self) -> bool {
+        self.deflate
     }
 }
 

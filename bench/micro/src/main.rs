@@ -8,14 +8,15 @@
 //! nor drop the work. Everything is bounded: one run takes a few seconds.
 //!
 //! Usage: `micro [--quick] [--filter GROUP]`, groups `header`, `mask`, `utf8`,
-//! `sse`, `decoder`.
+//! `sse`, `decoder`, `deflate`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use pushloop::sse;
-use pushloop::ws::frame::{decode_header, encode_frame, OpCode, Role};
+use pushloop::ws::deflate::{Deflater, Direction, Inflater};
 use pushloop::ws::frame::{apply_mask, apply_mask_bytewise};
+use pushloop::ws::frame::{decode_header, encode_frame, OpCode, Role};
 use pushloop::ws::frame::{MessageDecoder, MessageLimits, Step};
 use pushloop::ws::utf8::Utf8Validator;
 
@@ -246,6 +247,7 @@ fn main() {
                             black_box(head),
                             black_box(Role::Server),
                             black_box(16 << 20),
+                            black_box(false),
                         )
                         .ok(),
                     );
@@ -396,6 +398,83 @@ fn main() {
                     }
                 }
                 assert_eq!(got, frames);
+            }),
+        ],
+    );
+
+    // 6. permessage-deflate (RFC 7692): the codec a session compresses and
+    // inflates with. JSON-like messages that differ, as an app's do; the
+    // shared mode forgets each message (a full flush, no context takeover).
+    let json = |n: usize, size: usize| {
+        let mut text = String::from("[");
+        while text.len() < size {
+            let i = text.len() * 7 + n * 131;
+            text.push_str(&format!(
+                "{{\"id\":{},\"user\":\"user-{}\",\"room\":\"lobby\",\"text\":\"build {} is green\"}},",
+                n * 1000 + text.len(),
+                i % 97,
+                i % 1013
+            ));
+        }
+        text.truncate(size);
+        text.into_bytes()
+    };
+    let small: Vec<Vec<u8>> = (0..64).map(|n| json(n, 124)).collect();
+    let kib: Vec<Vec<u8>> = (0..64).map(|n| json(n, 1024)).collect();
+    let large = vec![json(0, 16 * 1024)];
+    let direction = |window_bits, context_takeover| Direction {
+        window_bits,
+        context_takeover,
+    };
+    // Compresses the messages in turn, each into a cleared buffer.
+    let compress = |name: &str, messages: Vec<Vec<u8>>, direction: Direction| {
+        let mut deflater = Deflater::new(direction);
+        let (mut out, mut k) = (Vec::with_capacity(1 << 16), 0);
+        let bytes = messages[0].len();
+        case(name, bytes, move || {
+            k = (k + 1) % messages.len();
+            out.clear();
+            deflater.compress_message(black_box(&messages[k]), &mut out);
+            black_box(&out);
+        })
+    };
+    let mut compressed_kib = Vec::new();
+    Deflater::new(direction(15, false)).compress_message(&kib[0], &mut compressed_kib);
+    let mut inflater = Inflater::new(direction(15, false));
+    let mut inflated = Vec::with_capacity(1 << 16);
+    b.group(
+        "deflate",
+        vec![
+            compress(
+                "Deflater, no context: a 124 B JSON event",
+                small,
+                direction(15, false),
+            ),
+            compress(
+                "Deflater, no context: 1 KiB of JSON",
+                kib.clone(),
+                direction(15, false),
+            ),
+            compress(
+                "Deflater, context takeover: 1 KiB of JSON",
+                kib,
+                direction(15, true),
+            ),
+            compress(
+                "Deflater, no context: 16 KiB of JSON",
+                large.clone(),
+                direction(15, false),
+            ),
+            compress(
+                "Deflater, window 10 (runs only): 16 KiB of JSON",
+                large,
+                direction(10, false),
+            ),
+            case("Inflater, no context: 1 KiB of JSON", 1024, move || {
+                inflated.clear();
+                let _ =
+                    inflater.inflate_message(black_box(&compressed_kib), 1 << 20, &mut inflated);
+                black_box(&inflated);
             }),
         ],
     );

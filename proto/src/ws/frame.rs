@@ -45,6 +45,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::close::{parse_close_payload, CloseCode, CloseError};
+#[cfg(feature = "deflate")]
+use super::deflate::{state::Receiving, Direction, InflateError, Shared};
 use super::utf8::Utf8Validator;
 
 /// The frame's opcode (§5.2); 0x3–0x7 and 0xB–0xF are reserved and refused.
@@ -103,11 +105,12 @@ impl OpCode {
 pub struct FrameHeader {
     /// FIN: this is the final fragment of a message.
     pub fin: bool,
-    /// RSV1, for an extension (always false here: none is negotiated).
+    /// RSV1: with permessage-deflate negotiated, the "Per-Message Compressed"
+    /// bit of a message's first frame (RFC 7692 §6); else always false.
     pub rsv1: bool,
-    /// RSV2, for an extension (always false here).
+    /// RSV2, for an extension (always false here: none defines it).
     pub rsv2: bool,
-    /// RSV3, for an extension (always false here).
+    /// RSV3, for an extension (always false here: none defines it).
     pub rsv3: bool,
     /// The opcode.
     pub opcode: OpCode,
@@ -133,45 +136,67 @@ pub const MAX_HEADER_LEN: usize = 14;
 /// The largest control frame payload (§5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// RSV1 in a header's first byte (§5.2): the "Per-Message Compressed" bit
+/// once permessage-deflate is negotiated (RFC 7692 §6).
+pub const RSV1: u8 = 0x40;
+
 /// Decodes a frame header from the start of `buf`, which may be partial.
 ///
 /// `Ok(None)`: not enough bytes yet, nothing consumed; call again with more.
 /// `Ok(Some((header, header_len)))`: the header, and how many bytes it took.
 ///
-/// Refuses, before anything is allocated: RSV bits (no extension is negotiated),
-/// reserved opcodes, wrong masking for the role, control payload > 125 or !fin,
-/// a 64-bit length with the top bit set, non-minimal length encoding (§5.2 "the
-/// minimal number of bytes MUST be used"), and `payload_len > max_payload`
-/// (→ [`FrameError::TooBig`], 1009), which also covers every length that does not
-/// fit `usize`. The first five are refused as soon as the byte that shows them
-/// has arrived; the last two once the header is whole. Never panics.
+/// `rsv1_allowed`: permessage-deflate was negotiated, so RSV1 may mark the
+/// first frame of a compressed data message (RFC 7692 §6).
+///
+/// Refuses, before anything is allocated: RSV bits no negotiated extension
+/// defines, RSV1 on a control or continuation frame (RFC 7692 §6), reserved
+/// opcodes, wrong masking for the role, control payload > 125 or !fin, a 64-bit
+/// length with the top bit set, non-minimal length encoding (§5.2 "the minimal
+/// number of bytes MUST be used"), and `payload_len > max_payload` (→
+/// [`FrameError::TooBig`], 1009), which also covers every length that does not
+/// fit `usize`. All but the last two are refused as soon as the byte that shows
+/// them has arrived; the last two once the header is whole. Never panics.
 ///
 /// ```
-/// use pushloop_proto::ws::frame::{decode_header, OpCode, Role};
+/// use pushloop_proto::ws::frame::{decode_header, FrameError, OpCode, Role};
 /// // RFC 6455 §5.7: a masked text frame "Hello" from a client.
 /// let frame = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
-/// let (header, header_len) = decode_header(&frame, Role::Server, 1 << 20).unwrap().unwrap();
+/// let (header, header_len) = decode_header(&frame, Role::Server, 1 << 20, false).unwrap().unwrap();
 /// assert_eq!((header.opcode, header.payload_len, header_len), (OpCode::Text, 5, 6));
-/// assert_eq!(decode_header(&frame[..3], Role::Server, 1 << 20), Ok(None));
+/// assert_eq!(decode_header(&frame[..3], Role::Server, 1 << 20, false), Ok(None));
+/// // RFC 7692 §7.2.3.1: "Hello" compressed, RSV1 set: only with the extension.
+/// let compressed = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+/// assert!(decode_header(&compressed, Role::Client, 1024, true).unwrap().unwrap().0.rsv1);
+/// assert_eq!(decode_header(&compressed, Role::Client, 1024, false), Err(FrameError::ReservedBits));
 /// ```
 pub fn decode_header(
     buf: &[u8],
     role: Role,
     max_payload: usize,
+    rsv1_allowed: bool,
 ) -> Result<Option<(FrameHeader, usize)>, FrameError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
     let fin = first & 0x80 != 0;
-    let (rsv1, rsv2, rsv3) = (first & 0x40 != 0, first & 0x20 != 0, first & 0x10 != 0);
+    let (rsv1, rsv2, rsv3) = (first & RSV1 != 0, first & 0x20 != 0, first & 0x10 != 0);
     // §5.2: "MUST be 0 unless an extension is negotiated that defines meanings
-    // for non-zero values"; we negotiate none.
-    if rsv1 || rsv2 || rsv3 {
+    // for non-zero values"; permessage-deflate defines RSV1 only (RFC 7692 §6).
+    if (rsv1 && !rsv1_allowed) || rsv2 || rsv3 {
         return Err(FrameError::ReservedBits);
     }
     // §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail
     // the WebSocket Connection_."
     let opcode = OpCode::from_u8(first & 0x0F).ok_or(FrameError::ReservedOpcode)?;
+    // RFC 7692 §6: "An endpoint MUST NOT set the "Per-Message Compressed" bit of
+    // control frames and non-first fragments of a data message. An endpoint
+    // receiving such a frame MUST _Fail the WebSocket Connection_."
+    if rsv1 && opcode.is_control() {
+        return Err(FrameError::CompressedControl);
+    }
+    if rsv1 && opcode == OpCode::Continuation {
+        return Err(FrameError::CompressedContinuation);
+    }
     // §5.5: "Control frames MUST NOT be fragmented."
     if opcode.is_control() && !fin {
         return Err(FrameError::FragmentedControl);
@@ -246,7 +271,8 @@ fn big_endian(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0, |n, &b| n << 8 | u64::from(b))
 }
 
-/// Writes a header (RSV bits clear) into `out` and returns its length (2..=14),
+/// Writes a header (RSV bits clear; a compressed message sets [`RSV1`] on it
+/// afterwards, RFC 7692 §6.1) into `out` and returns its length (2..=14),
 /// using the shortest length encoding (§5.2).
 ///
 /// The caller passes a frame that may be sent: a control frame (§5.5) is final
@@ -328,8 +354,15 @@ pub fn encode_frame(
 /// A frame header that breaks §5.2 / §5.5, or a frame over our size limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
-    /// The peer set RSV1, RSV2 or RSV3, but no extension was negotiated (§5.2).
+    /// The peer set RSV1, RSV2 or RSV3, and no negotiated extension defines it
+    /// (§5.2).
     ReservedBits,
+    /// The peer set RSV1 ("Per-Message Compressed") on a control frame (RFC
+    /// 7692 §6).
+    CompressedControl,
+    /// The peer set RSV1 ("Per-Message Compressed") on a continuation frame:
+    /// only a message's first frame carries it (RFC 7692 §6).
+    CompressedContinuation,
     /// The peer used a reserved opcode, 0x3–0x7 or 0xB–0xF (§5.2).
     ReservedOpcode,
     /// A client sent an unmasked frame (§5.1).
@@ -354,6 +387,8 @@ impl FrameError {
         match self {
             Self::TooBig => CloseCode::MESSAGE_TOO_BIG,
             Self::ReservedBits
+            | Self::CompressedControl
+            | Self::CompressedContinuation
             | Self::ReservedOpcode
             | Self::UnmaskedClientFrame
             | Self::MaskedServerFrame
@@ -369,6 +404,10 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::ReservedBits => "the peer set a reserved bit (RSV1-3) without an extension",
+            Self::CompressedControl => "the peer set RSV1 (compressed) on a control frame",
+            Self::CompressedContinuation => {
+                "the peer set RSV1 (compressed) on a continuation frame"
+            }
             Self::ReservedOpcode => "the peer used a reserved opcode",
             Self::UnmaskedClientFrame => "the client sent an unmasked frame",
             Self::MaskedServerFrame => "the server sent a masked frame",
@@ -463,10 +502,15 @@ fn rotated(mut key: [u8; 4], offset: usize) -> [u8; 4] {
 //  - RFC 6455 §7.4.1: the close code each failure answers with.
 //  - RFC 6455 §10.4: "implementations will likely want to impose
 //    implementation-specific limits on frame size and total message size".
+//  - RFC 7692 §6 (with permessage-deflate negotiated, RSV1 on a message's first
+//    frame says it is compressed), §6.2 (gather the payloads, then inflate the
+//    whole), §7.2.2 (the transform, in `ws::deflate`).
 //
 //  [`MessageDecoder`] is sans-IO: the caller reads bytes from its socket, hands
 //  them to [`MessageDecoder::step`] and gets back messages that borrow either those
-//  bytes (the fast path, no copy) or the decoder's own message buffer.
+//  bytes (the fast path, no copy) or the decoder's own message buffer. A
+//  compressed message is inflated into that buffer when its last frame is in,
+//  before it is handed out, so it lives with the receiving half as any other.
 
 /// When a message delivered from the decoder's buffer is done with, a buffer
 /// larger than this is freed rather than kept for the next message, so an idle
@@ -478,14 +522,38 @@ pub const RETAINED_BUFFER_BYTES: usize = 512;
 /// rest grows (by doubling, capped at the message limit) as bytes come in.
 pub const RESERVE_AHEAD_BYTES: usize = 64 * 1024;
 
+/// Bytes a compressed message may carry beyond its inflated limit, besides
+/// 1 per KiB: DEFLATE keeps data it cannot shrink in stored blocks with a
+/// 5-byte header (RFC 1951 §3.2.4), and encoders cut blocks of 16 K symbols
+/// or more (zlib), so an incompressible message grows by well under 1 per
+/// KiB; this covers the first block, a final empty one, and a short message.
+pub const DEFLATE_SLACK_BYTES: usize = 64;
+
+/// The most payload bytes a compressed message (or frame) whose inflated size
+/// is limited to `limit` may carry on the wire: `limit` plus 1 per KiB plus
+/// [`DEFLATE_SLACK_BYTES`], so that a message at the limit that did not
+/// compress still fits, and the bytes gathered before inflating stay bounded
+/// (RFC 6455 §10.4). The inflated size is held to `limit` itself.
+pub fn compressed_limit(limit: usize) -> usize {
+    limit
+        .saturating_add(limit / 1024)
+        .saturating_add(DEFLATE_SLACK_BYTES)
+}
+
 /// The receiver's limits (RFC 6455 §10.4), each checked against declared lengths
 /// before any buffer grows. Every one crossed closes the connection with 1009.
+///
+/// With permessage-deflate the byte limits count *inflated* bytes: a
+/// compressed message may carry up to [`compressed_limit`] bytes on the wire,
+/// and inflating it stops as soon as it passes `max_message_bytes` (or
+/// `max_frame_bytes`, when it came in one frame).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageLimits {
     /// Payload bytes in one frame (control frames included).
     pub max_frame_bytes: usize,
     /// Payload bytes in one message, all its fragments together. Also the most
-    /// the message buffer ever holds.
+    /// the message buffer ever holds (a compressed message: the most it holds
+    /// inflated; gathered, [`compressed_limit`] of it).
     pub max_message_bytes: usize,
     /// Frames in one fragmented message. Stops a flood of empty fragments, which
     /// would never reach the size limit.
@@ -542,6 +610,9 @@ enum DataKind {
 struct PayloadInProgress {
     /// The message's kind, for the UTF-8 check.
     kind: DataKind,
+    /// The message is compressed (RSV1 on its first frame, RFC 7692 §6): its
+    /// text is checked once inflated, not as it arrives.
+    compressed: bool,
     /// The frame's FIN bit: its last byte ends the message (§5.4).
     fin: bool,
     /// Payload bytes not yet received.
@@ -559,6 +630,8 @@ struct MessageInProgress {
     kind: DataKind,
     /// Frames of this message so far, the first one included.
     frames: usize,
+    /// RSV1 was set on its first frame (RFC 7692 §6).
+    compressed: bool,
 }
 
 /// Where the receiver is in the byte stream.
@@ -594,7 +667,36 @@ enum Found<'i> {
         kind: DataKind,
         used: usize,
     },
+    /// A compressed message is complete: its payload is the whole frame in
+    /// `input` (`Some`), or the decoder's buffer (`None`). Inflate it.
+    Compressed {
+        kind: DataKind,
+        payload: Option<&'i [u8]>,
+        /// It came in one frame: `max_frame_bytes` bounds it too.
+        one_frame: bool,
+        used: usize,
+    },
 }
+
+/// What a step observed besides its result, for a protocol trace
+/// (`pushloop --trace`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The header of the frame this step started on, with its length in
+    /// bytes; once per frame.
+    pub header: Option<(FrameHeader, usize)>,
+    /// The message delivered was compressed (RFC 7692 §6): its payload bytes
+    /// as received and once inflated.
+    pub inflated: Option<(usize, usize)>,
+}
+
+/// What a step may borrow to inflate a message: the caller's shared state,
+/// for a peer that keeps no context (RFC 7692 §7.1.1).
+#[cfg(feature = "deflate")]
+type Lent<'l> = Option<&'l mut Shared>;
+/// Without permessage-deflate nothing is ever inflated.
+#[cfg(not(feature = "deflate"))]
+type Lent<'l> = core::marker::PhantomData<&'l ()>;
 
 /// Per-connection receiver: frames → messages (RFC 6455 §5.4–§5.6). Sans-IO; no
 /// clock, no socket.
@@ -646,10 +748,15 @@ pub struct MessageDecoder {
     utf8: Utf8Validator,
     /// The header decoded by the current step, for [`MessageDecoder::step_observed`].
     observed: Option<(FrameHeader, usize)>,
+    /// permessage-deflate, when negotiated: RSV1 then marks a compressed
+    /// message (RFC 7692 §6), and this inflates it.
+    #[cfg(feature = "deflate")]
+    inflate: Option<Receiving>,
 }
 
 impl MessageDecoder {
-    /// A receiver for one connection, where we play `role`.
+    /// A receiver for one connection, where we play `role`, without
+    /// permessage-deflate: RSV1 fails the connection (§5.2).
     pub fn new(role: Role, limits: MessageLimits) -> Self {
         Self {
             role,
@@ -659,6 +766,48 @@ impl MessageDecoder {
             buffer: Vec::new(),
             utf8: Utf8Validator::new(),
             observed: None,
+            #[cfg(feature = "deflate")]
+            inflate: None,
+        }
+    }
+
+    /// A receiver for a connection with permessage-deflate negotiated, whose
+    /// peer compresses as `direction` says (`agreed.receiving(role)`, RFC 7692
+    /// §7.1), with an inflater of its own made on the first compressed
+    /// message. (A [`crate::ws::session::Session`] makes its decoder with
+    /// [`crate::ws::session::Session::with_deflate`] instead, which borrows a
+    /// shared inflater where the peer keeps no context.)
+    ///
+    /// ```
+    /// use pushloop_proto::ws::deflate::Direction;
+    /// use pushloop_proto::ws::frame::{Decoded, MessageDecoder, MessageLimits, Role, Step};
+    /// let limits = MessageLimits { max_frame_bytes: 1024, max_message_bytes: 1024, max_fragments: 4 };
+    /// let peer = Direction { window_bits: 15, context_takeover: false };
+    /// let mut decoder = MessageDecoder::inflating(Role::Client, limits, peer);
+    /// // RFC 7692 §7.2.3.1: "Hello" compressed, RSV1 set.
+    /// let mut frame = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    /// let step = decoder.step(&mut frame).unwrap();
+    /// assert_eq!(step, Step::Message { message: Decoded::Text("Hello"), used: 9 });
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn inflating(role: Role, limits: MessageLimits, direction: Direction) -> Self {
+        Self::receiving(
+            role,
+            limits,
+            Receiving::Own {
+                direction,
+                inflater: None,
+            },
+        )
+    }
+
+    /// A receiver for a negotiated connection, its inflater where `receiving`
+    /// says.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn receiving(role: Role, limits: MessageLimits, receiving: Receiving) -> Self {
+        Self {
+            inflate: Some(receiving),
+            ..Self::new(role, limits)
         }
     }
 
@@ -685,19 +834,43 @@ impl MessageDecoder {
     ///   ignored (§5.5.1: the peer sends nothing after its Close; we answer with
     ///   ours and close TCP, §7.1.1).
     pub fn step<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Step<'a>, MessageError> {
-        self.step_observed(input, &mut None)
+        self.step_observed(input, &mut Observed::default())
     }
 
     /// [`step`](Self::step), also handing out the header of the frame this step
-    /// started on (with its length in bytes), once per frame: a protocol trace
-    /// (`pushloop --trace`) prints each frame's fields from it.
+    /// started on (with its length in bytes), once per frame, and the sizes of
+    /// a compressed message: a protocol trace (`pushloop --trace`) prints them.
     pub fn step_observed<'a>(
         &'a mut self,
         input: &'a mut [u8],
-        header: &mut Option<(FrameHeader, usize)>,
+        observed: &mut Observed,
+    ) -> Result<Step<'a>, MessageError> {
+        self.step_lent(input, observed, Lent::default())
+    }
+
+    /// [`step_observed`](Self::step_observed), inflating with `shared` where
+    /// the peer keeps no context (what a session does).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn step_inflating<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        observed: &mut Observed,
+        shared: &mut Shared,
+    ) -> Result<Step<'a>, MessageError> {
+        self.step_lent(input, observed, Some(shared))
+    }
+
+    fn step_lent<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+        observed: &mut Observed,
+        lent: Lent<'_>,
     ) -> Result<Step<'a>, MessageError> {
         let found = self.advance(input);
-        *header = self.observed.take();
+        *observed = Observed {
+            header: self.observed.take(),
+            inflated: None,
+        };
         let found = match found {
             Ok(found) => found,
             Err(error) => {
@@ -709,12 +882,35 @@ impl MessageDecoder {
             Found::NeedMore => {
                 // A header seen but not consumed (an incomplete control frame)
                 // will be seen again with more bytes.
-                *header = None;
+                observed.header = None;
                 return Ok(Step::NeedMore);
             }
             Found::Progress { used } => return Ok(Step::Progress { used }),
             Found::InInput { message, used } => return Ok(Step::Message { message, used }),
             Found::InBuffer { kind, used } => (kind, used),
+            Found::Compressed {
+                kind,
+                payload,
+                one_frame,
+                used,
+            } => {
+                let received = payload.map_or(self.buffer.len(), <[u8]>::len);
+                // §8.1: compressed text is checked once inflated, here, where
+                // a failure can still free the buffer.
+                let inflated = self.inflate(payload, one_frame, lent).and_then(|()| {
+                    match kind == DataKind::Text && core::str::from_utf8(&self.buffer).is_err() {
+                        true => Err(MessageError::InvalidUtf8),
+                        false => Ok(()),
+                    }
+                });
+                if let Err(error) = inflated {
+                    self.fail(error);
+                    return Err(error);
+                }
+                self.phase = Phase::Delivered;
+                observed.inflated = Some((received, self.buffer.len()));
+                (kind, used)
+            }
         };
         let message = match kind {
             DataKind::Binary => Decoded::Binary(&self.buffer),
@@ -729,6 +925,18 @@ impl MessageDecoder {
             },
         };
         Ok(Step::Message { message, used })
+    }
+
+    /// The message the last step handed out is done with: empty the buffer
+    /// now (freeing it if larger than [`RETAINED_BUFFER_BYTES`]) rather than
+    /// at the next step, so that a connection that goes quiet after a message
+    /// gathered or inflated in the buffer holds none. Call it after a batch of
+    /// input.
+    pub fn release(&mut self) {
+        if self.phase == Phase::Delivered {
+            self.release_buffer();
+            self.phase = Phase::Header;
+        }
     }
 
     /// The role we play: which masking the peer's frames must have (§5.1).
@@ -758,10 +966,75 @@ impl MessageDecoder {
         }
     }
 
+    /// permessage-deflate is negotiated: RSV1 marks a compressed message.
+    fn rsv1_allowed(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.inflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
+    }
+
+    /// Inflates the message just completed (in `payload`, or gathered in the
+    /// buffer) into the buffer (RFC 7692 §6.2, §7.2.2), at most the limit
+    /// that applies: `max_message_bytes`, and `max_frame_bytes` too for a
+    /// message in one frame.
+    #[cfg(feature = "deflate")]
+    fn inflate(
+        &mut self,
+        payload: Option<&[u8]>,
+        one_frame: bool,
+        lent: Lent<'_>,
+    ) -> Result<(), MessageError> {
+        let limit = match one_frame {
+            true => self
+                .limits
+                .max_frame_bytes
+                .min(self.limits.max_message_bytes),
+            false => self.limits.max_message_bytes,
+        };
+        let Self {
+            inflate, buffer, ..
+        } = self;
+        // RSV1 got through decode_header only with an inflater (§5.2).
+        let receiving = inflate
+            .as_mut()
+            .ok_or(MessageError::Frame(FrameError::ReservedBits))?;
+        let inflated = match payload {
+            Some(payload) => {
+                buffer.clear();
+                receiving.inflate(lent, payload, limit, buffer)
+            }
+            None => {
+                let compressed = core::mem::take(buffer);
+                receiving.inflate(lent, &compressed, limit, buffer)
+            }
+        };
+        inflated.map_err(|error| match error {
+            // RFC 6455 §7.4.1: 1009, a message too big to process.
+            InflateError::TooBig => MessageError::InflatesTooBig,
+            // RFC 6455 §7.4.1: 1007, data inconsistent with the message's type.
+            InflateError::Corrupt => MessageError::BadCompressedData,
+        })
+    }
+
+    /// Without permessage-deflate no message is ever compressed: RSV1 never
+    /// gets past [`decode_header`] (§5.2).
+    #[cfg(not(feature = "deflate"))]
+    fn inflate(&mut self, _: Option<&[u8]>, _: bool, _: Lent<'_>) -> Result<(), MessageError> {
+        Err(MessageError::Frame(FrameError::ReservedBits))
+    }
+
     /// Reads the frame header at the start of `input` and whatever of the frame
     /// follows it.
     fn next_frame<'i>(&mut self, input: &'i mut [u8]) -> Result<Found<'i>, MessageError> {
-        let decoded = decode_header(input, self.role, self.limits.max_frame_bytes);
+        let rsv1_allowed = self.rsv1_allowed();
+        // A compressed frame may be a little longer than it inflates to; the
+        // exact limit for an uncompressed one is checked below.
+        let on_the_wire = match rsv1_allowed {
+            true => compressed_limit(self.limits.max_frame_bytes),
+            false => self.limits.max_frame_bytes,
+        };
+        let decoded = decode_header(input, self.role, on_the_wire, rsv1_allowed);
         let Some((header, header_len)) = decoded.map_err(MessageError::Frame)? else {
             return Ok(Found::NeedMore);
         };
@@ -771,11 +1044,15 @@ impl MessageDecoder {
             .map_err(|_| MessageError::Frame(FrameError::TooBig))?;
         let frame_len = header_len.saturating_add(payload_len);
         let whole_frame_here = frame_len <= input.len();
-        let kind = match header.opcode {
+        let (kind, compressed) = match header.opcode {
             // §5.5: control frames are at most 125 bytes and never fragmented, so
             // wait for the whole frame and deliver it from the input. §5.4: they
             // may come between the frames of a fragmented message.
             OpCode::Ping | OpCode::Pong | OpCode::Close => {
+                // Never compressed (RFC 7692 §6): the exact frame limit.
+                if payload_len > self.limits.max_frame_bytes {
+                    return Err(MessageError::Frame(FrameError::TooBig));
+                }
                 if !whole_frame_here {
                     return Ok(Found::NeedMore);
                 }
@@ -808,9 +1085,11 @@ impl MessageDecoder {
                 if message.frames > self.limits.max_fragments {
                     return Err(MessageError::TooManyFragments);
                 }
-                let kind = message.kind;
-                self.check_message_size(payload_len)?;
-                kind
+                // RFC 7692 §6: a continuation of a compressed message is
+                // compressed too, though its RSV1 is clear.
+                let (kind, compressed) = (message.kind, message.compressed);
+                self.check_sizes(payload_len, compressed)?;
+                (kind, compressed)
             }
             OpCode::Text | OpCode::Binary => {
                 // §5.4: "the fragments of one message MUST NOT be interleaved
@@ -818,7 +1097,9 @@ impl MessageDecoder {
                 if self.message.is_some() {
                     return Err(MessageError::NewMessageMidFragment);
                 }
-                self.check_message_size(payload_len)?;
+                // RFC 7692 §6: RSV1 on the first frame: a compressed message.
+                let compressed = header.rsv1;
+                self.check_sizes(payload_len, compressed)?;
                 let kind = if header.opcode == OpCode::Text {
                     DataKind::Text
                 } else {
@@ -828,6 +1109,14 @@ impl MessageDecoder {
                 if header.fin && whole_frame_here {
                     let payload = input.get_mut(header_len..frame_len).unwrap_or_default();
                     unmask(payload, header.mask, 0);
+                    if compressed {
+                        return Ok(Found::Compressed {
+                            kind,
+                            payload: Some(payload),
+                            one_frame: true,
+                            used: frame_len,
+                        });
+                    }
                     let message = match kind {
                         DataKind::Binary => Decoded::Binary(payload),
                         // §8.1: text must be UTF-8.
@@ -840,17 +1129,22 @@ impl MessageDecoder {
                         used: frame_len,
                     });
                 }
-                self.message = Some(MessageInProgress { kind, frames: 1 });
+                self.message = Some(MessageInProgress {
+                    kind,
+                    frames: 1,
+                    compressed,
+                });
                 self.utf8.reset();
-                kind
+                (kind, compressed)
             }
         };
         // Memory follows the bytes that arrive, not the length a peer declares:
         // a peer that announces a huge frame and then trickles it pins only
         // what it has actually sent (plus at most RESERVE_AHEAD_BYTES).
-        self.reserve(payload_len.min(RESERVE_AHEAD_BYTES))?;
+        self.reserve(payload_len.min(RESERVE_AHEAD_BYTES), compressed)?;
         let payload = PayloadInProgress {
             kind,
+            compressed,
             fin: header.fin,
             remaining: payload_len,
             mask: header.mask,
@@ -860,27 +1154,41 @@ impl MessageDecoder {
         self.receive_payload(payload, rest, header_len)
     }
 
-    /// §10.4: the message so far plus this frame's declared payload must fit the
-    /// message limit. Decided before any byte of the frame is buffered.
-    fn check_message_size(&self, payload_len: usize) -> Result<(), MessageError> {
+    /// §10.4: this frame's declared payload must fit the frame limit, and the
+    /// message so far plus it the message limit; for a compressed message, the
+    /// [`compressed_limit`] of each. Decided before any byte of the frame is
+    /// buffered.
+    fn check_sizes(&self, payload_len: usize, compressed: bool) -> Result<(), MessageError> {
+        let on_the_wire = |limit| match compressed {
+            true => compressed_limit(limit),
+            false => limit,
+        };
+        if payload_len > on_the_wire(self.limits.max_frame_bytes) {
+            return Err(MessageError::Frame(FrameError::TooBig));
+        }
         let total = self.buffer.len().checked_add(payload_len);
         match total {
-            Some(total) if total <= self.limits.max_message_bytes => Ok(()),
+            Some(total) if total <= on_the_wire(self.limits.max_message_bytes) => Ok(()),
             _ => Err(MessageError::TooBig),
         }
     }
 
     /// Makes room for `payload_len` more bytes: doubling, so that many small
     /// fragments do not copy the message over and over, but never past the
-    /// message limit (which the caller has checked the total against).
-    fn reserve(&mut self, payload_len: usize) -> Result<(), MessageError> {
+    /// message limit, or the [`compressed_limit`] of a compressed message
+    /// (which the caller has checked the total against).
+    fn reserve(&mut self, payload_len: usize, compressed: bool) -> Result<(), MessageError> {
         let needed = self.buffer.len().saturating_add(payload_len);
         if needed <= self.buffer.capacity() {
             return Ok(());
         }
+        let most = match compressed {
+            true => compressed_limit(self.limits.max_message_bytes),
+            false => self.limits.max_message_bytes,
+        };
         let target = needed
             .max(self.buffer.capacity().saturating_mul(2))
-            .min(self.limits.max_message_bytes)
+            .min(most)
             // Never below what is needed, even if a caller skipped the size check.
             .max(needed);
         self.buffer
@@ -901,12 +1209,13 @@ impl MessageDecoder {
         // §5.3: unmasking resumes at the key octet where the last piece stopped.
         unmask(chunk, payload.mask, payload.received);
         // §8.1, fail fast: reject invalid text in the piece where it appears.
-        if payload.kind == DataKind::Text {
+        // Compressed text is checked once inflated.
+        if payload.kind == DataKind::Text && !payload.compressed {
             self.utf8
                 .feed(chunk)
                 .map_err(|_| MessageError::InvalidUtf8)?;
         }
-        self.reserve(take)?;
+        self.reserve(take, payload.compressed)?;
         self.buffer.extend_from_slice(chunk);
         payload.remaining -= take;
         payload.received += take;
@@ -925,11 +1234,20 @@ impl MessageDecoder {
             return Ok(Found::Progress { used });
         }
         // §5.4: the FIN frame ends the message. §8.1: it may not end mid-character.
-        self.message = None;
+        let frames = self.message.take().map_or(1, |message| message.frames);
+        self.phase = Phase::Delivered;
+        if payload.compressed {
+            // RFC 7692 §6.2: the whole message's payload is here; inflate it.
+            return Ok(Found::Compressed {
+                kind: payload.kind,
+                payload: None,
+                one_frame: frames == 1,
+                used,
+            });
+        }
         if payload.kind == DataKind::Text {
             self.utf8.finish().map_err(|_| MessageError::InvalidUtf8)?;
         }
-        self.phase = Phase::Delivered;
         Ok(Found::InBuffer {
             kind: payload.kind,
             used,
@@ -973,10 +1291,17 @@ pub enum MessageError {
     TooBig,
     /// The peer sent more fragments for one message than our limit (§10.4).
     TooManyFragments,
-    /// The peer sent text that is not valid UTF-8 (§8.1).
+    /// The peer sent text that is not valid UTF-8 (§8.1); compressed text is
+    /// checked once inflated.
     InvalidUtf8,
     /// The peer sent a Close frame with a payload that breaks §5.5.1.
     Close(CloseError),
+    /// The peer sent a compressed message that inflates past our limit (RFC
+    /// 7692 §6.2, §10.4); inflating stopped there.
+    InflatesTooBig,
+    /// The peer sent a compressed message that is not valid DEFLATE data, or
+    /// that refers back past its window (RFC 7692 §7.2.2).
+    BadCompressedData,
 }
 
 impl MessageError {
@@ -989,8 +1314,12 @@ impl MessageError {
             Self::ContinuationWithoutStart | Self::NewMessageMidFragment => {
                 CloseCode::PROTOCOL_ERROR
             }
-            Self::TooBig | Self::TooManyFragments => CloseCode::MESSAGE_TOO_BIG,
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::TooBig | Self::TooManyFragments | Self::InflatesTooBig => {
+                CloseCode::MESSAGE_TOO_BIG
+            }
+            // §7.4.1: 1007, "data within a message that was not consistent
+            // with the type of the message": RSV1 said DEFLATE, it was not.
+            Self::InvalidUtf8 | Self::BadCompressedData => CloseCode::INVALID_PAYLOAD,
         }
     }
 }
@@ -1011,6 +1340,12 @@ impl fmt::Display for MessageError {
                 f.write_str("the peer sent a message in more fragments than the limit")
             }
             Self::InvalidUtf8 => f.write_str("the peer sent text that is not valid UTF-8"),
+            Self::InflatesTooBig => {
+                f.write_str("the peer sent a compressed message that inflates past the size limit")
+            }
+            Self::BadCompressedData => {
+                f.write_str("the peer sent a compressed message that is not valid DEFLATE data")
+            }
         }
     }
 }
@@ -1031,13 +1366,22 @@ mod header_tests {
         frame: &[u8],
         role: Role,
     ) -> Result<Option<(FrameHeader, usize)>, FrameError> {
-        let whole = decode_header(frame, role, LIMIT);
+        decode_every_way_with(frame, role, false)
+    }
+
+    /// [`decode_every_way`] with permessage-deflate negotiated or not.
+    fn decode_every_way_with(
+        frame: &[u8],
+        role: Role,
+        rsv1_allowed: bool,
+    ) -> Result<Option<(FrameHeader, usize)>, FrameError> {
+        let whole = decode_header(frame, role, LIMIT, rsv1_allowed);
         let complete_at = match whole {
             Ok(Some((_, len))) => len,
             _ => frame.len(),
         };
         for cut in 0..=frame.len() {
-            let prefix = decode_header(&frame[..cut], role, LIMIT);
+            let prefix = decode_header(&frame[..cut], role, LIMIT, rsv1_allowed);
             match prefix {
                 Ok(None) => assert!(cut < complete_at, "{frame:x?}: no header at {cut}"),
                 other if cut >= complete_at => assert_eq!(other, whole, "{frame:x?} at {cut}"),
@@ -1132,7 +1476,7 @@ mod header_tests {
 
     #[test]
     fn needs_more_on_empty_input() {
-        assert_eq!(decode_header(&[], Role::Server, LIMIT), Ok(None));
+        assert_eq!(decode_header(&[], Role::Server, LIMIT, false), Ok(None));
     }
 
     #[test]
@@ -1143,10 +1487,68 @@ mod header_tests {
                 Err(FrameError::ReservedBits)
             );
             assert_eq!(
-                decode_header(&[first], Role::Server, LIMIT),
+                decode_header(&[first], Role::Server, LIMIT, false),
                 Err(FrameError::ReservedBits)
             );
         }
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_1_compressed_hello_has_rsv1_with_the_extension() {
+        // RFC 7692 §7.2.3.1: "Hello" compressed, in one unmasked frame.
+        let frame = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let (header, header_len) = decode_every_way_with(&frame, Role::Client, true)
+            .unwrap()
+            .unwrap();
+        assert!(header.rsv1 && header.fin && !header.rsv2 && !header.rsv3);
+        assert_eq!(
+            (header.opcode, header.payload_len, header_len),
+            (OpCode::Text, 7, 2)
+        );
+        // Without the extension RSV1 means nothing: §5.2 fails the connection.
+        assert_eq!(
+            decode_every_way(&frame, Role::Client),
+            Err(FrameError::ReservedBits)
+        );
+    }
+
+    #[test]
+    fn rejects_rsv2_and_rsv3_even_with_the_extension() {
+        for first in [0xA1, 0x91, 0xE1, 0xF1] {
+            assert_eq!(
+                decode_every_way_with(&[first, 0x80, 1, 2, 3, 4], Role::Server, true),
+                Err(FrameError::ReservedBits)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_rsv1_on_a_control_frame_from_the_first_byte() {
+        // RFC 7692 §6: control frames are never compressed.
+        for opcode in [0x8, 0x9, 0xA] {
+            let first = 0x80 | RSV1 | opcode;
+            assert_eq!(
+                decode_every_way_with(&[first, 0x80, 1, 2, 3, 4], Role::Server, true),
+                Err(FrameError::CompressedControl)
+            );
+            assert_eq!(
+                decode_header(&[first], Role::Server, LIMIT, true),
+                Err(FrameError::CompressedControl)
+            );
+            assert_eq!(FrameError::CompressedControl.close_code().0, 1002);
+        }
+    }
+
+    #[test]
+    fn rejects_rsv1_on_a_continuation_frame_from_the_first_byte() {
+        // RFC 7692 §6: only the first frame of a message carries RSV1.
+        for first in [RSV1, 0x80 | RSV1] {
+            assert_eq!(
+                decode_every_way_with(&[first, 0x80, 1, 2, 3, 4], Role::Server, true),
+                Err(FrameError::CompressedContinuation)
+            );
+        }
+        assert_eq!(FrameError::CompressedContinuation.close_code().0, 1002);
     }
 
     #[test]
@@ -1190,7 +1592,7 @@ mod header_tests {
                 decode_every_way(&[opcode, 0x7F], Role::Client),
                 Err(FrameError::ControlTooLong)
             );
-            let at_limit = decode_header(&[opcode, 0xFD, 1, 2, 3, 4], Role::Server, LIMIT);
+            let at_limit = decode_header(&[opcode, 0xFD, 1, 2, 3, 4], Role::Server, LIMIT, false);
             assert!(matches!(at_limit, Ok(Some((h, 6))) if h.payload_len == 125));
         }
     }
@@ -1213,7 +1615,7 @@ mod header_tests {
             Err(FrameError::LengthTopBitSet)
         );
         assert_eq!(
-            decode_header(&frame[..3], Role::Server, usize::MAX),
+            decode_header(&frame[..3], Role::Server, usize::MAX, false),
             Err(FrameError::LengthTopBitSet)
         );
     }
@@ -1233,12 +1635,12 @@ mod header_tests {
         );
         // The smallest lengths of each form are fine.
         assert!(matches!(
-            decode_header(&[0x82, 0x7E, 0x00, 0x7E], Role::Client, LIMIT),
+            decode_header(&[0x82, 0x7E, 0x00, 0x7E], Role::Client, LIMIT, false),
             Ok(Some(_))
         ));
         let smallest_large = [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0];
         assert!(matches!(
-            decode_header(&smallest_large, Role::Client, LIMIT),
+            decode_header(&smallest_large, Role::Client, LIMIT, false),
             Ok(Some(_))
         ));
     }
@@ -1247,17 +1649,17 @@ mod header_tests {
     fn rejects_payload_over_limit_from_header_alone() {
         let frame = [0x82, 0x7E, 0x01, 0x00];
         assert_eq!(
-            decode_header(&frame, Role::Client, 255),
+            decode_header(&frame, Role::Client, 255, false),
             Err(FrameError::TooBig)
         );
         assert!(matches!(
-            decode_header(&frame, Role::Client, 256),
+            decode_header(&frame, Role::Client, 256, false),
             Ok(Some(_))
         ));
         // The largest legal 64-bit length: above every usize limit we can have.
         let huge = [0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
         assert_eq!(
-            decode_header(&huge, Role::Client, 1 << 30),
+            decode_header(&huge, Role::Client, 1 << 30, false),
             Err(FrameError::TooBig)
         );
         assert_eq!(FrameError::TooBig.close_code(), CloseCode::MESSAGE_TOO_BIG);
@@ -1291,7 +1693,8 @@ mod header_tests {
                 } else {
                     Role::Client
                 };
-                let (decoded, header_len) = decode_header(&out, role, LIMIT).unwrap().unwrap();
+                let (decoded, header_len) =
+                    decode_header(&out, role, LIMIT, false).unwrap().unwrap();
                 assert_eq!(decoded, header(true, OpCode::Binary, mask, len as u64));
                 let extended_len = match len {
                     0..=125 => 0,
@@ -1376,14 +1779,14 @@ mod header_tests {
             };
             let mut out = [0u8; MAX_HEADER_LEN];
             let written = encode_header(&mut out, fin, opcode, mask, len);
-            let decoded = decode_header(&out[..written], role, usize::MAX);
+            let decoded = decode_header(&out[..written], role, usize::MAX, false);
             assert_eq!(
                 decoded,
                 Ok(Some((header(fin, opcode, mask, len as u64), written)))
             );
             // One byte short is never enough.
             assert_eq!(
-                decode_header(&out[..written - 1], role, usize::MAX),
+                decode_header(&out[..written - 1], role, usize::MAX, false),
                 Ok(None)
             );
         }
@@ -2132,6 +2535,508 @@ mod message_tests {
         assert_eq!(
             MessageError::Frame(FrameError::ReservedOpcode).to_string(),
             "the peer used a reserved opcode"
+        );
+    }
+}
+
+#[cfg(all(test, feature = "deflate"))]
+mod compressed_tests {
+    //! Compressed messages (RFC 7692 §6, §7.2.2), the §7.2.3 examples first.
+    use super::*;
+    use crate::ws::deflate::{Deflater, Direction};
+
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    const LIMITS: MessageLimits = MessageLimits {
+        max_frame_bytes: 64 * 1024,
+        max_message_bytes: 64 * 1024,
+        max_fragments: 100,
+    };
+    /// A peer that starts every message from an empty window.
+    const NO_CONTEXT: Direction = Direction {
+        window_bits: 15,
+        context_takeover: false,
+    };
+    const CONTEXT: Direction = Direction {
+        window_bits: 15,
+        context_takeover: true,
+    };
+    /// RFC 7692 §7.2.3.1: "Hello" compressed.
+    const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Text(String),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        /// A message delivered compressed: (bytes received, inflated).
+        Inflated(usize, usize),
+    }
+
+    type Outcome = (Vec<Seen>, Option<MessageError>);
+
+    /// Feeds `pieces` in turn into `decoder` as socket reads would.
+    fn feed(decoder: &mut MessageDecoder, pieces: &[&[u8]]) -> Outcome {
+        let mut pending = Vec::new();
+        let mut seen = Vec::new();
+        for piece in pieces {
+            pending.extend_from_slice(piece);
+            loop {
+                let mut observed = Observed::default();
+                match decoder.step_observed(&mut pending, &mut observed) {
+                    Ok(Step::Message { message, used }) => {
+                        if let Some((received, inflated)) = observed.inflated {
+                            seen.push(Seen::Inflated(received, inflated));
+                        }
+                        seen.push(match message {
+                            Decoded::Text(text) => Seen::Text(text.into()),
+                            Decoded::Binary(bytes) => Seen::Binary(bytes.into()),
+                            Decoded::Ping(bytes) => Seen::Ping(bytes.into()),
+                            other => panic!("unexpected {other:?}"),
+                        });
+                        pending.drain(..used);
+                    }
+                    Ok(Step::Progress { used }) => {
+                        pending.drain(..used);
+                    }
+                    Ok(Step::NeedMore) => break,
+                    Err(error) => {
+                        assert_eq!(decoder.buffered_bytes(), 0, "freed on error");
+                        return (seen, Some(error));
+                    }
+                }
+            }
+        }
+        (seen, None)
+    }
+
+    /// Decodes `stream` whole, byte by byte and split at every index (every
+    /// 997th for long streams), each with a fresh inflating decoder.
+    fn every_way(stream: &[u8], role: Role, peer: Direction, limits: MessageLimits) -> Outcome {
+        let fresh = || MessageDecoder::inflating(role, limits, peer);
+        let whole = feed(&mut fresh(), &[stream]);
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(feed(&mut fresh(), &bytes), whole, "byte by byte");
+        let stride = if stream.len() > 4096 { 997 } else { 1 };
+        for split in (0..=stream.len()).step_by(stride) {
+            let (a, b) = stream.split_at(split);
+            assert_eq!(feed(&mut fresh(), &[a, b]), whole, "split at {split}");
+        }
+        whole
+    }
+
+    /// A frame with RSV1 set when `rsv1`.
+    fn frame(
+        fin: bool,
+        rsv1: bool,
+        opcode: OpCode,
+        mask: Option<[u8; 4]>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(&mut out, fin, opcode, mask, payload);
+        if rsv1 {
+            out[0] |= RSV1;
+        }
+        out
+    }
+
+    fn compress(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Deflater::new(NO_CONTEXT).compress_message(payload, &mut out);
+        out
+    }
+
+    fn text(s: &str) -> Seen {
+        Seen::Text(s.into())
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_1_hello_in_one_frame() {
+        let stream = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        assert_eq!(
+            every_way(&stream, Role::Client, NO_CONTEXT, LIMITS),
+            (vec![Seen::Inflated(7, 5), text("Hello")], None)
+        );
+        // The same from a client, masked (RFC 6455 §5.3).
+        let masked = frame(true, true, OpCode::Text, Some(KEY), &HELLO);
+        assert_eq!(
+            every_way(&masked, Role::Server, NO_CONTEXT, LIMITS),
+            (vec![Seen::Inflated(7, 5), text("Hello")], None)
+        );
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_1_hello_in_two_fragments() {
+        // RSV1 on the first frame only (§6).
+        let stream = [
+            0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00,
+        ];
+        assert_eq!(
+            every_way(&stream, Role::Client, NO_CONTEXT, LIMITS),
+            (vec![Seen::Inflated(7, 5), text("Hello")], None)
+        );
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_2_the_second_hello_uses_the_kept_window() {
+        let first = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let second = [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00];
+        let stream = [&first[..], &second[..]].concat();
+        assert_eq!(
+            every_way(&stream, Role::Client, CONTEXT, LIMITS),
+            (
+                vec![
+                    Seen::Inflated(7, 5),
+                    text("Hello"),
+                    Seen::Inflated(5, 5),
+                    text("Hello")
+                ],
+                None
+            )
+        );
+        // A peer that promised no context takeover may not refer back: 1007.
+        let (seen, error) = every_way(&stream, Role::Client, NO_CONTEXT, LIMITS);
+        assert_eq!(seen, [Seen::Inflated(7, 5), text("Hello")]);
+        assert_eq!(error, Some(MessageError::BadCompressedData));
+        assert_eq!(MessageError::BadCompressedData.close_code().0, 1007);
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_3_a_stored_block() {
+        let stream = [
+            0xc1, 0x0b, 0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ];
+        assert_eq!(
+            every_way(&stream, Role::Client, NO_CONTEXT, LIMITS),
+            (vec![Seen::Inflated(11, 5), text("Hello")], None)
+        );
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_4_a_bfinal_block() {
+        let stream = [0xc1, 0x06, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07];
+        assert_eq!(
+            every_way(&stream, Role::Client, NO_CONTEXT, LIMITS).0,
+            [Seen::Inflated(6, 5), text("Hello")]
+        );
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_6_an_empty_message_is_one_zero_byte() {
+        assert_eq!(
+            every_way(&[0xc2, 0x01, 0x00], Role::Client, NO_CONTEXT, LIMITS),
+            (vec![Seen::Inflated(1, 0), Seen::Binary(Vec::new())], None)
+        );
+    }
+
+    #[test]
+    fn a_ping_between_compressed_fragments_is_delivered_first() {
+        let payload = compress(b"fragmented and compressed");
+        let (a, b) = payload.split_at(payload.len() / 2);
+        let stream = [
+            frame(false, true, OpCode::Binary, Some(KEY), a),
+            frame(true, false, OpCode::Ping, Some(KEY), b"?"),
+            frame(true, false, OpCode::Continuation, Some(KEY), b),
+        ]
+        .concat();
+        let (seen, error) = every_way(&stream, Role::Server, NO_CONTEXT, LIMITS);
+        assert_eq!(error, None);
+        assert_eq!(
+            seen,
+            [
+                Seen::Ping(b"?".to_vec()),
+                Seen::Inflated(payload.len(), 25),
+                Seen::Binary(b"fragmented and compressed".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn rsv1_on_a_continuation_fails_with_1002() {
+        let payload = compress(b"Hello");
+        let stream = [
+            frame(false, true, OpCode::Text, Some(KEY), &payload[..2]),
+            frame(true, true, OpCode::Continuation, Some(KEY), &payload[2..]),
+        ]
+        .concat();
+        let error = MessageError::Frame(FrameError::CompressedContinuation);
+        assert_eq!(
+            every_way(&stream, Role::Server, NO_CONTEXT, LIMITS),
+            (vec![], Some(error))
+        );
+        assert_eq!(error.close_code().0, 1002);
+    }
+
+    #[test]
+    fn rsv1_on_a_control_frame_fails_with_1002() {
+        let stream = frame(true, true, OpCode::Ping, Some(KEY), &HELLO);
+        let error = MessageError::Frame(FrameError::CompressedControl);
+        assert_eq!(
+            every_way(&stream, Role::Server, NO_CONTEXT, LIMITS),
+            (vec![], Some(error))
+        );
+    }
+
+    #[test]
+    fn rsv1_without_the_extension_fails_with_1002() {
+        let mut stream = frame(true, true, OpCode::Text, Some(KEY), &HELLO);
+        let mut decoder = MessageDecoder::new(Role::Server, LIMITS);
+        let error = MessageError::Frame(FrameError::ReservedBits);
+        assert_eq!(decoder.step(&mut stream), Err(error));
+        assert_eq!(error.close_code().0, 1002);
+    }
+
+    /// `len` zero bytes compressed: DEFLATE's best case, ~1 KB per MiB.
+    fn zero_bomb(len: usize) -> Vec<u8> {
+        compress(&alloc::vec![0; len])
+    }
+
+    #[test]
+    fn a_kib_frame_that_inflates_to_a_mib_stops_at_the_limit_with_1009() {
+        let bomb = zero_bomb(1 << 20);
+        assert!(bomb.len() < 1100, "{} bytes", bomb.len());
+        let stream = frame(true, true, OpCode::Binary, Some(KEY), &bomb);
+        let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
+        // The limit is 64 KiB: inflating stops one byte past it.
+        assert_eq!(
+            feed(&mut decoder, &[&stream]),
+            (vec![], Some(MessageError::InflatesTooBig))
+        );
+        assert_eq!(MessageError::InflatesTooBig.close_code().0, 1009);
+    }
+
+    #[test]
+    fn a_fragmented_bomb_is_bounded_by_the_message_limit() {
+        // 16 frames of ~1 KiB, together 16 MiB of zeros.
+        let bomb = zero_bomb(16 << 20);
+        let mut stream = Vec::new();
+        let pieces: Vec<&[u8]> = bomb.chunks(1024).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let opcode = if i == 0 {
+                OpCode::Binary
+            } else {
+                OpCode::Continuation
+            };
+            stream.extend(frame(
+                i + 1 == pieces.len(),
+                i == 0,
+                opcode,
+                Some(KEY),
+                piece,
+            ));
+        }
+        let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
+        assert_eq!(
+            feed(&mut decoder, &[&stream]),
+            (vec![], Some(MessageError::InflatesTooBig))
+        );
+    }
+
+    #[test]
+    fn a_message_in_one_frame_is_held_to_the_frame_limit_too() {
+        let limits = MessageLimits {
+            max_frame_bytes: 1024,
+            max_message_bytes: 64 * 1024,
+            max_fragments: 100,
+        };
+        let compressed = zero_bomb(4096);
+        assert!(compressed.len() < 1024);
+        // One frame: 4096 inflated bytes pass the frame limit.
+        let whole = frame(true, true, OpCode::Binary, Some(KEY), &compressed);
+        let mut decoder = MessageDecoder::inflating(Role::Server, limits, NO_CONTEXT);
+        assert_eq!(
+            feed(&mut decoder, &[&whole]).1,
+            Some(MessageError::InflatesTooBig)
+        );
+        // In two frames only the message limit applies to what they inflate to.
+        let (a, b) = compressed.split_at(compressed.len() / 2);
+        let fragmented = [
+            frame(false, true, OpCode::Binary, Some(KEY), a),
+            frame(true, false, OpCode::Continuation, Some(KEY), b),
+        ]
+        .concat();
+        let mut decoder = MessageDecoder::inflating(Role::Server, limits, NO_CONTEXT);
+        assert_eq!(
+            feed(&mut decoder, &[&fragmented]),
+            (
+                vec![
+                    Seen::Inflated(compressed.len(), 4096),
+                    Seen::Binary(alloc::vec![0; 4096])
+                ],
+                None
+            )
+        );
+    }
+
+    /// Bytes with nothing to compress in them.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_incompressible_message_at_the_limit_still_fits() {
+        let message = noise(LIMITS.max_message_bytes);
+        let compressed = compress(&message);
+        assert!(compressed.len() > message.len(), "it grew: stored blocks");
+        assert!(compressed.len() <= compressed_limit(LIMITS.max_message_bytes));
+        let stream = frame(true, true, OpCode::Binary, Some(KEY), &compressed);
+        let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
+        let (seen, error) = feed(&mut decoder, &[&stream]);
+        assert_eq!(error, None);
+        assert_eq!(seen[1], Seen::Binary(message));
+    }
+
+    #[test]
+    fn a_compressed_frame_past_its_wire_limit_fails_from_the_header() {
+        let over = compressed_limit(LIMITS.max_frame_bytes) + 1;
+        // The header alone, with a 64-bit length: nothing else has arrived.
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let len = encode_header(&mut header, true, OpCode::Binary, Some(KEY), over);
+        header[0] |= RSV1;
+        let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
+        assert_eq!(
+            decoder.step(&mut header[..len]),
+            Err(MessageError::Frame(FrameError::TooBig))
+        );
+        // An uncompressed frame keeps its exact limit.
+        let len = encode_header(
+            &mut header,
+            true,
+            OpCode::Binary,
+            Some(KEY),
+            LIMITS.max_frame_bytes + 1,
+        );
+        let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
+        assert_eq!(
+            decoder.step(&mut header[..len]),
+            Err(MessageError::Frame(FrameError::TooBig))
+        );
+    }
+
+    #[test]
+    fn compressed_fragments_past_the_wire_limit_of_the_message_fail() {
+        let limits = MessageLimits {
+            max_frame_bytes: 64 * 1024,
+            max_message_bytes: 4096,
+            max_fragments: 100,
+        };
+        let chunk = noise(compressed_limit(4096) / 2 + 1);
+        let stream = [
+            frame(false, true, OpCode::Binary, Some(KEY), &chunk),
+            frame(true, false, OpCode::Continuation, Some(KEY), &chunk),
+        ]
+        .concat();
+        let mut decoder = MessageDecoder::inflating(Role::Server, limits, NO_CONTEXT);
+        assert_eq!(feed(&mut decoder, &[&stream]).1, Some(MessageError::TooBig));
+    }
+
+    #[test]
+    fn text_that_inflates_to_invalid_utf8_fails_with_1007() {
+        let stream = frame(
+            true,
+            true,
+            OpCode::Text,
+            Some(KEY),
+            &compress(b"ok \xff\xfe"),
+        );
+        assert_eq!(
+            every_way(&stream, Role::Server, NO_CONTEXT, LIMITS),
+            (vec![], Some(MessageError::InvalidUtf8))
+        );
+        // Split across fragments, a code point is checked once inflated.
+        let payload = compress("é".repeat(600).as_bytes());
+        let (a, b) = payload.split_at(3);
+        let stream = [
+            frame(false, true, OpCode::Text, Some(KEY), a),
+            frame(true, false, OpCode::Continuation, Some(KEY), b),
+        ]
+        .concat();
+        assert_eq!(
+            every_way(&stream, Role::Server, NO_CONTEXT, LIMITS).0[1],
+            Seen::Text("é".repeat(600))
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_deflate_fail_with_1007() {
+        // RFC 1951 §3.2.3: block type 11 is reserved.
+        let stream = frame(true, true, OpCode::Binary, Some(KEY), &[0x06]);
+        assert_eq!(
+            every_way(&stream, Role::Server, NO_CONTEXT, LIMITS),
+            (vec![], Some(MessageError::BadCompressedData))
+        );
+    }
+
+    #[test]
+    fn an_inflated_message_is_freed_on_the_next_step() {
+        let message = alloc::vec![7u8; 20_000];
+        let mut stream = frame(true, true, OpCode::Binary, Some(KEY), &compress(&message));
+        stream.extend(frame(true, false, OpCode::Text, Some(KEY), b"small"));
+        let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
+        let used = match decoder.step(&mut stream) {
+            Ok(Step::Message {
+                message: Decoded::Binary(bytes),
+                used,
+            }) => {
+                assert_eq!(bytes, &message[..]);
+                used
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(decoder.buffered_bytes() >= 20_000);
+        let rest = &mut stream[used..];
+        assert!(matches!(decoder.step(rest), Ok(Step::Message { .. })));
+        assert_eq!(
+            decoder.buffered_bytes(),
+            0,
+            "freed: past RETAINED_BUFFER_BYTES"
+        );
+    }
+
+    #[test]
+    fn release_frees_an_inflated_message_before_the_next_one() {
+        // An idle connection after one compressed message holds no buffer.
+        let mut stream = frame(
+            true,
+            true,
+            OpCode::Text,
+            Some(KEY),
+            &compress(&[b'j'; 1024]),
+        );
+        let mut decoder = MessageDecoder::inflating(Role::Server, LIMITS, NO_CONTEXT);
+        assert!(matches!(
+            decoder.step(&mut stream),
+            Ok(Step::Message { .. })
+        ));
+        assert!(decoder.buffered_bytes() >= 1024);
+        decoder.release();
+        assert_eq!(decoder.buffered_bytes(), 0);
+        decoder.release();
+        let mut next = frame(true, false, OpCode::Text, Some(KEY), b"next");
+        assert!(matches!(
+            decoder.step(&mut next),
+            Ok(Step::Message {
+                message: Decoded::Text("next"),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn uncompressed_messages_still_pass_on_a_negotiated_connection() {
+        // RSV1 clear: a message sent as it is (RFC 7692 §6).
+        let stream = frame(true, false, OpCode::Text, Some(KEY), b"plain");
+        assert_eq!(
+            every_way(&stream, Role::Server, NO_CONTEXT, LIMITS),
+            (vec![text("plain")], None)
         );
     }
 }

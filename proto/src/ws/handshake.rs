@@ -41,8 +41,10 @@ pub fn is_upgrade_request(req: &Request) -> bool {
 /// Validates the client's opening handshake (RFC 6455 §4.2.1). Does not look
 /// at `Origin`: apply an [`OriginPolicy`] with [`Upgrade::check_origin`].
 ///
-/// The client's `Sec-WebSocket-Extensions` offer is ignored, which is how a
-/// server declines every extension (RFC 6455 §9.1): pushloop implements none.
+/// The client's `Sec-WebSocket-Extensions` offers are the caller's to answer
+/// ([`Upgrade::offered_extensions`], e.g. with permessage-deflate's
+/// `ws::deflate::accept_offer`); a 101 that names none declines them all
+/// (RFC 6455 §9.1).
 ///
 /// ```
 /// use pushloop_proto::http::{httparse, parse_request};
@@ -54,7 +56,7 @@ pub fn is_upgrade_request(req: &Request) -> bool {
 /// let req = parse_request(head, &mut headers).unwrap();
 /// let upgrade = handshake::check(&req).unwrap();
 /// let mut out = Vec::new();
-/// upgrade.write_accept(None, &mut out).unwrap();
+/// upgrade.write_accept(None, None, &mut out).unwrap();
 /// assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
 /// ```
 pub fn check<'a>(req: &Request<'a>) -> Result<Upgrade<'a>, HandshakeError> {
@@ -162,6 +164,13 @@ impl<'a> Upgrade<'a> {
             .filter_map(|protocol| core::str::from_utf8(protocol).ok())
     }
 
+    /// The client's `Sec-WebSocket-Extensions` field values, each line as sent,
+    /// in order (RFC 6455 §4.2.1 item 9, §9.1: offers in order of preference,
+    /// possibly on several lines); what `ws::deflate::accept_offer` reads.
+    pub fn offered_extensions(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.req.header_all("sec-websocket-extensions")
+    }
+
     /// Did the client offer subprotocol `protocol`? Case-sensitive: RFC 6455
     /// §4.2.2 step 5.4 has the server select "one of the values" the client
     /// sent, and RFC 7936 §2 says subprotocol names "are matched using
@@ -181,9 +190,10 @@ impl<'a> Upgrade<'a> {
     }
 
     /// Appends the `101 Switching Protocols` response (RFC 6455 §4.2.2 step 5):
-    /// `Upgrade: websocket`, `Connection: Upgrade`, `Sec-WebSocket-Accept`, and
-    /// `Sec-WebSocket-Protocol` when `protocol` is chosen. Never
-    /// `Sec-WebSocket-Extensions` (§9.1: pushloop implements no extension).
+    /// `Upgrade: websocket`, `Connection: Upgrade`, `Sec-WebSocket-Accept`,
+    /// `Sec-WebSocket-Protocol` when `protocol` is chosen, and
+    /// `Sec-WebSocket-Extensions` when `extensions` accepts some (§9.1: only
+    /// extensions the client offered, as the negotiation wrote them).
     ///
     /// `protocol` must be one the client offered ([`Upgrade::offers_protocol`]):
     /// otherwise nothing is written and `Err(ProtocolNotOffered)` is returned,
@@ -191,6 +201,7 @@ impl<'a> Upgrade<'a> {
     pub fn write_accept(
         &self,
         protocol: Option<&str>,
+        extensions: Option<&str>,
         out: &mut Vec<u8>,
     ) -> Result<(), HandshakeError> {
         if protocol.is_some_and(|protocol| !self.offers_protocol(protocol)) {
@@ -199,24 +210,22 @@ impl<'a> Upgrade<'a> {
         let accept = accept_key(self.key.as_bytes());
         // base64 output is ASCII, so this is never the fallback.
         let accept = core::str::from_utf8(&accept).unwrap_or_default();
+        let protocol = protocol.map(|protocol| ("Sec-WebSocket-Protocol", protocol));
+        let extensions = extensions.map(|extensions| ("Sec-WebSocket-Extensions", extensions));
         let fields = [
-            ("Upgrade", "websocket"),
-            ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", accept),
+            Some(("Upgrade", "websocket")),
+            Some(("Connection", "Upgrade")),
+            Some(("Sec-WebSocket-Accept", accept)),
+            protocol,
+            extensions,
         ];
-        match protocol {
-            None => write_head(out, 101, &fields, None),
-            Some(protocol) => {
-                let [upgrade, connection, accept] = fields;
-                let fields = [
-                    upgrade,
-                    connection,
-                    accept,
-                    ("Sec-WebSocket-Protocol", protocol),
-                ];
-                write_head(out, 101, &fields, None);
-            }
+        let mut present = [("", ""); 5];
+        let mut count = 0;
+        for field in fields.into_iter().flatten() {
+            present[count] = field;
+            count += 1;
         }
+        write_head(out, 101, &present[..count], None);
         Ok(())
     }
 }
@@ -437,24 +446,55 @@ mod tests {
                 ["chat", "superchat"]
             );
             let mut out = Vec::new();
-            upgrade.write_accept(Some("chat"), &mut out).unwrap();
+            upgrade.write_accept(Some("chat"), None, &mut out).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), RFC6455_RESPONSE);
         });
     }
 
     #[test]
-    fn accepts_without_subprotocol_and_never_sends_extensions() {
+    fn accepts_without_subprotocol_and_declines_extensions_by_naming_none() {
         let head = sample_with(
             "Origin",
             "Sec-WebSocket-Extensions: permessage-deflate\r\nOrigin",
         );
         with_check(&head, |result| {
             let mut out = Vec::new();
-            result.unwrap().write_accept(None, &mut out).unwrap();
+            result.unwrap().write_accept(None, None, &mut out).unwrap();
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+            );
+        });
+    }
+
+    #[test]
+    fn hands_out_every_extension_line_and_names_what_was_accepted() {
+        let head = sample_with(
+            "Origin",
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\nOrigin",
+        );
+        with_check(&head, |result| {
+            let upgrade = result.unwrap();
+            assert_eq!(
+                upgrade.offered_extensions().collect::<Vec<_>>(),
+                [
+                    &b"x-webkit-deflate-frame"[..],
+                    b"permessage-deflate; client_max_window_bits"
+                ]
+            );
+            let mut out = Vec::new();
+            let accepted = "permessage-deflate; server_no_context_takeover";
+            upgrade
+                .write_accept(Some("chat"), Some(accepted), &mut out)
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+                 Sec-WebSocket-Protocol: chat\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n"
             );
         });
     }
@@ -466,7 +506,7 @@ mod tests {
             let mut out = Vec::new();
             for protocol in ["Chat", "mqtt", "chat, superchat", ""] {
                 assert_eq!(
-                    upgrade.write_accept(Some(protocol), &mut out),
+                    upgrade.write_accept(Some(protocol), None, &mut out),
                     Err(HandshakeError::ProtocolNotOffered)
                 );
             }

@@ -3,10 +3,15 @@
 //! ```text
 //! cargo run --release -- [--addr 127.0.0.1:6788] [--no-tick] [--tick-ms 2000]
 //!                        [--max-connections N] [--max-message-bytes N] [--trace]
-//!                        [--threads N] [--no-lab] [--log-dir DIR] [--fsync always|never|<N>ms]
+//!                        [--threads N] [--no-lab] [--no-deflate | --deflate-takeover]
+//!                        [--log-dir DIR] [--fsync always|never|<N>ms]
 //!                        [--log-max-bytes N] [--log-max-age S] [--redis URL]
 //!                        [--tls-cert FILE --tls-key FILE [--tls-addr HOST:PORT]]
 //! ```
+//!
+//! WebSockets that offer permessage-deflate (browsers do) get it, in the
+//! shared mode; `--no-deflate` turns it off, `--deflate-takeover` keeps a
+//! compression context per socket instead (see `Config::deflate`).
 //!
 //! **TLS** (built with `--features tls`): `--tls-cert` (the chain, leaf
 //! first, PEM) and `--tls-key` (PEM) serve https:// and wss://. With the TLS
@@ -27,7 +32,7 @@
 //! | `GET /poll?topics=a,b&after=ID`         | short poll: events after ID as JSON, at once      |
 //! | `GET /longpoll?topics=a,b&after=ID`     | long poll: held until an event after ID, or 25 s  |
 //! | `GET /topics`, `DELETE /topics/NAME`    | the rooms; remove one                             |
-//! | `GET /stats`, `GET /metrics`            | counters as JSON; the same in Prometheus text      |
+//! | `GET /stats`, `GET /metrics`            | counters (compression's too) as JSON; Prometheus text |
 //! | `GET /lab/events?session=S`             | the page's own connections on the wire, live (`--no-lab`: off) |
 //!
 //! No `topics` means the room `feed`, so the first version's URLs keep working.
@@ -121,6 +126,18 @@ const FLAGS: &[(&str, &str, &str)] = &[
          redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (cargo feature redis)",
     ),
     ("--quiet", "off", "no operational log lines on stderr"),
+    #[cfg(feature = "deflate")]
+    (
+        "--no-deflate",
+        "shared mode",
+        "decline permessage-deflate (RFC 7692): the 101 names no extension",
+    ),
+    #[cfg(feature = "deflate")]
+    (
+        "--deflate-takeover",
+        "shared mode",
+        "a compression context per socket: better ratios, ~360 KB per socket",
+    ),
     (
         "--tls-cert FILE",
         "no TLS",
@@ -157,6 +174,9 @@ struct Options {
     threads: usize,
     lab: bool,
     storage: Storage,
+    /// permessage-deflate: off, or the mode.
+    #[cfg(feature = "deflate")]
+    deflate: Option<pushloop::ws::deflate::ServerMode>,
 }
 
 /// `--tls-addr`, `--tls-cert`, `--tls-key`.
@@ -202,6 +222,8 @@ fn parse_options() -> Result<Command, String> {
         threads: 1,
         lab: true,
         storage: Storage::Memory,
+        #[cfg(feature = "deflate")]
+        deflate: Some(pushloop::ws::deflate::ServerMode::Shared),
     };
     let mut log = FileLogConfig::default();
     let mut log_dir = None;
@@ -228,6 +250,12 @@ fn parse_options() -> Result<Command, String> {
                     .map_err(|_| "--threads takes a number (0: one per CPU)")?;
             }
             "--no-lab" => options.lab = false,
+            #[cfg(feature = "deflate")]
+            "--no-deflate" => options.deflate = None,
+            #[cfg(feature = "deflate")]
+            "--deflate-takeover" => {
+                options.deflate = Some(pushloop::ws::deflate::ServerMode::ContextTakeover)
+            }
             "--tick-ms" => {
                 let ms = value("--tick-ms")?
                     .parse()
@@ -677,6 +705,13 @@ fn main() -> ExitCode {
     }
     if options.trace {
         config.trace = Some(TraceOutput(Box::new(std::io::stdout())));
+    }
+    #[cfg(feature = "deflate")]
+    {
+        config.deflate = options.deflate.map(|mode| pushloop::server::Deflate {
+            mode,
+            ..Default::default()
+        });
     }
     if let Some(shutdown) = options.shutdown {
         config.limits.shutdown_timeout = shutdown;

@@ -524,13 +524,10 @@ impl Core {
     /// in history for the queue to drain as a replay's do.
     fn push_fetched(&mut self, token: Token, entries: &[Entry]) {
         for entry in entries {
-            let Some(bytes) = self.encoding_for(token, entry) else {
+            let Some(encoded) = self.encoding_for(token, entry) else {
                 return;
             };
-            if self
-                .push_shared_admitted(token, crate::engine::outbox::Kind::Data, &bytes)
-                .is_ok()
-            {
+            if self.push_encoded(token, encoded, true).is_ok() {
                 self.count_delivery(token);
             }
         }

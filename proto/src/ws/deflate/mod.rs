@@ -17,14 +17,20 @@
 //!
 //! # How a session uses it
 //!
-//! After the handshake, each side makes a [`Deflater`] for
-//! `agreed.sending(role)` and an [`Inflater`] for `agreed.receiving(role)`.
-//! To send, compress the whole message into the frame payload buffer, then
-//! frame it with RSV1 set on the first frame (§6.1). To receive, gather the
-//! payloads of a message whose first frame had RSV1 set (bounded by the
-//! session's message limit, which then counts compressed bytes), and inflate
-//! them at once with the limit for inflated bytes; an [`InflateError`] gives
-//! the close code. Control frames are never compressed (§6.1).
+//! [`crate::ws::session::Session::with_deflate`] takes what was agreed. Each
+//! direction then compresses with a [`Deflater`] for `agreed.sending(role)`
+//! and inflates with an [`Inflater`] for `agreed.receiving(role)`: the
+//! caller's [`Shared`] ones where the direction keeps no context, the
+//! session's own otherwise ([`state`] says where each lives and what it
+//! costs). To send, [`Session::send`](crate::ws::session::Session::send)
+//! compresses a message of at least [`Shared::threshold`] bytes whole and
+//! frames it with RSV1 set (§6.1). To receive,
+//! [`MessageDecoder`](crate::ws::frame::MessageDecoder) gathers the payloads of
+//! a message whose first frame had RSV1 set, within a bound a little above the
+//! message limit ([`compressed_limit`](crate::ws::frame::compressed_limit)),
+//! and inflates them at once, stopping as soon as the inflated message passes
+//! the limit; an [`InflateError`] gives the close code. Control frames are
+//! never compressed (§6).
 //!
 //! Whole messages, not frames, because that is what keeps memory bounded *and*
 //! lets state be shared: an inflater that took frames one by one would hold a
@@ -63,8 +69,8 @@
 //! small-window settings do not help — for windows 12-14 it switches to level 1,
 //! whose fast path still finds matches up to 32 KiB back, and for windows below
 //! 12 it asks for RLE at level 1, which the same fast path ignores. So the
-//! [`Deflater`] picks its settings itself: with window 15, level 6 and every
-//! match; with a smaller window, level 6 and the RLE strategy, which only
+//! [`Deflater`] picks its settings itself: with window 15, level 2 and every
+//! match; with a smaller window, level 2 and the RLE strategy, which only
 //! encodes runs of the previous byte (distance 1): inside any window. The price
 //! is compression (Huffman coding plus runs, not LZ77) for the rare peer that
 //! asks a server for a small window — browsers never do.
@@ -100,19 +106,22 @@
 //! inflater without context keeps no window (only its ~10 KB of Huffman
 //! tables): it inflates straight into the caller's buffer.
 //!
-//! Time, for the record (release build, one core of the 2-core CI machine): a
-//! 124-byte JSON event compresses in ~8 µs without context takeover and ~2 µs
-//! with it — the difference is the full flush clearing 128 KiB of hash chains
-//! so the next message cannot refer back, which a shared compressor pays once
-//! per published message, not per recipient. 16 KiB of repetitive text: ~69
-//! µs (to 768 B) with window 15; with a smaller window, RLE only, ~180 µs (to
-//! 10.7 KB).
+//! Time, for the record (`bench/micro.sh --filter deflate`: release build,
+//! one core of the 2-core CI machine, JSON-like messages that differ): a
+//! 124-byte event compresses in ~7.5 µs without context takeover, 1 KiB in
+//! ~12 µs, and 1 KiB in ~7 µs with context takeover — most of the first two
+//! is the full flush clearing 128 KiB of hash chains so the next message
+//! cannot refer back, which a shared compressor pays once per published
+//! message, not per recipient. 16 KiB: ~70 µs with window 15; with a smaller
+//! window, RLE only, ~240 µs. Inflating 1 KiB: ~5 µs.
 
 pub mod codec;
 pub mod negotiate;
+pub mod state;
 
 pub use codec::{Deflater, Direction, InflateError, Inflater, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
 pub use negotiate::{
     accept_offer, accept_response, write_offer, AgreedParams, ClientConfig, NegotiationError,
     ServerConfig, ServerMode,
 };
+pub use state::{Counters, SendMode, Shared, DEFAULT_THRESHOLD};
