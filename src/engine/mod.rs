@@ -72,6 +72,7 @@ use crate::time::Instant;
 use crate::ws::close::CloseCode;
 #[cfg(feature = "deflate")]
 use crate::ws::deflate::Shared;
+use crate::ws::frame::MessageDecoder;
 #[cfg(feature = "client")]
 use crate::ws::frame::Role;
 #[cfg(feature = "client")]
@@ -464,6 +465,22 @@ impl Core {
     }
 
     // ---- Closing -------------------------------------------------------------------
+
+    /// A fresh decoder for `token`'s WebSocket (see `WsConn::decoder`), with
+    /// the limits its session was made with: the server's, or an outbound
+    /// link's own (feature `client`).
+    pub(crate) fn fresh_decoder(&self, token: Token) -> Option<Box<MessageDecoder>> {
+        let Kind::WebSocket(ws) = &self.conns.get(token)?.kind else {
+            return None;
+        };
+        #[cfg(feature = "client")]
+        let rules = self
+            .outbound
+            .rules(token, ws.session.role(), &self.websocket);
+        #[cfg(not(feature = "client"))]
+        let rules = &self.websocket;
+        Some(Box::new(ws.session.fresh_decoder(rules.limits)))
+    }
 
     /// Records why a connection is ending, unless a reason is known already
     /// (the first one is the cause; what follows is its consequence).

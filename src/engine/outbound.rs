@@ -489,12 +489,8 @@ impl Core {
         // The attempt's deadline is met (its timer entry goes stale).
         link.due = None;
         link.backoff.connected(opened_at);
-        let (session, decoder) = Session::new(Role::Client, link.config.limits, now);
-        conn.kind = Kind::WebSocket(Box::new(WsConn {
-            session,
-            decoder,
-            reported: false,
-        }));
+        let (session, _) = Session::new(Role::Client, link.config.limits, now);
+        conn.kind = Kind::WebSocket(Box::new(WsConn::new(session)));
         self.trace(|tracer, now| {
             tracer.note(now, token, "websocket", "open (client)", "RFC 6455 §4.1")
         });

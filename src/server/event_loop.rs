@@ -51,8 +51,8 @@ use crate::sse;
 use crate::ws::close::CloseCode;
 #[cfg(feature = "deflate")]
 use crate::ws::deflate::{accept_offer, AgreedParams};
+use crate::ws::frame::Observed;
 use crate::ws::frame::Role;
-use crate::ws::frame::{MessageDecoder, MessageLimits, Observed};
 use crate::ws::handshake::{self, HandshakeError, Upgrade};
 use crate::ws::session::{Event, Session, Step};
 
@@ -69,13 +69,6 @@ const EVENTS_PER_POLL: usize = 1024;
 /// its answer is not kept behind a thousand writes, large enough that the
 /// extra `epoll_wait` is noise.
 const FANOUT_SLICE: usize = 64;
-/// A placeholder decoder, put in a WebSocket's place while its real decoder
-/// (which may hold the message being handled) is lent to a turn.
-const NO_LIMITS: MessageLimits = MessageLimits {
-    max_frame_bytes: 0,
-    max_message_bytes: 0,
-    max_fragments: 0,
-};
 
 pub(crate) struct EventLoop {
     poll: Poll,
@@ -1152,17 +1145,13 @@ impl EventLoop {
             deflate,
         } = agreed;
         #[cfg(feature = "deflate")]
-        let (session, decoder) = match deflate {
+        let (session, _) = match deflate {
             Some(agreed) => Session::with_deflate(Role::Server, limits, now, agreed),
             None => Session::new(Role::Server, limits, now),
         };
         #[cfg(not(feature = "deflate"))]
-        let (session, decoder) = Session::new(Role::Server, limits, now);
-        conn.kind = Kind::WebSocket(Box::new(WsConn {
-            session,
-            decoder,
-            reported: false,
-        }));
+        let (session, _) = Session::new(Role::Server, limits, now);
+        conn.kind = Kind::WebSocket(Box::new(WsConn::new(session)));
         self.core
             .stats
             .switch(&mut conn.transport, Transport::WebSocket);
@@ -1188,11 +1177,11 @@ impl EventLoop {
         else {
             return;
         };
-        let mut decoder = std::mem::replace(
-            &mut ws.decoder,
-            MessageDecoder::new(Role::Server, NO_LIMITS),
-        );
         let mut before = ws.session.state();
+        let kept = ws.decoder.take();
+        let Some(mut decoder) = kept.or_else(|| self.core.fresh_decoder(token)) else {
+            return;
+        };
         loop {
             let mut observed = Observed::default();
             let input = &mut self.scratch[pos..len];
@@ -1269,16 +1258,19 @@ impl EventLoop {
             }
         }
         // Put the decoder back (without the message it last handed out: an
-        // idle socket holds no buffer), then owe what is owed: the pong for
+        // idle socket holds no buffer), unless a fresh one would do (then an
+        // idle socket holds no decoder); then owe what is owed: the pong for
         // the latest ping (RFC 6455 §5.5.3), once per batch.
         decoder.release();
-        if let Some(ws) = self
-            .core
-            .conns
-            .get_mut(token)
-            .and_then(Connection::websocket)
-        {
-            ws.decoder = decoder;
+        if !decoder.is_fresh() {
+            if let Some(ws) = self
+                .core
+                .conns
+                .get_mut(token)
+                .and_then(Connection::websocket)
+            {
+                ws.decoder = Some(decoder);
+            }
         }
         let after = self.core.ws_do(token, Chunk::Protocol, |session, env| {
             session.poll_transmit(env);

@@ -939,6 +939,27 @@ impl MessageDecoder {
         }
     }
 
+    /// Between messages and holding nothing that a decoder made afresh the
+    /// same way would not: no frame or message under way, no buffer, no
+    /// inflater context of its own, not closed or failed. A server may then
+    /// drop it and make it again when input comes
+    /// ([`crate::ws::session::Session::fresh_decoder`]): an idle socket then
+    /// keeps no decoder at all.
+    pub fn is_fresh(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        let inflater_fresh = match &self.inflate {
+            None | Some(Receiving::Shared) => true,
+            Some(Receiving::Own { inflater, .. }) => inflater.is_none(),
+        };
+        #[cfg(not(feature = "deflate"))]
+        let inflater_fresh = true;
+        self.phase == Phase::Header
+            && self.message.is_none()
+            && self.buffer.capacity() == 0
+            && self.observed.is_none()
+            && inflater_fresh
+    }
+
     /// The role we play: which masking the peer's frames must have (§5.1).
     pub fn role(&self) -> Role {
         self.role

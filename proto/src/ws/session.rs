@@ -71,7 +71,7 @@ use super::close::{encode_close_payload, CloseCode, MAX_REASON_LEN};
 #[cfg(feature = "deflate")]
 use super::deflate::{
     state::{Receiving, Sending},
-    AgreedParams, SendMode, Shared,
+    AgreedParams, Direction, SendMode, Shared,
 };
 use super::frame::{encode_frame, OpCode, Role, MAX_CONTROL_PAYLOAD};
 use super::frame::{
@@ -280,6 +280,10 @@ pub struct Session {
     /// How we compress what we send, when permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
     deflate: Option<Sending>,
+    /// How the peer compresses, when negotiated: whether a fresh decoder
+    /// borrows the shared inflater or makes its own (RFC 7692 §7.1.1).
+    #[cfg(feature = "deflate")]
+    peer_compresses: Option<Direction>,
 }
 
 impl Session {
@@ -296,8 +300,32 @@ impl Session {
             pong_owed: None,
             #[cfg(feature = "deflate")]
             deflate: None,
+            #[cfg(feature = "deflate")]
+            peer_compresses: None,
         };
-        (session, MessageDecoder::new(role, limits))
+        let decoder = session.fresh_decoder(limits);
+        (session, decoder)
+    }
+
+    /// A decoder for this session's peer as [`Session::new`] or
+    /// [`Session::with_deflate`] made it, with `limits` (the same ones):
+    /// what replaces one dropped while [`MessageDecoder::is_fresh`] (a
+    /// server keeps no decoder for an idle socket: 144 bytes each, with the
+    /// `deflate` feature). The limits are not kept here, as they are the
+    /// same for every socket of a server: 24 bytes per session.
+    pub fn fresh_decoder(&self, limits: MessageLimits) -> MessageDecoder {
+        #[cfg(feature = "deflate")]
+        if let Some(peer) = self.peer_compresses {
+            let receiving = match peer.context_takeover {
+                true => Receiving::Own {
+                    direction: peer,
+                    inflater: None,
+                },
+                false => Receiving::Shared,
+            };
+            return MessageDecoder::receiving(self.role, limits, receiving);
+        }
+        MessageDecoder::new(self.role, limits)
     }
 
     /// [`Session::new`] for a connection that negotiated permessage-deflate
@@ -325,15 +353,9 @@ impl Session {
     ) -> (Session, MessageDecoder) {
         let (mut session, _) = Session::new(role, limits, now);
         session.deflate = Some(Sending::new(agreed.sending(role)));
-        let peer = agreed.receiving(role);
-        let receiving = match peer.context_takeover {
-            true => Receiving::Own {
-                direction: peer,
-                inflater: None,
-            },
-            false => Receiving::Shared,
-        };
-        (session, MessageDecoder::receiving(role, limits, receiving))
+        session.peer_compresses = Some(agreed.receiving(role));
+        let decoder = session.fresh_decoder(limits);
+        (session, decoder)
     }
 
     /// How this session compresses what it sends: for a caller that fans a
@@ -842,6 +864,33 @@ mod tests {
             self.out.clear();
             frames
         }
+    }
+
+    /// A server drops a fresh decoder between batches and asks the session
+    /// for another: it must be fresh exactly while nothing is under way.
+    #[test]
+    fn a_decoder_is_fresh_only_while_nothing_is_under_way() {
+        let mut server = Endpoint::server();
+        assert!(server.decoder.is_fresh());
+        assert!(server.session.fresh_decoder(LIMITS).is_fresh());
+        // A whole message in the input is handed out zero-copy: still fresh.
+        let seen = server.receive(&from_client(true, OpCode::Text, b"hi"), at(1));
+        assert_eq!(seen, [Seen::Text("hi".into())]);
+        server.decoder.release();
+        assert!(server.decoder.is_fresh());
+        // The first fragment of a message: the decoder holds it.
+        server.receive(&from_client(false, OpCode::Text, b"Hel"), at(2));
+        assert!(!server.decoder.is_fresh());
+        // Half a frame's payload: the decoder is inside that frame.
+        let mut other = Endpoint::server();
+        let frame = from_client(true, OpCode::Binary, &[7; 300]);
+        other.receive(&frame[..100], at(1));
+        assert!(!other.decoder.is_fresh());
+        // A fresh decoder from the session takes the next message as the
+        // first one did.
+        server.decoder = Endpoint::server().session.fresh_decoder(LIMITS);
+        let seen = server.receive(&from_client(true, OpCode::Text, b"again"), at(3));
+        assert_eq!(seen, [Seen::Text("again".into())]);
     }
 
     /// A frame as a client sends it (masked with the §5.7 key).
