@@ -8,7 +8,7 @@
 //!   the fsync deadline and the expiry check are a timer of the loop
 //!   (`Wake::Store`); at the end of the loop the log is synced.
 //! - **Redis** (feature `redis`): loop 0 drives the link
-//!   ([`crate::storage::redis::Link`]) on two mio sockets of its own tokens,
+//!   (`storage::redis::Link`) on two mio sockets of its own tokens,
 //!   through the same timer. See below.
 //!
 //! # Publishing with Redis: answered later
@@ -30,9 +30,9 @@
 //! read from the stream is everyone's.
 //!
 //! With several loops, loop 0 holds the link: the others forward their
-//! publishes and fetches to it as commands ([`Command::StorePublish`],
-//! [`Command::StoreFetch`]), and it sends their answers back
-//! ([`Command::StoreFetched`], `Handle::respond`). Events read from the
+//! publishes and fetches to it as commands (`Command::StorePublish`,
+//! `Command::StoreFetch`), and it sends their answers back
+//! (`Command::StoreFetched`, `Handle::respond`). Events read from the
 //! stream reach every loop through the hub, like any publish.
 //!
 //! # Cursors: history, then the stream

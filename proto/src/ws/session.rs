@@ -308,7 +308,7 @@ impl Session {
     }
 
     /// A decoder for this session's peer as [`Session::new`] or
-    /// [`Session::with_deflate`] made it, with `limits` (the same ones):
+    /// `Session::with_deflate` made it, with `limits` (the same ones):
     /// what replaces one dropped while [`MessageDecoder::is_fresh`] (a
     /// server keeps no decoder for an idle socket: 144 bytes each, with the
     /// `deflate` feature). The limits are not kept here, as they are the
