@@ -381,10 +381,25 @@ fn a_subprotocol_or_extension_we_did_not_offer_fails_the_attempt() {
         ..quick()
     };
     assert_eq!(refused_by(chat, offered_other), not_offered);
+    let unknown = |accept: &str| {
+        switching(
+            accept,
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n",
+        )
+    };
+    assert_eq!(
+        refused_by(unknown, quick()),
+        WsError::Handshake(AcceptError::ExtensionNotOffered)
+    );
     let deflate =
         |accept: &str| switching(accept, "Sec-WebSocket-Extensions: permessage-deflate\r\n");
+    let offering_nothing = WsConfig {
+        #[cfg(feature = "deflate")]
+        deflate: None,
+        ..quick()
+    };
     assert_eq!(
-        refused_by(deflate, quick()),
+        refused_by(deflate, offering_nothing),
         WsError::Handshake(AcceptError::ExtensionNotOffered)
     );
 }

@@ -44,6 +44,15 @@ fn quick() -> WsConfig {
     }
 }
 
+/// `config` without the permessage-deflate offer: no extension is offered.
+fn offering_no_extension(config: WsConfig) -> WsConfig {
+    WsConfig {
+        #[cfg(feature = "deflate")]
+        deflate: None,
+        ..config
+    }
+}
+
 fn connect(
     addr: SocketAddr,
     path: &str,
@@ -75,7 +84,12 @@ fn the_request_is_rfc_6455s_and_the_chosen_subprotocol_is_reported() {
         );
         assert_eq!(peer.field("Origin"), Some("https://example.com"));
         assert_eq!(peer.field("Authorization"), Some("Bearer t"));
-        assert_eq!(peer.field("Sec-WebSocket-Extensions"), None);
+        // §4.1 item 11, RFC 7692 §5: permessage-deflate, offered as browsers do.
+        #[cfg(feature = "deflate")]
+        let offer = Some("permessage-deflate; client_max_window_bits");
+        #[cfg(not(feature = "deflate"))]
+        let offer = None;
+        assert_eq!(peer.field("Sec-WebSocket-Extensions"), offer);
         // §4.1 item 7: 16 random bytes, base64.
         let key = peer.field("Sec-WebSocket-Key").unwrap();
         assert_eq!(key.len(), 24);
@@ -152,8 +166,13 @@ fn a_subprotocol_or_extension_we_did_not_offer_fails_the_handshake() {
             AcceptError::ProtocolNotOffered,
         ),
         (
-            "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n",
             quick(),
+            AcceptError::ExtensionNotOffered,
+        ),
+        (
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+            offering_no_extension(quick()),
             AcceptError::ExtensionNotOffered,
         ),
     ];
