@@ -10,6 +10,11 @@
 //!   server closes the TCP connection first"; the client waits for it),
 //!   §7.1.5 (1006 when TCP ends without a Close), §7.1.7 (failing the
 //!   connection), §7.4.1 (close codes).
+//! - RFC 7692 (permessage-deflate, feature `deflate`, offered by default):
+//!   §5 (the offer, and failing on an answer the client cannot honour, with
+//!   [`crate::ws::deflate::accept_response`]), §6 (RSV1), §7.1 (the agreed
+//!   parameters, honoured by the session), §8 (inflated bytes count against
+//!   the message limit).
 //!
 //! Every rule of the conversation lives in the sans-IO
 //! [`crate::ws::session::Session`], the same one the server runs: it answers
