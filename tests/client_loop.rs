@@ -381,10 +381,25 @@ fn a_subprotocol_or_extension_we_did_not_offer_fails_the_attempt() {
         ..quick()
     };
     assert_eq!(refused_by(chat, offered_other), not_offered);
+    let unknown = |accept: &str| {
+        switching(
+            accept,
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n",
+        )
+    };
+    assert_eq!(
+        refused_by(unknown, quick()),
+        WsError::Handshake(AcceptError::ExtensionNotOffered)
+    );
     let deflate =
         |accept: &str| switching(accept, "Sec-WebSocket-Extensions: permessage-deflate\r\n");
+    let offering_nothing = WsConfig {
+        #[cfg(feature = "deflate")]
+        deflate: None,
+        ..quick()
+    };
     assert_eq!(
-        refused_by(deflate, quick()),
+        refused_by(deflate, offering_nothing),
         WsError::Handshake(AcceptError::ExtensionNotOffered)
     );
 }
@@ -604,6 +619,130 @@ fn a_silent_upstream_is_pinged_then_given_up_on_and_the_link_comes_back() {
     assert_eq!(local.next(), Seen::Close(link, 1000, "bye".into()));
     server.join();
     assert_eq!(local.rest(), []);
+}
+
+// ---- permessage-deflate (RFC 7692) ---------------------------------------------
+
+/// RFC 7692 §7.2.3.1 and §7.2.3.2: "Hello" compressed, then "Hello" again
+/// referring back to the first (context takeover), each a frame with RSV1.
+#[cfg(feature = "deflate")]
+const TWO_HELLOS: [u8; 16] = [
+    0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, //
+    0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00,
+];
+
+#[cfg(feature = "deflate")]
+#[test]
+fn a_link_offers_permessage_deflate_and_compresses_both_ways() {
+    use pushloop::ws::deflate::{Direction, Inflater};
+    let long = "a link, compressed. ".repeat(100);
+    let expected = long.clone();
+    let (server, addr) = Hostile::one(move |mut peer| {
+        assert_eq!(
+            peer.field("Sec-WebSocket-Extensions"),
+            Some("permessage-deflate; client_max_window_bits")
+        );
+        // Accepted with context takeover both ways (RFC 7692 §7.1.1).
+        peer.deflate = true;
+        peer.switch("Sec-WebSocket-Extensions: permessage-deflate\r\n");
+        peer.write(&TWO_HELLOS);
+        // The app answers each Hello with the long text: compressed (at
+        // least the loop's 1 KiB threshold), RSV1 set (§6), and the second
+        // refers back to the first, in one window kept across them.
+        let mut inflater = Inflater::new(Direction {
+            window_bits: 15,
+            context_takeover: true,
+        });
+        let mut sizes = Vec::new();
+        for _ in 0..2 {
+            let frame = peer.frame().expect("the answer");
+            assert!(frame.rsv1 && frame.mask.is_some(), "{frame:?}");
+            let mut text = Vec::new();
+            inflater
+                .inflate_message(&frame.payload, 1 << 20, &mut text)
+                .expect("valid");
+            assert_eq!(text, expected.as_bytes());
+            sizes.push(frame.payload.len());
+        }
+        assert!(sizes[1] < sizes[0], "the second refers back: {sizes:?}");
+        peer.send(true, OpCode::Close, &close_payload(1000, "done"));
+        assert_eq!(peer.expect_close(), Some(1000));
+    });
+    let answer: Hook = Box::new(move |ctx, seen| {
+        if let Seen::Text(id, text) = seen {
+            if text == "Hello" {
+                let _ = ctx.send(*id, Message::Text(&long));
+            }
+        }
+        None
+    });
+    let local = Local::with_hook(&format!("ws://{addr}/"), once(), Some(answer));
+    let link = local.link;
+    assert_eq!(local.next(), Seen::Open(link, None));
+    assert_eq!(local.next(), Seen::Text(link, "Hello".into()));
+    assert_eq!(local.next(), Seen::Text(link, "Hello".into()));
+    assert_eq!(local.next(), Seen::Close(link, 1000, "done".into()));
+    server.join();
+    assert_eq!(local.rest(), []);
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn a_link_to_pushloop_echoes_compressed_and_counts_it() {
+    let upstream = pushloop();
+    let stats: Hook = Box::new(|ctx, seen| {
+        let deflate = ctx.stats().deflate;
+        matches!(seen, Seen::Text(..))
+            .then(|| format!("{} {}", deflate.messages_sent, deflate.messages_received))
+    });
+    let local = Local::with_hook(
+        &format!("ws://{}/echo", upstream.server.addr),
+        once(),
+        Some(stats),
+    );
+    let link = local.link;
+    assert_eq!(local.next(), Seen::Open(link, None));
+    let big = "echo ".repeat(10_000);
+    local.server.handle.send_text(link, big.clone()).unwrap();
+    assert_eq!(local.next(), Seen::Text(link, big));
+    // Ours went compressed, and the upstream's echo came compressed.
+    assert_eq!(local.next(), Seen::Note("1 1".into()));
+    local.server.handle.send_text(link, "short").unwrap();
+    assert_eq!(local.next(), Seen::Text(link, "short".into()));
+    assert_eq!(
+        local.next(),
+        Seen::Note("1 1".into()),
+        "under the threshold"
+    );
+    local
+        .server
+        .handle
+        .close(link, CloseCode::NORMAL, "")
+        .unwrap();
+    assert_eq!(local.next(), Seen::Close(link, 1000, String::new()));
+    assert_eq!(local.rest(), []);
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn a_deflate_answer_the_link_cannot_honour_fails_the_attempt() {
+    use pushloop::ws::deflate::NegotiationError;
+    let cases = [
+        (
+            "permessage-deflate; x-level=9",
+            NegotiationError::UnknownParameter,
+        ),
+        (
+            "permessage-deflate; client_max_window_bits",
+            NegotiationError::InvalidValue,
+        ),
+    ];
+    for (value, expected) in cases {
+        let answer = move |accept: &str| {
+            switching(accept, &format!("Sec-WebSocket-Extensions: {value}\r\n"))
+        };
+        assert_eq!(refused_by(answer, once()), WsError::Negotiation(expected));
+    }
 }
 
 // ---- Bad frames from the upstream (§7.1.7) -----------------------------------

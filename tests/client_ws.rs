@@ -44,6 +44,15 @@ fn quick() -> WsConfig {
     }
 }
 
+/// `config` without the permessage-deflate offer: no extension is offered.
+fn offering_no_extension(config: WsConfig) -> WsConfig {
+    WsConfig {
+        #[cfg(feature = "deflate")]
+        deflate: None,
+        ..config
+    }
+}
+
 fn connect(
     addr: SocketAddr,
     path: &str,
@@ -75,7 +84,12 @@ fn the_request_is_rfc_6455s_and_the_chosen_subprotocol_is_reported() {
         );
         assert_eq!(peer.field("Origin"), Some("https://example.com"));
         assert_eq!(peer.field("Authorization"), Some("Bearer t"));
-        assert_eq!(peer.field("Sec-WebSocket-Extensions"), None);
+        // §4.1 item 11, RFC 7692 §5: permessage-deflate, offered as browsers do.
+        #[cfg(feature = "deflate")]
+        let offer = Some("permessage-deflate; client_max_window_bits");
+        #[cfg(not(feature = "deflate"))]
+        let offer = None;
+        assert_eq!(peer.field("Sec-WebSocket-Extensions"), offer);
         // §4.1 item 7: 16 random bytes, base64.
         let key = peer.field("Sec-WebSocket-Key").unwrap();
         assert_eq!(key.len(), 24);
@@ -152,8 +166,13 @@ fn a_subprotocol_or_extension_we_did_not_offer_fails_the_handshake() {
             AcceptError::ProtocolNotOffered,
         ),
         (
-            "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n",
             quick(),
+            AcceptError::ExtensionNotOffered,
+        ),
+        (
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+            offering_no_extension(quick()),
             AcceptError::ExtensionNotOffered,
         ),
     ];
@@ -864,6 +883,323 @@ fn short_reads_short_writes_and_timeouts_change_nothing() {
         ws.close(CloseCode::NORMAL, "").unwrap().code,
         CloseCode::NORMAL
     );
+}
+
+// ---- permessage-deflate (RFC 7692) ----------------------------------------------
+
+#[cfg(feature = "deflate")]
+mod deflate {
+    use super::*;
+    use common::upstream::{pushloop_with, Frame};
+    use pushloop::client::ws::DeflateOffer;
+    use pushloop::server::Deflate;
+    use pushloop::ws::deflate::{
+        AgreedParams, ClientConfig, Deflater, Direction, Inflater, NegotiationError, ServerMode,
+    };
+
+    /// RFC 7692 §7.2.3.1: "Hello" compressed, one frame with RSV1 set.
+    const HELLO_COMPRESSED: [u8; 9] = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+    /// A field line accepting permessage-deflate without context either way.
+    const NO_CONTEXT: &str = "Sec-WebSocket-Extensions: permessage-deflate; \
+                              server_no_context_takeover; client_no_context_takeover\r\n";
+
+    /// [`quick`] compressing every message, however short.
+    fn compressing_all() -> WsConfig {
+        WsConfig {
+            deflate: Some(DeflateOffer {
+                threshold: 0,
+                ..DeflateOffer::default()
+            }),
+            ..quick()
+        }
+    }
+
+    /// The payload of a compressed client frame, inflated (RFC 7692 §7.2.2).
+    fn inflated(frame: &Frame) -> Vec<u8> {
+        let mut inflater = Inflater::new(Direction {
+            window_bits: 15,
+            context_takeover: false,
+        });
+        let mut out = Vec::new();
+        inflater
+            .inflate_message(&frame.payload, 1 << 20, &mut out)
+            .expect("a valid compressed message");
+        out
+    }
+
+    #[test]
+    fn the_offer_is_a_browsers_and_rsv1_marks_what_goes_compressed() {
+        let long = "pushloop, compressed. ".repeat(100);
+        let expected = long.clone();
+        let (server, addr) = Server::one(move |mut peer| {
+            // RFC 7692 §5, §7.1.2.2: the offer, as browsers make it.
+            assert_eq!(
+                peer.field("Sec-WebSocket-Extensions"),
+                Some("permessage-deflate; client_max_window_bits")
+            );
+            peer.deflate = true;
+            peer.switch(NO_CONTEXT);
+            peer.write(&HELLO_COMPRESSED);
+            // At least the threshold (1 KiB): compressed, RSV1 on the wire (§6).
+            let frame = peer.frame().expect("the long message");
+            assert!(frame.rsv1 && frame.fin && frame.mask.is_some(), "{frame:?}");
+            assert_eq!(frame.opcode, OpCode::Text);
+            assert!(frame.payload.len() < expected.len() / 4);
+            assert_eq!(inflated(&frame), expected.as_bytes());
+            // Under the threshold: as it is, RSV1 clear (§7.2.1 leaves it to us).
+            let frame = peer.frame().expect("the short message");
+            assert!(!frame.rsv1);
+            assert_eq!(frame.payload, b"hi");
+            // §6: control frames are never compressed.
+            let frame = peer.frame().expect("the ping");
+            assert_eq!((frame.rsv1, frame.opcode), (false, OpCode::Ping));
+            assert_eq!(peer.expect_close(), Some(1000));
+            peer.send(true, OpCode::Close, &close_payload(1000, ""));
+        });
+        let mut ws = connect(addr, "/", &quick()).unwrap();
+        assert_eq!(
+            ws.deflate(),
+            Some(AgreedParams {
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+            })
+        );
+        assert_eq!(ws.recv(), Ok(Message::Text("Hello".into())));
+        ws.send_text(&long).unwrap();
+        ws.send_text("hi").unwrap();
+        ws.ping(b"p").unwrap();
+        ws.close(CloseCode::NORMAL, "").unwrap();
+        server.join();
+        let counters = ws.deflate_counters();
+        assert_eq!((counters.messages_received, counters.messages_sent), (1, 1));
+        assert_eq!(counters.received_bytes_after, 5);
+    }
+
+    #[test]
+    fn a_compressed_echo_goes_both_ways_with_pushloops_server() {
+        let small_windows = ClientConfig {
+            server_max_window_bits: Some(10),
+            client_max_window_bits: Some(9),
+            ..ClientConfig::default()
+        };
+        let cases = [
+            (ServerMode::Shared, ClientConfig::default(), (true, 15, 15)),
+            (
+                ServerMode::ContextTakeover,
+                ClientConfig::default(),
+                (false, 15, 15),
+            ),
+            (ServerMode::ContextTakeover, small_windows, (false, 10, 9)),
+        ];
+        for (mode, params, (no_context, server_bits, client_bits)) in cases {
+            let mut config = common::quick_config();
+            config.deflate = Some(Deflate {
+                mode,
+                ..Deflate::default()
+            });
+            let pushloop = pushloop_with(SocketAddr::from(([127, 0, 0, 1], 0)), config);
+            let client = WsConfig {
+                deflate: Some(DeflateOffer {
+                    params,
+                    threshold: 0,
+                }),
+                ..quick()
+            };
+            let mut ws = connect(pushloop.server.addr, "/echo", &client).unwrap();
+            let agreed = ws.deflate().expect("accepted");
+            assert_eq!(agreed.server_no_context_takeover, no_context, "{mode:?}");
+            assert_eq!(
+                (agreed.server_max_window_bits, agreed.client_max_window_bits),
+                (server_bits, client_bits),
+                "{mode:?} {params:?}"
+            );
+            // Alike messages, so a kept context refers back across them; one
+            // past 64 KiB, so a small window is crossed many times.
+            let mut sent = 0;
+            for len in [0, 1, 100, 1024, 5000, 5000, 70_000] {
+                let text: String = (0..len).map(|i| ["ab", "é", "cd"][i % 3]).collect();
+                ws.send_text(&text).unwrap();
+                assert_eq!(ws.recv(), Ok(Message::Text(text)), "{mode:?} {len}");
+                let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                ws.send_binary(&bytes).unwrap();
+                assert_eq!(ws.recv(), Ok(Message::Binary(bytes)), "{mode:?} {len}");
+                sent += 2;
+            }
+            let counters = ws.deflate_counters();
+            // Threshold 0: ours went compressed, but for those that would
+            // not shrink when no context is kept (§7.2.1: they go as they
+            // are). The server compressed its echoes of at least 1 KiB (its
+            // default threshold).
+            match no_context {
+                true => assert!(counters.messages_sent >= 8, "{counters:?}"),
+                false => assert_eq!(counters.messages_sent, sent, "{mode:?}"),
+            }
+            assert!(counters.messages_received >= 8, "{mode:?} {counters:?}");
+            assert!(counters.received_bytes_before < counters.received_bytes_after);
+            ws.close(CloseCode::NORMAL, "").unwrap();
+        }
+    }
+
+    #[test]
+    fn turned_off_nothing_is_offered_and_nothing_compressed() {
+        let pushloop = pushloop();
+        let off = offering_no_extension(quick());
+        let mut ws = connect(pushloop.server.addr, "/echo", &off).unwrap();
+        assert_eq!(ws.deflate(), None);
+        let long = "x".repeat(10_000);
+        ws.send_text(&long).unwrap();
+        assert_eq!(ws.recv(), Ok(Message::Text(long)));
+        assert_eq!(ws.deflate_counters().messages_sent, 0);
+        assert_eq!(ws.deflate_counters().messages_received, 0);
+        ws.close(CloseCode::NORMAL, "").unwrap();
+    }
+
+    #[test]
+    fn a_server_that_declines_gets_uncompressed_frames() {
+        let (server, addr) = Server::one(|mut peer| {
+            // No Sec-WebSocket-Extensions: declined (RFC 7692 §5). A frame with
+            // RSV1 would now fail the script's decoding.
+            peer.switch("");
+            let frame = peer.frame().expect("the message");
+            assert_eq!(frame.payload.len(), 4096);
+            assert_eq!(peer.expect_close(), Some(1000));
+            peer.send(true, OpCode::Close, &close_payload(1000, ""));
+        });
+        let mut ws = connect(addr, "/", &compressing_all()).unwrap();
+        assert_eq!(ws.deflate(), None);
+        ws.send_binary(&[0; 4096]).unwrap();
+        ws.close(CloseCode::NORMAL, "").unwrap();
+        server.join();
+    }
+
+    #[test]
+    fn a_compressed_message_that_inflates_past_the_limit_is_answered_with_1009() {
+        // 1 MiB of zeros compresses to about 1 KiB: under every limit as it
+        // arrives, 16 times the message limit once inflated.
+        let mut payload = Vec::new();
+        Deflater::new(Direction {
+            window_bits: 15,
+            context_takeover: false,
+        })
+        .compress_message(&vec![0; 1 << 20], &mut payload);
+        assert!(payload.len() < 4096, "{}", payload.len());
+        let mut bomb = Vec::new();
+        encode_frame(&mut bomb, true, OpCode::Binary, None, &payload);
+        bomb[0] |= 0x40; // RSV1 (RFC 7692 §6)
+        let (server, addr) = Server::one(move |mut peer| {
+            peer.deflate = true;
+            peer.switch(NO_CONTEXT);
+            peer.write(&bomb);
+            // §7.4.1: 1009, "a message that is too big for it to process".
+            assert_eq!(peer.expect_close(), Some(1009));
+        });
+        let limits = MessageLimits {
+            max_frame_bytes: 64 << 10,
+            max_message_bytes: 64 << 10,
+            max_fragments: 16,
+        };
+        let config = WsConfig { limits, ..quick() };
+        let mut ws = connect(addr, "/", &config).unwrap();
+        let error = ws.recv().unwrap_err();
+        assert_eq!(error, WsError::Protocol(MessageError::InflatesTooBig));
+        assert_eq!(error.close_code(), Some(CloseCode(1009)));
+        server.join();
+    }
+
+    #[test]
+    fn an_answer_with_what_we_did_not_offer_or_cannot_honour_fails_the_handshake() {
+        let asking = WsConfig {
+            deflate: Some(DeflateOffer {
+                params: ClientConfig {
+                    server_no_context_takeover: true,
+                    server_max_window_bits: Some(10),
+                    ..ClientConfig::default()
+                },
+                ..DeflateOffer::default()
+            }),
+            ..quick()
+        };
+        let negotiation = |error| WsError::Negotiation(error);
+        let cases = [
+            // RFC 6455 §4.1 item 5: an extension we did not offer.
+            (
+                "x-webkit-deflate-frame",
+                quick(),
+                WsError::Handshake(AcceptError::ExtensionNotOffered),
+            ),
+            (
+                "permessage-deflate, x-custom",
+                quick(),
+                WsError::Handshake(AcceptError::ExtensionNotOffered),
+            ),
+            // RFC 7692 §7.1: a parameter it does not define.
+            (
+                "permessage-deflate; x-level=9",
+                quick(),
+                negotiation(NegotiationError::UnknownParameter),
+            ),
+            // §7.1.2.1: window bits are 8 to 15.
+            (
+                "permessage-deflate; server_max_window_bits=7",
+                quick(),
+                negotiation(NegotiationError::InvalidValue),
+            ),
+            // §7.1.2.2: in a response, client_max_window_bits has a value.
+            (
+                "permessage-deflate; client_max_window_bits",
+                quick(),
+                negotiation(NegotiationError::InvalidValue),
+            ),
+            // §7.1.1.1: no value belongs here.
+            (
+                "permessage-deflate; server_no_context_takeover=1",
+                quick(),
+                negotiation(NegotiationError::InvalidValue),
+            ),
+            // §5: a parameter twice.
+            (
+                "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+                quick(),
+                negotiation(NegotiationError::DuplicateParameter),
+            ),
+            // RFC 6455 §9.1: accepted once.
+            (
+                "permessage-deflate, permessage-deflate",
+                quick(),
+                negotiation(NegotiationError::Repeated),
+            ),
+            // §7.1.1.1 and §7.1.2.1: what we asked of the server, left out.
+            (
+                "permessage-deflate; server_max_window_bits=10",
+                asking.clone(),
+                negotiation(NegotiationError::ServerContextKept),
+            ),
+            (
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=12",
+                asking,
+                negotiation(NegotiationError::ServerWindowTooLarge),
+            ),
+        ];
+        for (value, config, expected) in cases {
+            let answer: &'static str = Box::leak(
+                format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Accept: {{accept}}\r\n\
+                     Sec-WebSocket-Extensions: {value}\r\n\r\n"
+                )
+                .into_boxed_str(),
+            );
+            let error = refused(answer, config);
+            assert_eq!(error, expected, "{value}");
+            assert_eq!(error.close_code(), Some(CloseCode::ABNORMAL));
+            // A clear error: what the server did, and that no WebSocket opened.
+            let text = error.to_string();
+            assert!(text.starts_with("no WebSocket: the server "), "{text}");
+        }
+    }
 }
 
 // ---- Reconnecting: backoff on an injected clock, resuming a feed -------------

@@ -10,6 +10,11 @@
 //!   server closes the TCP connection first"; the client waits for it),
 //!   §7.1.5 (1006 when TCP ends without a Close), §7.1.7 (failing the
 //!   connection), §7.4.1 (close codes).
+//! - RFC 7692 (permessage-deflate, feature `deflate`, offered by default):
+//!   §5 (the offer, and failing on an answer the client cannot honour, with
+//!   [`crate::ws::deflate::accept_response`]), §6 (RSV1), §7.1 (the agreed
+//!   parameters, honoured by the session), §8 (inflated bytes count against
+//!   the message limit).
 //!
 //! Every rule of the conversation lives in the sans-IO
 //! [`crate::ws::session::Session`], the same one the server runs: it answers
@@ -60,7 +65,10 @@ use crate::http::response_head::ResponseHeadScanner;
 use crate::time::Instant as SessionInstant;
 use crate::ws::close::CloseCode;
 #[cfg(feature = "deflate")]
-use crate::ws::deflate::state::Shared;
+use crate::ws::deflate::{
+    accept_response, write_offer, AgreedParams, ClientConfig as DeflateParams, Counters,
+    NegotiationError, Shared, DEFAULT_THRESHOLD,
+};
 use crate::ws::frame::MessageDecoder;
 use crate::ws::frame::{MessageError, MessageLimits, OpCode, Role};
 use crate::ws::handshake_client::{AcceptError, ClientKey, ClientRequest, RequestError};
@@ -163,6 +171,46 @@ pub struct WsConfig {
     /// e.g. kept from an earlier run (`?after=N` is sent from the start).
     /// Default `None`: the URL as given.
     pub after: Option<u64>,
+    /// permessage-deflate (RFC 7692, feature `deflate`): what this client
+    /// offers, or `None` to offer nothing. Default
+    /// [`DeflateOffer::default`]: `permessage-deflate; client_max_window_bits`,
+    /// as browsers and Python's `websockets` offer. The server may decline
+    /// (messages then go as they are) or accept ([`WebSocket::deflate`] says
+    /// what was agreed). An answer naming an extension or a parameter this
+    /// client did not offer, or one it cannot honour, fails the handshake
+    /// (RFC 6455 §4.1, RFC 7692 §5): [`WsError::Handshake`] with
+    /// [`AcceptError::ExtensionNotOffered`], or [`WsError::Negotiation`].
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<DeflateOffer>,
+}
+
+/// The permessage-deflate offer of a client (RFC 7692 §5, §7.1; feature
+/// `deflate`), and when it compresses once the server accepted.
+#[cfg(feature = "deflate")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeflateOffer {
+    /// The offer's parameters (RFC 7692 §7.1). The default offers
+    /// `client_max_window_bits` without a value: this client compresses
+    /// within any window the server asks for (below 32 KiB its compressor
+    /// encodes runs only, which fit every window: [`crate::ws::deflate`]),
+    /// and inflates within any window the server keeps.
+    pub params: DeflateParams,
+    /// Messages shorter than this go uncompressed (RFC 7692 §7.2.1 leaves
+    /// the choice to the sender). Default [`DEFAULT_THRESHOLD`] (1 KiB, as
+    /// the server and Node `ws`). The loop's links
+    /// ([`crate::app::Context::connect`]) use the loop's compressor and its
+    /// threshold (`Config::deflate`) instead.
+    pub threshold: usize,
+}
+
+#[cfg(feature = "deflate")]
+impl Default for DeflateOffer {
+    fn default() -> Self {
+        DeflateOffer {
+            params: DeflateParams::default(),
+            threshold: DEFAULT_THRESHOLD,
+        }
+    }
 }
 
 impl Default for WsConfig {
@@ -187,6 +235,8 @@ impl Default for WsConfig {
             reconnect: ReconnectPolicy::default(),
             resume_feed: false,
             after: None,
+            #[cfg(feature = "deflate")]
+            deflate: Some(DeflateOffer::default()),
         }
     }
 }
@@ -258,6 +308,12 @@ pub enum WsError {
     /// did not offer, not HTTP at all. No WebSocket was opened; TCP is closed
     /// without a Close frame.
     Handshake(AcceptError),
+    /// The server accepted permessage-deflate with a parameter this client
+    /// did not offer, an invalid one, or one it cannot honour (RFC 7692 §5,
+    /// §7.1; feature `deflate`). As with [`WsError::Handshake`], no
+    /// WebSocket was opened; TCP is closed without a Close frame.
+    #[cfg(feature = "deflate")]
+    Negotiation(NegotiationError),
     /// The connection ended without a closing handshake (§7.1.5: code 1006).
     Lost(Lost),
     /// The server broke the protocol (§7.1.7): our Close with
@@ -293,6 +349,8 @@ impl WsError {
             WsError::Connect(_) | WsError::Handshake(_) | WsError::Lost(_) | WsError::Random(_) => {
                 Some(CloseCode::ABNORMAL)
             }
+            #[cfg(feature = "deflate")]
+            WsError::Negotiation(error) => Some(error.close_code()),
             WsError::Setup(_)
             | WsError::NotOpen
             | WsError::PingTooLong
@@ -307,6 +365,8 @@ impl fmt::Display for WsError {
             WsError::Setup(error) => error.fmt(f),
             WsError::Connect(kind) => write!(f, "could not connect ({kind})"),
             WsError::Handshake(error) => write!(f, "no WebSocket: {error}"),
+            #[cfg(feature = "deflate")]
+            WsError::Negotiation(error) => write!(f, "no WebSocket: {error}"),
             WsError::Lost(lost) => lost.fmt(f),
             WsError::Protocol(error) => write!(
                 f,
@@ -331,6 +391,8 @@ impl std::error::Error for WsError {
         match self {
             WsError::Setup(error) => Some(error),
             WsError::Handshake(error) => Some(error),
+            #[cfg(feature = "deflate")]
+            WsError::Negotiation(error) => Some(error),
             WsError::Protocol(error) => Some(error),
             _ => None,
         }
@@ -423,6 +485,33 @@ pub(crate) struct Offer<'c> {
     host: String,
     protocols: Vec<&'c str>,
     headers: Vec<(&'c str, &'c str)>,
+    /// The `Sec-WebSocket-Extensions` value, when an extension is offered.
+    extensions: Option<String>,
+}
+
+/// What the server's answer settled (RFC 6455 §4.1): the subprotocol it
+/// chose and, with permessage-deflate, what was agreed.
+pub(crate) struct Settled {
+    pub(crate) protocol: Option<String>,
+    /// `None`: not offered, or declined; messages go as they are.
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<AgreedParams>,
+}
+
+impl Settled {
+    /// A session in the client role for what was settled (RFC 7692 §7.1:
+    /// compressing and inflating under the agreed parameters).
+    pub(crate) fn session(
+        &self,
+        limits: MessageLimits,
+        now: SessionInstant,
+    ) -> (Session, MessageDecoder) {
+        #[cfg(feature = "deflate")]
+        if let Some(agreed) = self.deflate {
+            return Session::with_deflate(Role::Client, limits, now, agreed);
+        }
+        Session::new(Role::Client, limits, now)
+    }
 }
 
 impl<'c> Offer<'c> {
@@ -439,6 +528,7 @@ impl<'c> Offer<'c> {
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.as_str()))
                 .collect(),
+            extensions: extension_offer(config),
         })
     }
 
@@ -449,9 +539,8 @@ impl<'c> Offer<'c> {
             target: url.target(),
             origin: config.origin.as_deref(),
             protocols: &self.protocols,
-            // No extension is offered yet (permessage-deflate comes with the
-            // session's support), so any the server names fails §4.1 item 5.
-            extensions: None,
+            // §4.1 item 11; any other extension the server names fails item 5.
+            extensions: self.extensions.as_deref(),
             headers: &self.headers,
         }
     }
@@ -471,20 +560,53 @@ impl<'c> Offer<'c> {
     }
 
     /// Checks the server's complete answer head (§4.1) to the request made
-    /// with `key`; returns the subprotocol it chose.
+    /// with `key`; returns the subprotocol it chose and what was agreed on
+    /// permessage-deflate.
     pub(crate) fn check_answer(
         &self,
         url: &Url,
         config: &WsConfig,
         key: &ClientKey,
         head: &[u8],
-    ) -> Result<Option<String>, AcceptError> {
+    ) -> Result<Settled, WsError> {
         let mut headers = vec![httparse::EMPTY_HEADER; config.max_headers];
         let accepted = self
             .request(url, config)
-            .read_response(key, head, &mut headers)?;
-        Ok(accepted.protocol().map(str::to_owned))
+            .read_response(key, head, &mut headers)
+            .map_err(WsError::Handshake)?;
+        // §4.1 item 5 held: every extension named was offered. Its parameters
+        // are the extension's to check (§9.1; RFC 7692 §5: "the client MUST
+        // _Fail the WebSocket Connection_" on a response it cannot honour).
+        #[cfg(feature = "deflate")]
+        let deflate = match config.deflate {
+            Some(offer) => accept_response(
+                accepted.response().header_all("sec-websocket-extensions"),
+                offer.params,
+            )
+            .map_err(WsError::Negotiation)?,
+            None => None,
+        };
+        Ok(Settled {
+            protocol: accepted.protocol().map(str::to_owned),
+            #[cfg(feature = "deflate")]
+            deflate,
+        })
     }
+}
+
+/// The `Sec-WebSocket-Extensions` offer (RFC 6455 §4.1 item 11, §9.1):
+/// permessage-deflate when the configuration asks for it (RFC 7692 §5).
+fn extension_offer(config: &WsConfig) -> Option<String> {
+    #[cfg(feature = "deflate")]
+    if let Some(offer) = config.deflate {
+        let mut value = Vec::new();
+        write_offer(offer.params, &mut value);
+        // write_offer writes tokens, `;`, `=`, spaces and digits: ASCII.
+        return String::from_utf8(value).ok();
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = config;
+    None
 }
 
 /// A fresh `Sec-WebSocket-Key`: §4.1 item 7, "a nonce consisting of a
@@ -516,7 +638,12 @@ pub(crate) fn check_setup(url: &Url, config: &WsConfig) -> Result<(), SetupError
 ///
 /// Memory: a 16 KiB read buffer, the message being gathered (at most
 /// `limits.max_message_bytes`), and the frame being written (freed after a
-/// large one). A message is handed out as an owned copy.
+/// large one). A message is handed out as an owned copy. With
+/// permessage-deflate, once used: a compressor (~312 KiB) and an inflater
+/// (~10 KiB, or up to ~43 KiB when the server keeps context), the figures of
+/// [`crate::ws::deflate`]; a compressed message is gathered within a bound a
+/// little above the message limit and inflated up to the limit (past it:
+/// 1009, counted in inflated bytes).
 pub struct WebSocket<S> {
     /// `None` once TCP is closed: the end was reported.
     stream: Option<S>,
@@ -527,6 +654,9 @@ pub struct WebSocket<S> {
     start: usize,
     wire: Wire,
     protocol: Option<String>,
+    /// What was agreed on permessage-deflate, if it was.
+    #[cfg(feature = "deflate")]
+    deflate: Option<AgreedParams>,
 }
 
 /// What the session is lent on each call: the rules, the output, the keys,
@@ -536,8 +666,9 @@ struct Wire {
     out: Vec<u8>,
     keys: OsRandom,
     origin: Instant,
-    /// What a session's [`Env`] lends for permessage-deflate; this client
-    /// offers no extension, so nothing is ever made in it.
+    /// What the session's [`Env`] lends for permessage-deflate: the
+    /// compressor and inflater of the directions without context takeover
+    /// (RFC 7692 §7.1.1), made on first use, and the threshold.
     #[cfg(feature = "deflate")]
     deflate: Shared,
 }
@@ -621,9 +752,9 @@ impl<S: Read + Write + ReadTimeout> WebSocket<S> {
             .write_all(&head)
             .and_then(|()| stream.flush())
             .map_err(|error| WsError::Lost(lost_writing(error)))?;
-        let (protocol, rest) = read_answer(&mut stream, &offer, url, &key, config, deadline)?;
+        let (settled, rest) = read_answer(&mut stream, &offer, url, &key, config, deadline)?;
         let origin = Instant::now();
-        let (session, decoder) = Session::new(Role::Client, config.limits, SessionInstant::ZERO);
+        let (session, decoder) = settled.session(config.limits, SessionInstant::ZERO);
         Ok(WebSocket {
             stream: Some(stream),
             session,
@@ -636,10 +767,31 @@ impl<S: Read + Write + ReadTimeout> WebSocket<S> {
                 keys: OsRandom::new(),
                 origin,
                 #[cfg(feature = "deflate")]
-                deflate: Shared::new(0),
+                deflate: Shared::new(
+                    config
+                        .deflate
+                        .map_or(DEFAULT_THRESHOLD, |offer| offer.threshold),
+                ),
             },
-            protocol,
+            protocol: settled.protocol,
+            #[cfg(feature = "deflate")]
+            deflate: settled.deflate,
         })
+    }
+
+    /// What was agreed on permessage-deflate (RFC 7692 §7.1), `None` when it
+    /// was not offered or the server declined it.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<AgreedParams> {
+        self.deflate
+    }
+
+    /// What went through this connection's compressor and inflater: messages
+    /// sent compressed and received compressed, and their bytes before and
+    /// after.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_counters(&self) -> Counters {
+        self.wire.deflate.counters
     }
 
     /// The subprotocol the server chose, one we offered; `None` when it
@@ -924,9 +1076,9 @@ impl<S: Read + Write + ReadTimeout> WebSocket<S> {
 }
 
 /// Reads the server's answer to the opening handshake until its head is
-/// complete, before `deadline`, and checks it (§4.1). Returns the chosen
-/// subprotocol and the bytes that came after the head: the first frames,
-/// which a server may send at once.
+/// complete, before `deadline`, and checks it (§4.1). Returns what it
+/// settled (the subprotocol, permessage-deflate) and the bytes that came
+/// after the head: the first frames, which a server may send at once.
 fn read_answer<S: Read + ReadTimeout>(
     stream: &mut S,
     offer: &Offer<'_>,
@@ -934,7 +1086,7 @@ fn read_answer<S: Read + ReadTimeout>(
     key: &ClientKey,
     config: &WsConfig,
     deadline: Instant,
-) -> Result<(Option<String>, Vec<u8>), WsError> {
+) -> Result<(Settled, Vec<u8>), WsError> {
     let mut received = Vec::new();
     let mut scanner = ResponseHeadScanner::new(config.max_head_bytes);
     let head_len = loop {
@@ -969,11 +1121,9 @@ fn read_answer<S: Read + ReadTimeout>(
         }
     };
     let head = received.get(..head_len).unwrap_or_default();
-    let protocol = offer
-        .check_answer(url, config, key, head)
-        .map_err(WsError::Handshake)?;
+    let settled = offer.check_answer(url, config, key, head)?;
     let rest = received.split_off(head_len.min(received.len()));
-    Ok((protocol, rest))
+    Ok((settled, rest))
 }
 
 /// A write error as the way the connection was lost. A timed-out write

@@ -71,7 +71,7 @@ use crate::sse;
 use crate::time::Instant;
 use crate::ws::close::CloseCode;
 #[cfg(feature = "deflate")]
-use crate::ws::deflate::Shared;
+use crate::ws::deflate::{Shared, DEFAULT_THRESHOLD};
 use crate::ws::frame::MessageDecoder;
 #[cfg(feature = "client")]
 use crate::ws::frame::Role;
@@ -175,8 +175,14 @@ impl Core {
         stats.store.connected = !feeds.ids_from_elsewhere();
         #[cfg(feature = "tls")]
         let tls = config.tls.take();
+        // The loop's links (`Context::connect`) compress with it too, at the
+        // default threshold when the server's own compression is off.
         #[cfg(feature = "deflate")]
-        let deflate = Shared::new(config.deflate.map_or(0, |deflate| deflate.threshold));
+        let deflate = Shared::new(
+            config
+                .deflate
+                .map_or(DEFAULT_THRESHOLD, |deflate| deflate.threshold),
+        );
         Core {
             store,
             http: config.limits.http(),

@@ -51,7 +51,7 @@ use crate::client::random::OsRandom;
 use crate::client::url::{Scheme, Url};
 use crate::client::ws::{
     check_setup, comes_back_after, fresh_key, retry_cause, retry_delay, Disconnect, FeedCursor,
-    Lost, Offer, SetupError, WsConfig, WsError,
+    Lost, Offer, Settled, SetupError, WsConfig, WsError,
 };
 use crate::engine::connection::{Connection, Dialing, Kind, WsConn};
 use crate::engine::handle::Command;
@@ -64,7 +64,7 @@ use crate::time::Instant;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::Role;
 use crate::ws::handshake_client::AcceptError;
-use crate::ws::session::{Session, SessionConfig};
+use crate::ws::session::SessionConfig;
 
 /// The loop's links and what they share.
 #[derive(Default)]
@@ -457,14 +457,10 @@ impl Core {
         let head = input.get(..head_len).unwrap_or_default();
         let checked = Offer::new(&link.url, &link.config)
             .map_err(WsError::Setup)
-            .and_then(|offer| {
-                offer
-                    .check_answer(&link.url, &link.config, &key, head)
-                    .map_err(WsError::Handshake)
-            });
+            .and_then(|offer| offer.check_answer(&link.url, &link.config, &key, head));
         match checked {
-            Ok(protocol) => {
-                self.open_link(token, protocol);
+            Ok(settled) => {
+                self.open_link(token, settled);
                 Answer::Opened { used: head_len }
             }
             Err(error) => {
@@ -475,8 +471,10 @@ impl Core {
     }
 
     /// The handshake passed: the connection is a WebSocket in the client
-    /// role, under the link's limits and timeouts.
-    fn open_link(&mut self, token: Token, protocol: Option<String>) {
+    /// role, under the link's limits and timeouts, compressed when
+    /// permessage-deflate was agreed (the loop's shared compressor and
+    /// inflater serve the directions without context takeover).
+    fn open_link(&mut self, token: Token, settled: Settled) {
         let (now, opened_at) = (self.now, self.std_instant(self.now));
         let (Some(link), Some(conn)) = (
             self.outbound.links.get_mut(&token),
@@ -485,11 +483,11 @@ impl Core {
             return;
         };
         link.phase = Phase::Open;
-        link.protocol = protocol;
+        link.protocol = settled.protocol.clone();
         // The attempt's deadline is met (its timer entry goes stale).
         link.due = None;
         link.backoff.connected(opened_at);
-        let (session, _) = Session::new(Role::Client, link.config.limits, now);
+        let (session, _) = settled.session(link.config.limits, now);
         conn.kind = Kind::WebSocket(Box::new(WsConn::new(session)));
         self.trace(|tracer, now| {
             tracer.note(now, token, "websocket", "open (client)", "RFC 6455 §4.1")

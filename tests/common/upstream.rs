@@ -53,6 +53,8 @@ impl Server {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// RFC 7692 §6: the message is compressed (only when [`Peer::deflate`]).
+    pub rsv1: bool,
     pub opcode: OpCode,
     pub mask: Option<[u8; 4]>,
     pub payload: Vec<u8>,
@@ -65,6 +67,9 @@ pub struct Peer<S = TcpStream> {
     pub head: String,
     /// Bytes read after the head, not yet taken as frames.
     pub buffered: Vec<u8>,
+    /// The script accepted permessage-deflate: the client may set RSV1
+    /// (RFC 7692 §6); otherwise a frame with it fails the test.
+    pub deflate: bool,
 }
 
 /// Accepts one connection within [`WAIT`], with a read timeout of [`WAIT`].
@@ -130,6 +135,7 @@ impl<S: Read + Write> Peer<S> {
             stream,
             head: String::from_utf8(head).expect("an ASCII head"),
             buffered: Vec::new(),
+            deflate: false,
         }
     }
 
@@ -167,7 +173,7 @@ impl<S: Read + Write> Peer<S> {
     /// The next frame from the client, unmasked; `None` at EOF (or a reset).
     pub fn frame(&mut self) -> Option<Frame> {
         loop {
-            let header = decode_header(&self.buffered, Role::Server, 64 << 20, false)
+            let header = decode_header(&self.buffered, Role::Server, 64 << 20, self.deflate)
                 .expect("a valid client frame");
             if let Some((header, header_len)) = header {
                 let end = header_len + header.payload_len as usize;
@@ -179,6 +185,7 @@ impl<S: Read + Write> Peer<S> {
                     self.buffered.drain(..end);
                     return Some(Frame {
                         fin: header.fin,
+                        rsv1: header.rsv1,
                         opcode: header.opcode,
                         mask: header.mask,
                         payload,
@@ -296,10 +303,15 @@ pub struct Pushloop {
 
 /// A pushloop upstream on `addr` (`127.0.0.1:0` for a new port).
 pub fn pushloop_on(addr: SocketAddr) -> Pushloop {
+    pushloop_with(addr, super::quick_config())
+}
+
+/// A pushloop upstream on `addr` with this configuration.
+pub fn pushloop_with(addr: SocketAddr, config: pushloop::server::Config) -> Pushloop {
     let cursors = Arc::new(Mutex::new(Vec::new()));
     let closes = Arc::new(Mutex::new(Vec::new()));
     let (c, d) = (cursors.clone(), closes.clone());
-    let server = super::serve_on(addr, super::quick_config(), move |server| Upstream {
+    let server = super::serve_on(addr, config, move |server| Upstream {
         topic: server.topic("feed").expect("a topic"),
         cursors: c,
         closes: d,
