@@ -29,8 +29,6 @@ use std::time::Duration;
 use mio::Waker;
 
 use crate::engine::stats::Stats;
-#[cfg(feature = "redis")]
-use crate::engine::store::{Fetched, Waiter};
 use crate::feeds::{
     is_topic_name, Entry, HistoryLimits, Payload, PublishError, TopicError, MAX_TOPIC_NAME_BYTES,
 };
@@ -68,6 +66,28 @@ impl OwnedPayload {
         }
     }
 }
+
+/// Who hears how a publish that is answered later went (the Redis
+/// backend: see `engine::store`).
+#[derive(Debug)]
+pub enum Waiter {
+    /// No one (`Context::publish_later`, `Handle::publish`): a failure is
+    /// counted in the stats.
+    Nobody,
+    /// An HTTP request held for the answer (`Context::publish_for`):
+    /// `200 {"id":N}`, or the error's status (`503` with `Retry-After`).
+    Request(ConnId),
+    /// A thread in `Handle::publish_and_wait`.
+    Thread(std::sync::mpsc::SyncSender<Result<u64, PublishError>>),
+}
+
+/// A page of the stream for a parked cursor, or why there is none (what
+/// [`Command::StoreFetched`] carries back to the cursor's loop).
+#[cfg(feature = "redis")]
+pub type Fetched = Result<crate::storage::redis::Page, crate::storage::redis::Failure>;
+/// Without the `redis` feature no page is ever fetched.
+#[cfg(not(feature = "redis"))]
+pub type Fetched = std::convert::Infallible;
 
 /// A command for the loop, as a [`Handle`] sends it.
 #[derive(Debug)]

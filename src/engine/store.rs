@@ -57,7 +57,6 @@ mod redis;
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use mio::Token;
@@ -65,6 +64,8 @@ use mio::Token;
 use crate::engine::config::Config;
 #[cfg(feature = "redis")]
 use crate::engine::handle::Command;
+use crate::engine::handle::Fetched;
+pub use crate::engine::handle::Waiter;
 use crate::engine::timers::Wake;
 use crate::engine::Core;
 use crate::feeds::{Feeds, Payload, PublishError, Standing, Topics};
@@ -73,10 +74,6 @@ use crate::ids::{ConnId, TopicId};
 use crate::storage::{DataKind, FileStore, Storage, Store, StoredEvent};
 use crate::time::Instant;
 
-#[cfg(feature = "redis")]
-pub use redis::Fetched;
-#[cfg(not(feature = "redis"))]
-type Fetched = std::convert::Infallible;
 #[cfg(feature = "redis")]
 pub(crate) use redis::RedisDriver;
 
@@ -92,19 +89,6 @@ pub const AHEAD_WAIT: Duration = Duration::from_secs(2);
 /// default, then the fetch fails and history answers at once), in case an
 /// answer crossing loops is lost.
 pub const FETCH_WAIT: Duration = Duration::from_secs(10);
-
-/// Who hears how a publish went.
-#[derive(Debug)]
-pub enum Waiter {
-    /// No one (`Context::publish_later`, `Handle::publish`): a failure is
-    /// counted in the stats.
-    Nobody,
-    /// An HTTP request held for the answer (`Context::publish_for`):
-    /// `200 {"id":N}`, or the error's status (`503` with `Retry-After`).
-    Request(ConnId),
-    /// A thread in `Handle::publish_and_wait`.
-    Thread(SyncSender<Result<u64, PublishError>>),
-}
 
 /// What a parked connection does once its cursor can be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

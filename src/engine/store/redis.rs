@@ -12,19 +12,15 @@ use mio::{Interest, Token};
 use pushloop_proto::resp::stream::Event;
 
 use super::{Parked, Then, Waiter};
-use crate::engine::handle::{Command, OwnedPayload};
+use crate::engine::handle::{Command, Fetched, OwnedPayload};
 use crate::engine::slab::{REDIS_COMMANDS, REDIS_READER};
 use crate::engine::Core;
 use crate::feeds::{Entry, Payload, PublishError, DEFAULT_EVENT};
 use crate::http::write_answer;
 use crate::ids::{ConnId, TopicId};
-use crate::storage::redis::{Failure, Link, LinkEvent, Page, RedisConfig, Role, Ticket};
+use crate::storage::redis::{Failure, Link, LinkEvent, RedisConfig, Role, Ticket};
 use crate::storage::{DataKind, Health, StoredEvent};
 use crate::time::Instant;
-
-/// A page of the stream for a parked cursor, or why there is none (what
-/// [`Command::StoreFetched`] carries back to the cursor's loop).
-pub type Fetched = Result<Page, Failure>;
 
 /// The link and its sockets.
 #[derive(Debug)]
