@@ -383,12 +383,18 @@ fn KNOWN_IDS(addr: SocketAddr) -> Vec<String> {
     let mut probe = WsClient::connect(addr, "/chat?topics=a");
     probe.send_text("whoami");
     let me = text_of(probe.recv_data());
-    // "#3 /chat 127.0.0.1": everything before the probe's own id was opened earlier.
-    let own = me.split(' ').next().unwrap_or_default().to_owned();
-    (0..)
-        .map(|slot| format!("#{slot}"))
-        .take_while(|id| *id != own)
-        .collect()
+    // "#3 /chat 127.0.0.1": the slots below the probe's own were taken
+    // earlier, by connections still open (a closed one's slot would have
+    // been reused first). A reused slot reads "#3.1": its index is before
+    // the dot.
+    let own = me.split(' ').next().unwrap_or_default();
+    let slot: usize = own
+        .trim_start_matches('#')
+        .split(['.', '@'])
+        .next()
+        .and_then(|index| index.parse().ok())
+        .unwrap_or_else(|| panic!("a connection id, not {me:?}"));
+    (0..slot).map(|slot| format!("#{slot}")).collect()
 }
 
 #[test]
