@@ -470,8 +470,6 @@ impl Core {
             .is_some_and(|deadline| deadline > self.now)
     }
 
-    // ---- Closing -------------------------------------------------------------------
-
     /// A fresh decoder for `token`'s WebSocket (see `WsConn::decoder`), with
     /// the limits its session was made with: the server's, or an outbound
     /// link's own (feature `client`).
@@ -487,6 +485,8 @@ impl Core {
         let rules = &self.websocket;
         Some(Box::new(ws.session.fresh_decoder(rules.limits)))
     }
+
+    // ---- Closing -------------------------------------------------------------------
 
     /// Records why a connection is ending, unless a reason is known already
     /// (the first one is the cause; what follows is its consequence).
