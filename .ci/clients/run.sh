@@ -129,7 +129,7 @@ run_group() {
 run_group py-websockets 60 "$PY" "$HERE/py_checks.py" "$ADDR"
 run_group node-ws 60 node "$HERE/node/ws_checks.mjs" "$ADDR"
 if [ -z "${PUSHLOOP_TLS_CERT:-}" ]; then
-  run_group node-eventsource 45 node "$HERE/node/sse_checks.mjs" "$ADDR" "$BIN" "$RESTART_PORT"
+  run_group node-eventsource 60 node "$HERE/node/sse_checks.mjs" "$ADDR" "$BIN" "$RESTART_PORT"
 fi
 run_group curl 40 bash "$HERE/curl_checks.sh" "$ADDR" "$PY"
 
