@@ -150,6 +150,7 @@ async function checkLab(page, publishedId, chat) {
 
   // The published event went out to the WebSocket as a text frame (server frames are
   // not masked: 0x81, then the length); the chat message came in masked, with its key.
+  // Chromium negotiates permessage-deflate, so a frame may carry RSV1 (0xc1, RFC 7692 §6).
   const frames = await until('lab frames', 8000, async () => {
     const found = await page.evaluate(({ id, chat }) => {
       const rows = [...document.querySelectorAll('#wire li[data-cls=ws]')];
@@ -164,10 +165,10 @@ async function checkLab(page, publishedId, chat) {
     return { ok: found.outHex && found.inHex, found };
   }, 250);
   const f = frames.found || {};
-  if (f.outHex && /^81 [0-9a-f]{2}/.test(f.outHex) && /op=0x1 text\s+MASK=0 len=\d+ \((7|16)-bit\)/.test(f.outText)) {
+  if (f.outHex && /^[8c]1 [0-9a-f]{2}/.test(f.outHex) && /op=0x1 text\s+MASK=0 len=\d+ \((7|16)-bit\)/.test(f.outText)) {
     pass(`lab: the published event's frame on the wire: ${f.outHex} · ${f.outText.match(/FIN=.*?\)/)[0]}`);
   } else fail('lab: published frame', JSON.stringify(f));
-  if (f.inHex && /^81 [89a-f][0-9a-f]( [0-9a-f]{2}){4}$/.test(f.inHex) && /MASK=1 key=[0-9a-f]{8} len=\d+ \(7-bit\)/.test(f.inText)) {
+  if (f.inHex && /^[8c]1 [89a-f][0-9a-f]( [0-9a-f]{2}){4}$/.test(f.inHex) && /MASK=1 key=[0-9a-f]{8} len=\d+ \(7-bit\)/.test(f.inText)) {
     pass(`lab: the chat frame from the browser, masked: ${f.inHex}`);
   } else fail('lab: chat frame', JSON.stringify(f));
 
