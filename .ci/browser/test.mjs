@@ -261,7 +261,8 @@ try {
   }
   const echoed = await page.evaluate(() => new Promise((resolve) => {
     const big = JSON.stringify(Array.from({ length: 400 }, (_, i) => ({ id: i, text: 'compressible' })));
-    const s = new WebSocket(`ws://${location.host}/echo`);
+    // wss:// on an https page (a ws:// socket there is mixed content, refused).
+    const s = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/echo`);
     s.onopen = () => s.send(big);
     s.onmessage = (m) => { resolve({ same: m.data === big, bytes: big.length, extensions: s.extensions }); s.close(); };
     s.onerror = () => resolve({ same: false, error: true });
