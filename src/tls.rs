@@ -1117,7 +1117,7 @@ mod tests {
     use rustls::version::{TLS12, TLS13};
     use rustls::{ClientConfig, ClientConnection};
 
-    use super::test_support::TestPki;
+    use super::test_support::{client_hello, TestPki, TLS12_EXTENSIONS};
     use super::*;
 
     // ---- fixtures ----------------------------------------------------------
@@ -1416,41 +1416,6 @@ mod tests {
             &self.to_client.written
         }
     }
-
-    /// A ClientHello from a client that is not rustls (RFC 8446 §4.1.2).
-    fn client_hello(legacy_version: u16, suites: &[u16], extensions: &[(u16, &[u8])]) -> Vec<u8> {
-        let mut body = legacy_version.to_be_bytes().to_vec();
-        body.extend([7; 32]); // random
-        body.push(0); // legacy_session_id
-        body.extend((suites.len() as u16 * 2).to_be_bytes());
-        for suite in suites {
-            body.extend(suite.to_be_bytes());
-        }
-        body.extend([1, 0]); // legacy_compression_methods: null
-        let mut list = Vec::new();
-        for (extension_type, data) in extensions {
-            list.extend(extension_type.to_be_bytes());
-            list.extend((data.len() as u16).to_be_bytes());
-            list.extend(*data);
-        }
-        body.extend((list.len() as u16).to_be_bytes());
-        body.extend(list);
-        let mut handshake = vec![1]; // client_hello
-        handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
-        handshake.extend(body);
-        let mut record = vec![HANDSHAKE_RECORD, 3, 1];
-        record.extend((handshake.len() as u16).to_be_bytes());
-        record.extend(handshake);
-        record
-    }
-
-    /// supported_groups (x25519, secp256r1), ec_point_formats (uncompressed),
-    /// signature_algorithms (ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256).
-    const TLS12_EXTENSIONS: &[(u16, &[u8])] = &[
-        (10, &[0, 4, 0, 0x1d, 0, 0x17]),
-        (11, &[1, 0]),
-        (13, &[0, 4, 4, 3, 8, 4]),
-    ];
 
     /// The first flight of a rustls client, for the SNI parser.
     fn rustls_client_hello(name: &str) -> Vec<u8> {
