@@ -150,10 +150,10 @@ impl Shared {
             false => (&mut self.deflaters[1], MIN_WINDOW_BITS),
         };
         slot.get_or_insert_with(|| {
-            Box::new(Deflater::new(Direction {
+            Deflater::boxed(Direction {
                 window_bits,
                 context_takeover: false,
-            }))
+            })
         })
     }
 }
@@ -243,7 +243,7 @@ impl Sending {
                 direction,
                 deflater,
             } => {
-                let deflater = deflater.get_or_insert_with(|| Box::new(Deflater::new(*direction)));
+                let deflater = deflater.get_or_insert_with(|| Deflater::boxed(*direction));
                 // §7.1.1: the message is in our window now, so the peer must
                 // have it in its own: it goes compressed whatever its size.
                 write_compressed(deflater, opcode, mask, payload, out, true)
