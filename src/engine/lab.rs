@@ -188,6 +188,7 @@ impl Lab {
     }
 
     /// Whether a stream is open for this connection's session.
+    #[inline]
     pub(crate) fn wants(&self, conn: Token) -> bool {
         !self.streams.is_empty()
             && self

@@ -288,6 +288,7 @@ impl Core {
     /// Whether a line about this connection would go anywhere: with the
     /// trace and the lab both off, one `Option` check. Callers ask before
     /// they copy or format anything for the tracer.
+    #[inline]
     pub(crate) fn tracing(&self, token: Token) -> bool {
         self.tracer
             .as_ref()

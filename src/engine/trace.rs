@@ -223,6 +223,7 @@ impl Tracer {
 
     /// Whether any sink wants this connection's lines. A lab stream's own
     /// connection is traced nowhere: its bytes are other lines.
+    #[inline]
     pub(crate) fn wants(&self, conn: Token) -> bool {
         match &self.lab {
             Some(lab) => lab.wants(conn) || (self.out.is_some() && !lab.is_stream(conn)),

@@ -1167,6 +1167,9 @@ impl EventLoop {
     /// Feeds `scratch[pos..len]` to the WebSocket's session and acts on each
     /// event; keeps an unfinished frame header or control frame as leftover.
     fn process_websocket(&mut self, app: &mut impl App, token: Token, mut pos: usize, len: usize) {
+        // Asked once per batch, not per message: only another connection (a
+        // lab stream opening) changes it, and none is served meanwhile.
+        let traced = self.core.tracing(token);
         // The decoder leaves the connection while its messages are handled,
         // so callbacks can act on this very connection (send, close).
         let Some(ws) = self
@@ -1195,7 +1198,7 @@ impl EventLoop {
             else {
                 break;
             };
-            if self.core.tracing(token) {
+            if traced {
                 // What came in, then what it made us write.
                 trace_step(&mut self.core, token, observed, &step);
                 self.core.trace_frames_out(token, written);
@@ -1212,7 +1215,7 @@ impl EventLoop {
                 Step::Event { event, used } => (event, used),
             };
             pos += used;
-            if self.core.tracing(token) {
+            if traced {
                 if let Some(now_state) = ws_state(&self.core, token) {
                     self.core
                         .trace(|tracer, now| tracer.ws_state(now, token, before, now_state));
@@ -1260,7 +1263,8 @@ impl EventLoop {
         // Put the decoder back (without the message it last handed out: an
         // idle socket holds no buffer), unless a fresh one would do (then an
         // idle socket holds no decoder); then owe what is owed: the pong for
-        // the latest ping (RFC 6455 §5.5.3), once per batch.
+        // the latest ping (RFC 6455 §5.5.3), once per batch. This last step
+        // arms the connection's timer for the whole batch (`Core::ws_do`).
         decoder.release();
         if !decoder.is_fresh() {
             if let Some(ws) = self

@@ -512,7 +512,17 @@ impl Session {
     /// Writes what is owed now: the pong for the most recent ping, when pings
     /// came while the output was backed up (§5.5.3). Call it after each batch
     /// of input.
+    ///
+    /// Inline, with the rare write out of line: it runs after every message
+    /// (a pong owed goes before the answer), almost always with nothing owed.
+    #[inline]
     pub fn poll_transmit(&mut self, env: &mut Env) {
+        if self.pong_owed.is_some() {
+            self.send_owed_pong(env);
+        }
+    }
+
+    fn send_owed_pong(&mut self, env: &mut Env) {
         if let Some(payload) = self.pong_owed.take() {
             let mask = mask_for(self.role, env);
             encode_frame(env.out, true, OpCode::Pong, mask, &payload);
