@@ -28,7 +28,9 @@
 //! ([`input_pause_bytes`](crate::engine::connection::Connection::input_pause_bytes)).
 //!
 //! **The fan-out line.** Bytes for one connection (an answer, an echo, a
-//! pong) are written at the end of the turn ([`Core::flush_dirty`]). Shared
+//! pong) are written at the end of the turn ([`Core::flush_dirty`]), or
+//! right after the read that made them once they reach 32 KiB (the loop's
+//! `EARLY_FLUSH_BYTES`: large answers leave while still in the cache). Shared
 //! bytes wait in a first-in-first-out line that is written a slice at a time
 //! ([`Core::flush_fanout`]), with input read between slices: events
 //! published meanwhile join the queues still waiting, so under load one
@@ -87,7 +89,7 @@ pub enum Kind {
 
 /// Owned buffers and emptied queues kept for reuse across connections (most
 /// recent first). Bounded in count and bytes, so what it keeps is the loop's,
-/// not a connection's: at most [`MAX_SPARE_BYTES`] of buffers. A busy loop
+/// not a connection's: at most 2 MiB of buffers (`MAX_SPARE_BYTES`). A busy loop
 /// then neither regrows a buffer by copying nor has freed pages faulted back
 /// in (16 KiB echo: page faults went from 3.6 % of server CPU to 0 %), and a
 /// connection's queue, let go when it drains, comes back without a trip to
