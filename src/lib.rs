@@ -114,8 +114,9 @@
 //! header, unmasking, the message) and decides what the endpoint owes;
 //! `app.rs` calls your `App::message`, whose `Context::send` goes back
 //! through `ws/session.rs` (`Session::send`, framing in `ws/frame.rs`) into
-//! `engine/outbox.rs`, which the loop writes with one `writev` at the end
-//! of the turn (`Core::flush`).
+//! `engine/outbox.rs`, which the loop writes with one `send` (one `writev`
+//! when several buffers wait) at the end of the turn, or right after the
+//! read once 32 KiB wait (`Core::flush`).
 //!
 //! ```no_run
 //! use pushloop::app::{Accept, App, ConnId, Context, Message, Upgrading};
