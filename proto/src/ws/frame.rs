@@ -2564,6 +2564,7 @@ mod message_tests {
 mod compressed_tests {
     //! Compressed messages (RFC 7692 §6, §7.2.2), the §7.2.3 examples first.
     use super::*;
+    use crate::ws::deflate::vectors::{CONTEXT, HELLO, NO_CONTEXT};
     use crate::ws::deflate::{Deflater, Direction};
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -2572,17 +2573,6 @@ mod compressed_tests {
         max_message_bytes: 64 * 1024,
         max_fragments: 100,
     };
-    /// A peer that starts every message from an empty window.
-    const NO_CONTEXT: Direction = Direction {
-        window_bits: 15,
-        context_takeover: false,
-    };
-    const CONTEXT: Direction = Direction {
-        window_bits: 15,
-        context_takeover: true,
-    };
-    /// RFC 7692 §7.2.3.1: "Hello" compressed.
-    const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
 
     #[derive(Debug, PartialEq, Eq)]
     enum Seen {

@@ -1403,9 +1403,9 @@ mod tests {
     #[cfg(feature = "deflate")]
     mod deflate {
         use super::*;
+        use crate::ws::deflate::vectors::{CONTEXT, HELLO, HELLO_AGAIN, NO_CONTEXT};
         use crate::ws::deflate::{
-            accept_offer, Deflater, Direction, Inflater, ServerConfig, ServerMode,
-            DEFAULT_THRESHOLD,
+            accept_offer, Deflater, Inflater, ServerConfig, ServerMode, DEFAULT_THRESHOLD,
         };
         use crate::ws::frame::{apply_mask, decode_header, RSV1};
 
@@ -1464,11 +1464,6 @@ mod tests {
             frames
         }
 
-        const NO_CONTEXT: Direction = Direction {
-            window_bits: 15,
-            context_takeover: false,
-        };
-
         fn json(len: usize) -> Vec<u8> {
             let mut text = Vec::new();
             let mut n = 0;
@@ -1483,11 +1478,7 @@ mod tests {
         #[test]
         fn rfc7692_7_2_3_1_hello_arrives_inflated() {
             let mut server = shared_server();
-            let mut input = from_client(
-                true,
-                OpCode::Text,
-                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-            );
+            let mut input = from_client(true, OpCode::Text, &HELLO);
             input[0] |= RSV1;
             assert_eq!(server.receive(&input, at(1)), [Seen::Text("Hello".into())]);
             assert_eq!(server.shared.counters.messages_received, 1);
@@ -1603,11 +1594,7 @@ mod tests {
         #[test]
         fn a_session_without_deflate_fails_on_rsv1_with_1002() {
             let mut server = Endpoint::server();
-            let mut input = from_client(
-                true,
-                OpCode::Text,
-                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-            );
+            let mut input = from_client(true, OpCode::Text, &HELLO);
             input[0] |= RSV1;
             assert_eq!(
                 server.receive(&input, at(1)),
@@ -1623,18 +1610,11 @@ mod tests {
         fn with_context_takeover_each_direction_keeps_its_own_window() {
             let mut server = negotiated("permessage-deflate", ServerMode::ContextTakeover);
             assert_eq!(server.session.send_mode(), SendMode::Own);
-            let context = Direction {
-                window_bits: 15,
-                context_takeover: true,
-            };
+            let context = CONTEXT;
             // RFC 7692 §7.2.3.2: the second "Hello" refers to the first.
-            let mut first = from_client(
-                true,
-                OpCode::Text,
-                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-            );
+            let mut first = from_client(true, OpCode::Text, &HELLO);
             first[0] |= RSV1;
-            let mut second = from_client(true, OpCode::Text, &[0xf2, 0x00, 0x11, 0x00, 0x00]);
+            let mut second = from_client(true, OpCode::Text, &HELLO_AGAIN);
             second[0] |= RSV1;
             assert_eq!(
                 server.receive(&[first, second].concat(), at(1)),

@@ -423,32 +423,7 @@ mod tests {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
 
-    const NO_CONTEXT: Direction = Direction {
-        window_bits: 15,
-        context_takeover: false,
-    };
-    const CONTEXT: Direction = Direction {
-        window_bits: 15,
-        context_takeover: true,
-    };
-
-    /// RFC 7692 §7.2.3.1: "Hello" in one fixed-Huffman block.
-    const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
-    /// RFC 7692 §7.2.3.2: the second "Hello", referring to the first.
-    const HELLO_AGAIN: [u8; 5] = [0xf2, 0x00, 0x11, 0x00, 0x00];
-    /// RFC 7692 §7.2.3.3: "Hello" in a stored block.
-    const HELLO_STORED: [u8; 11] = [
-        0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
-    ];
-    /// RFC 7692 §7.2.3.4: "Hello" in a block with BFINAL set, then the byte
-    /// starting an empty stored block.
-    const HELLO_FINAL: [u8; 8] = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
-    /// RFC 7692 §7.2.3.5: "He" and "llo" in two blocks of one message.
-    const HELLO_TWO_BLOCKS: [u8; 13] = [
-        0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
-    ];
-    /// RFC 7692 §7.2.3.6: an empty message.
-    const EMPTY: [u8; 1] = [0x00];
+    use crate::ws::deflate::vectors::*;
 
     fn inflate_one(direction: Direction, compressed: &[u8]) -> Result<Vec<u8>, InflateError> {
         let mut out = Vec::new();

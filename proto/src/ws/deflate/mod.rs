@@ -118,6 +118,8 @@
 pub mod codec;
 pub mod negotiate;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod vectors;
 
 pub use codec::{Deflater, Direction, InflateError, Inflater, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
 pub use negotiate::{

@@ -356,6 +356,7 @@ pub(crate) fn write_compressed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::deflate::vectors::HELLO;
     use crate::ws::frame::{decode_header, Role};
 
     /// A JSON-like text that compresses well.
@@ -550,23 +551,11 @@ mod tests {
         let mut receiving = Receiving::Shared;
         let mut out = Vec::new();
         // RFC 7692 §7.2.3.1.
-        receiving
-            .inflate(
-                None,
-                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-                5,
-                &mut out,
-            )
-            .unwrap();
+        receiving.inflate(None, &HELLO, 5, &mut out).unwrap();
         assert_eq!(out, b"Hello");
         let mut shared = Shared::new(0);
         receiving
-            .inflate(
-                Some(&mut shared),
-                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
-                5,
-                &mut out,
-            )
+            .inflate(Some(&mut shared), &HELLO, 5, &mut out)
             .unwrap();
         assert_eq!(shared.counters.messages_received, 1);
         assert_eq!(shared.counters.received_bytes_after, 5);
