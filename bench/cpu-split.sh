@@ -59,12 +59,21 @@ ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 one() {
   local server=$1 scenario=$2
   shift 2
-  local port pid
-  port=$(free_port)
-  # shellcheck disable=SC2046
-  "${PIN_SERVER[@]}" $(server_cmd "$server" "127.0.0.1:$port") >/dev/null 2>&1 &
-  pid=$!
-  sleep 0.3
+  local port pid try
+  # A port free a moment ago can be taken by the time the server binds it: a server
+  # that is gone after 0.3 s is started again on another, up to three times.
+  for try in 1 2 3; do
+    port=$(free_port)
+    # shellcheck disable=SC2046
+    "${PIN_SERVER[@]}" $(server_cmd "$server" "127.0.0.1:$port") >/dev/null 2>&1 &
+    pid=$!
+    sleep 0.3
+    kill -0 "$pid" 2>/dev/null && break
+    if [ "$try" = 3 ]; then
+      echo "| $scenario | $server | did not start | | | | |"
+      return
+    fi
+  done
   "${PIN_LOADGEN[@]}" "$LOADGEN" echo --addr "127.0.0.1:$port" "$@" --secs 1 --warmup 0 --timeout 60 >/dev/null 2>&1
   local u0 s0 u1 s1 msgs calls=""
   read -r u0 s0 < <(ticks "$pid")
@@ -77,7 +86,10 @@ one() {
     calls=$(awk -F, '$1 ~ /^[0-9]+$/ && $1 > 0 {sub("syscalls:sys_enter_", "", $3); printf "%s%s %s/s", sep, $3, $1; sep = "; "}' "$TMP/calls.csv" 2>/dev/null || true)
   fi
   wait "$load"
-  read -r u1 s1 < <(ticks "$pid")
+  if ! read -r u1 s1 < <(ticks "$pid" 2>/dev/null); then
+    echo "| $scenario | $server | exited during the run | | | | |"
+    return
+  fi
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   msgs=$(grep -o '"msgs":[0-9]*' "$TMP/run.json" | cut -d: -f2)
