@@ -483,9 +483,17 @@ pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
 }
 
 /// The key as seen from payload byte `offset`: `rotated(key, 1) == [k1, k2, k3, k0]`.
-fn rotated(mut key: [u8; 4], offset: usize) -> [u8; 4] {
-    key.rotate_left(offset % 4);
-    key
+///
+/// One 32-bit rotation: read little-endian, key octet 0 is the low byte, so
+/// turning right by 8 bits moves octet 1 into its place. `<[u8]>::rotate_left`
+/// with a count known only at run time calls out to `memmove` through a stack
+/// buffer, which gave every `apply_mask` a 264-byte stack frame and six saved
+/// registers, even at offset 0; now it is inlined whole (callgrind, 20 B echo:
+/// 13 instructions fewer per message, 1 276 → 1 263).
+fn rotated(key: [u8; 4], offset: usize) -> [u8; 4] {
+    // `offset % 4` is below 4, so the shift is 0, 8, 16 or 24.
+    let shift = 8 * (offset % 4) as u32;
+    u32::from_le_bytes(key).rotate_right(shift).to_le_bytes()
 }
 
 // ---- Messages (RFC 6455 §5.4-§5.6) -----------------------------------------
@@ -1864,6 +1872,15 @@ mod mask_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rotated_key_starts_at_the_octet_of_the_offset() {
+        let [k0, k1, k2, k3] = KEY;
+        assert_eq!(rotated(KEY, 0), [k0, k1, k2, k3]);
+        assert_eq!(rotated(KEY, 1), [k1, k2, k3, k0]);
+        assert_eq!(rotated(KEY, 2), [k2, k3, k0, k1]);
+        assert_eq!(rotated(KEY, 7), [k3, k0, k1, k2]);
     }
 
     #[test]
