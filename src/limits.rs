@@ -23,7 +23,8 @@
 //!   + max(max_queued_answer_bytes + one answer,   HTTP: input pauses past the first
 //!         max_queued_bytes + one message)         WebSocket, SSE: the slow-reader policy
 //!
-//! loop = read_buffer_bytes + 2 MiB of spare buffers (64 at most) + 8 poll answers
+//! loop = read_buffer_bytes + 2 MiB of spare buffers (64 at most) + 128 KiB of
+//!        spare queues + 8 poll answers
 //! ```
 //!
 //! *One answer* is a poll's (at most the polled topics' history) or the

@@ -89,7 +89,8 @@ pub enum Kind {
 
 /// Owned buffers and emptied queues kept for reuse across connections (most
 /// recent first). Bounded in count and bytes, so what it keeps is the loop's,
-/// not a connection's: at most 2 MiB of buffers (`MAX_SPARE_BYTES`). A busy loop
+/// not a connection's: at most 2 MiB of buffers (`MAX_SPARE_BYTES`) and 64
+/// small queues (`MAX_SPARE_QUEUE_CHUNKS`). A busy loop
 /// then neither regrows a buffer by copying nor has freed pages faulted back
 /// in (16 KiB echo: page faults went from 3.6 % of server CPU to 0 %), and a
 /// connection's queue, let go when it drains, comes back without a trip to
@@ -120,6 +121,11 @@ const MAX_SPARE_BUFFERS: usize = 64;
 const MAX_SPARE_BYTES: usize = 2 * 1024 * 1024;
 /// The largest buffer a [`Spare`] keeps (a larger one goes back to the allocator).
 const MAX_SPARE_CAPACITY: usize = 128 * 1024;
+/// The most chunks a kept queue has room for. A queue that grew for a backlog
+/// (a slow reader's thousands of events, 32 bytes of queue each) goes back to
+/// the allocator instead of staying with the loop; an echo's or an answer's
+/// burst needs a few. Kept queues then hold at most 64 × 64 × 32 B = 128 KiB.
+const MAX_SPARE_QUEUE_CHUNKS: usize = 64;
 /// The capacity of a new buffer: a turn's output for one socket in the common
 /// case (16 echoes of a small message, an HTTP answer) without regrowing.
 const FIRST_CAPACITY: usize = 1024;
@@ -155,16 +161,16 @@ impl Spare {
         self.queues.pop().unwrap_or_default()
     }
 
-    /// Keeps an emptied queue (its owned buffers given back first).
-    fn give_queue(&mut self, mut queue: Box<Queue>) {
-        while let Some(chunk) = queue.chunks.pop_front() {
-            if let Bytes::Owned(buffer) = chunk.bytes {
-                self.give(buffer);
-            }
-        }
-        if self.queues.len() < MAX_SPARE_BUFFERS {
-            queue.front_written = 0;
-            queue.queued = 0;
+    /// Keeps a drained queue (its buffers went back chunk by chunk as they
+    /// were written), unless it grew for a backlog.
+    fn give_queue(&mut self, queue: Box<Queue>) {
+        debug_assert!(
+            queue.chunks.is_empty() && queue.queued == 0 && queue.front_written == 0,
+            "only a drained queue is kept"
+        );
+        if self.queues.len() < MAX_SPARE_BUFFERS
+            && queue.chunks.capacity() <= MAX_SPARE_QUEUE_CHUNKS
+        {
             self.queues.push(queue);
         }
     }
@@ -1269,6 +1275,27 @@ mod tests {
             spare.give(Vec::with_capacity(64));
         }
         assert_eq!(spare.buffers.len(), MAX_SPARE_BUFFERS);
+    }
+
+    #[test]
+    fn a_queue_grown_for_a_backlog_is_not_kept() {
+        let mut spare = Spare::default();
+        let event: Arc<[u8]> = Arc::from(&b"data: x\n\n"[..]);
+        for backlog in [8, MAX_SPARE_QUEUE_CHUNKS + 1] {
+            let mut outbox = Outbox::default();
+            for _ in 0..backlog {
+                outbox.push_shared(Kind::Data, Arc::clone(&event));
+            }
+            let mut sink = trickle(usize::MAX, usize::MAX);
+            assert!(outbox.flush_into(&mut sink, &mut spare).unwrap().drained);
+            assert_eq!(sink.taken.len(), backlog * event.len());
+        }
+        assert_eq!(
+            spare.queues.len(),
+            1,
+            "the small queue is kept, the grown one not"
+        );
+        assert!(spare.queues[0].chunks.capacity() <= MAX_SPARE_QUEUE_CHUNKS);
     }
 
     #[test]
