@@ -1610,7 +1610,6 @@ mod tests {
         fn with_context_takeover_each_direction_keeps_its_own_window() {
             let mut server = negotiated("permessage-deflate", ServerMode::ContextTakeover);
             assert_eq!(server.session.send_mode(), SendMode::Own);
-            let context = CONTEXT;
             // RFC 7692 §7.2.3.2: the second "Hello" refers to the first.
             let mut first = from_client(true, OpCode::Text, &HELLO);
             first[0] |= RSV1;
@@ -1635,7 +1634,7 @@ mod tests {
                 sizes[1] * 2 < sizes[0] && sizes[2] * 2 < sizes[0],
                 "{sizes:?}"
             );
-            let mut peer = Inflater::new(context);
+            let mut peer = Inflater::new(CONTEXT);
             let frames = written_inflated(&mut server, &mut peer);
             assert_eq!(frames, vec![(true, OpCode::Text, message.clone()); 3]);
             assert_eq!(server.shared.counters.compressions, 3);
